@@ -1,0 +1,2 @@
+"""Ready-made jobs; importing this package registers them."""
+from jobs import counting, daily  # noqa: F401

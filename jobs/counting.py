@@ -1,0 +1,57 @@
+"""Counting jobs: keys only, and full entities by a property's value."""
+from __future__ import annotations
+
+from pipeline import Context, JobSpec, Params, Query, register
+
+
+@register
+class CountKeys(JobSpec):
+    """Count every key of a kind (keys only), by id type and by whether it has a parent.
+
+    Counters: ``keys``, ``int_ids``, ``names``, ``children`` (keys with a parent),
+    and with by_parent=true one ``parent:<Kind>`` counter per parent kind.
+    """
+
+    name = "count_keys"
+    parameters = {"kind": "the kind to count (default Item)",
+                  "by_parent": "true: also count children per parent kind (default false)"}
+
+    def query(self, params: Params) -> Query:
+        self.by_parent = params.get("by_parent", "false").lower() == "true"
+        return Query(kind=params.get("kind", "Item"))
+
+    def next(self, ctx: Context, key) -> None:
+        c = ctx.counters
+        c.inc("keys")
+        c.inc("int_ids" if key.id is not None else "names")
+        parent = key.parent
+        if parent is not None:
+            c.inc("children")
+            if self.by_parent:
+                c.inc(f"parent:{parent.kind}")
+
+
+@register
+class CountByProperty(JobSpec):
+    """Count full entities by the value of one property (``value:<v>`` counters).
+
+    Entities without the property count as ``missing``; list values count each element.
+    """
+
+    name = "count_by_property"
+    parameters = {"kind": "the kind to read (default Item)",
+                  "property": "the property whose values are counted (default category)"}
+
+    def query(self, params: Params) -> Query:
+        self.prop = params.get("property", "category")
+        return Query(kind=params.get("kind", "Item"), keys_only=False)
+
+    def next(self, ctx: Context, entity) -> None:
+        c = ctx.counters
+        c.inc("entities")
+        if self.prop not in entity:
+            c.inc("missing")
+            return
+        value = entity[self.prop]
+        for v in value if isinstance(value, list) else [value]:
+            c.inc(f"value:{v}")

@@ -1,0 +1,125 @@
+"""The user-facing job API: JobSpec, its parameters, context and counters."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar, Iterable, Mapping, Optional
+
+from pipeline.errors import UsageError
+from pipeline.query import Query
+
+OVERFLOW_COUNTER = "_overflow"
+
+
+class Params(Mapping[str, str]):
+    """The run's job parameters (strings), with typed getters that fail clearly.
+
+    ``now`` is the moment the run was launched, in UTC, fixed when the pipeline
+    is built: "yesterday" is the same day on every worker.
+    """
+
+    def __init__(self, values: Mapping[str, str], now: dt.datetime):
+        self._values = dict(values)
+        self.now = now
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Params({self._values!r})"
+
+    def date(self, name: str, default: Optional[dt.date] = None) -> dt.date:
+        """A YYYY-MM-DD parameter."""
+        raw = self._values.get(name)
+        if raw is None:
+            if default is None:
+                raise UsageError(f"job parameter {name!r} is required (a date, YYYY-MM-DD)")
+            return default
+        try:
+            return dt.date.fromisoformat(raw)
+        except ValueError:
+            raise UsageError(f"job parameter {name}={raw!r} is not a date (YYYY-MM-DD)") from None
+
+    def integer(self, name: str, default: Optional[int] = None) -> int:
+        raw = self._values.get(name)
+        if raw is None:
+            if default is None:
+                raise UsageError(f"job parameter {name!r} is required (an integer)")
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise UsageError(f"job parameter {name}={raw!r} is not an integer") from None
+
+    def text(self, name: str, default: Optional[str] = None) -> str:
+        raw = self._values.get(name, default)
+        if raw is None:
+            raise UsageError(f"job parameter {name!r} is required")
+        return raw
+
+
+class Counters:
+    """Named integer counters of one slice; at most ``max_names`` distinct names.
+
+    Names past the cap are not kept (a counter per parent key could otherwise
+    exhaust memory); their increments are counted under ``_overflow``.
+    """
+
+    __slots__ = ("values", "max_names")
+
+    def __init__(self, max_names: int = 1000):
+        self.values: dict[str, int] = {}
+        self.max_names = max_names
+
+    def inc(self, name: str, n: int = 1) -> None:
+        values = self.values
+        if name in values:
+            values[name] += n
+        elif len(values) < self.max_names:
+            values[str(name)] = n
+        else:
+            values[OVERFLOW_COUNTER] = values.get(OVERFLOW_COUNTER, 0) + n
+
+    def get(self, name: str) -> int:
+        return self.values.get(name, 0)
+
+
+class Context:
+    """What ``next`` knows about where it is: job, parameters, namespace, range, counters."""
+
+    __slots__ = ("job", "params", "namespace", "range_id", "range", "counters")
+
+    def __init__(self, job: str, params: Params, namespace: str, range_id: str, range_desc: str,
+                 counters: Counters):
+        self.job = job
+        self.params = params
+        self.namespace = namespace
+        self.range_id = range_id
+        self.range = range_desc
+        self.counters = counters
+
+
+class JobSpec:
+    """A mapper job. Subclass it, register it with ``@register``, run it by name.
+
+    - ``query(params)`` returns the ``Query`` to read, built from the run's
+      parameters (strings). It runs once, when the pipeline is built.
+    - ``next(ctx, item)`` is called once per key (keys-only queries) or entity.
+      It may return or yield output records, and counts with ``ctx.counters.inc``.
+    - ``parameters`` documents the job's parameters (name -> help); a parameter
+      not listed there is refused, so a typo does not silently fall back to a default.
+    """
+
+    name: ClassVar[str] = ""
+    parameters: ClassVar[Mapping[str, str]] = {}
+
+    def query(self, params: Params) -> Query:
+        raise NotImplementedError(f"{type(self).__name__} must define query(params)")
+
+    def next(self, ctx: Context, item: Any) -> Optional[Iterable[Any]]:
+        raise NotImplementedError(f"{type(self).__name__} must define next(ctx, item)")

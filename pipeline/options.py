@@ -1,0 +1,118 @@
+"""The mapper's command-line options, as a Beam ``PipelineOptions`` subclass.
+
+Values are validated by argparse types, so a bad value stops the run before
+anything is read, with argparse's "argument --x: ..." message and exit code 2.
+Booleans take an explicit value (``--flag=true``) as Flex Templates pass them,
+and a bare ``--flag`` means true.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed: use a number of at least 1")
+    return v
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed: use a number above 0")
+    return v
+
+
+def parse_bool(text: str) -> bool:
+    if isinstance(text, bool):
+        return text
+    t = str(text).strip().lower()
+    if t in ("true", "1", "yes"):
+        return True
+    if t in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
+
+
+def key_value_list(text: str) -> list:
+    """k=v,k2=v2 -> [(k, v), (k2, v2)]."""
+    pairs = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"{item!r} is not NAME=VALUE")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def name_list(text: str) -> list:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def read_time_value(text: str) -> str:
+    from pipeline.launch import parse_read_time  # validated here, resolved at launch
+
+    parse_read_time(text, None)
+    return text
+
+
+class MapperOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        g = parser.add_argument_group("datastore-mapper") if hasattr(parser, "add_argument_group") else parser
+        g.add_argument("--job", help="name of the registered job to run (see --list_jobs), or "
+                       "module:Class for an unregistered JobSpec")
+        g.add_argument("--list_jobs", nargs="?", const=True, default=False, type=parse_bool,
+                       help="print the registered jobs with their parameters and exit")
+        g.add_argument("--job_module", action="append", default=[],
+                       help="import this module first, to register its jobs (repeatable)")
+        g.add_argument("--params", action="append", type=key_value_list, default=[],
+                       help="the job's parameters as NAME=VALUE[,NAME=VALUE...] (repeatable)")
+        g.add_argument("--namespaces", type=name_list, default=None,
+                       help="comma-separated namespaces to read, overriding the job's query; "
+                       "__default__ is the default namespace (default: the job's choice, "
+                       "usually all namespaces)")
+        g.add_argument("--shards", type=positive_int, default=8,
+                       help="ranges per namespace, fewer for small namespaces (default 8)")
+        g.add_argument("--oversampling", type=positive_int, default=32,
+                       help="scatter samples per range (default 32)")
+        g.add_argument("--slice_entities", type=positive_int, default=2000,
+                       help="a slice (one query, then a checkpoint) reads at most this many "
+                       "entities (default 2000)")
+        g.add_argument("--slice_seconds", type=positive_float, default=30.0,
+                       help="... or for at most this long (default 30)")
+        g.add_argument("--max_counters", type=positive_int, default=1000,
+                       help="distinct counter names kept per job; more are summed as _overflow "
+                       "(default 1000)")
+        g.add_argument("--output", default=None,
+                       help="directory (local or gs://) for the job's records and its "
+                       "summary.json, under OUTPUT/JOB/")
+        g.add_argument("--database", default=None,
+                       help="a named Datastore database (default: the default database)")
+        g.add_argument("--read_time", type=read_time_value, default=None,
+                       help="read a consistent snapshot as of this RFC 3339 time, or 'start' for "
+                       "the moment the run starts (Datastore keeps 1 hour, 7 days with "
+                       "point-in-time recovery)")
+        g.add_argument("--key_order", choices=["auto", "utf8", "utf16"], default="auto",
+                       help="how the backend orders strings in keys: utf8 (Datastore), utf16 "
+                       "(the emulator); auto picks by --emulator_host")
+        g.add_argument("--emulator_host", default=os.environ.get("DATASTORE_EMULATOR_HOST"),
+                       help="host:port of the Datastore emulator (default: "
+                       "$DATASTORE_EMULATOR_HOST); workers use it too")
+        g.add_argument("--progress_seconds", type=float, default=5.0,
+                       help="how often each worker logs its progress (0: never; default 5)")
+        g.add_argument("--allow_empty_kind", nargs="?", const=True, default=False, type=parse_bool,
+                       help="run even when the kind has no entities (default false: a typo in "
+                       "the kind is an error)")
+        g.add_argument("--launch_checks", nargs="?", const=True, default=True, type=parse_bool,
+                       help="check namespaces, kind and indexes before launching (default true)")

@@ -1,0 +1,223 @@
+"""The Beam graph's pieces: expand namespaces, split them, read ranges (an SDF
+that applies the job), roll up counters into the summary."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any, NamedTuple, Union
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.core import RestrictionProvider
+
+from pipeline import datastore_io as dio
+from pipeline.errors import JobFailed, MapperError
+from pipeline.job import Context, Counters
+from pipeline.keyorder import format_path, path_from_flat
+from pipeline.keyrange import KeyRange, KeyRangeTracker
+from pipeline.plan import RunPlan
+from pipeline.planning import plan_namespace
+from pipeline.progress import PROGRESS
+from pipeline.reading import SliceState, read_key_slice, read_value_slice
+from pipeline.summary import (JobSummaryFn, NamespacePlanned, SliceStats, TotalsFn,
+                              build_summary, format_summary, namespace_label, to_json_text)
+from pipeline.valuerange import ValueRange, ValueRangeTracker
+
+log = logging.getLogger(__name__)
+STATS = "stats"
+
+
+class RangeTask(NamedTuple):
+    """One initial range of one namespace: the element the reading SDF gets."""
+
+    namespace: str
+    range_id: str
+    restriction: Union[KeyRange, ValueRange]
+
+
+def _client(plan: RunPlan):
+    return dio.client(plan.project, plan.database, plan.emulator_host)
+
+
+class ExpandNamespacesFn(beam.DoFn):
+    """All namespaces (``__namespace__``) or the listed ones, which must exist."""
+
+    def __init__(self, plan: RunPlan):
+        self.plan = plan
+
+    def process(self, _):
+        existing = dio.with_retries(lambda: dio.list_namespaces(_client(self.plan)),
+                                    "listing namespaces")
+        wanted = self.plan.query.namespaces
+        if wanted is None:
+            yield from existing
+            return
+        missing = [n for n in wanted if n not in set(existing)]
+        if missing:
+            raise MapperError(unknown_namespaces_message(missing, existing))
+        yield from wanted
+
+
+def unknown_namespaces_message(missing, existing) -> str:
+    shown = ", ".join(namespace_label(n) for n in existing[:20])
+    more = f" and {len(existing) - 20} more" if len(existing) > 20 else ""
+    return (f"namespace(s) not found: {', '.join(namespace_label(n) for n in missing)}; "
+            f"namespaces with entities: {shown or '(none)'}{more}")
+
+
+class SplitNamespaceFn(beam.DoFn):
+    """A namespace -> its initial ranges (and a NamespacePlanned record)."""
+
+    def __init__(self, plan: RunPlan):
+        self.plan = plan
+
+    def process(self, namespace: str):
+        ranges, samples = plan_namespace(_client(self.plan), self.plan, namespace)
+        label = namespace_label(namespace)
+        log.info("namespace %s: %d ranges from %d samples", label, len(ranges), samples)
+        yield beam.pvalue.TaggedOutput(STATS, NamespacePlanned(namespace, len(ranges), samples))
+        for i, r in enumerate(ranges):
+            yield RangeTask(namespace, f"{label}#{i}", r)
+
+
+class RangeRestrictions(RestrictionProvider):
+    """The initial restriction is the range the splitter cut; runners split it further."""
+
+    def initial_restriction(self, task: RangeTask):
+        return task.restriction
+
+    def create_tracker(self, restriction):
+        if isinstance(restriction, KeyRange):
+            return KeyRangeTracker(restriction)
+        return ValueRangeTracker(restriction)
+
+    def split(self, task, restriction):
+        yield restriction
+
+    def restriction_size(self, task, restriction) -> float:
+        if isinstance(restriction, KeyRange):
+            return float(len(restriction.samples) + 1)
+        return 1.0
+
+
+class ReadRangeFn(beam.DoFn):
+    """Reads a range one slice per call and applies the job to each key or entity.
+
+    After each slice it checkpoints (``defer_remainder``), so a failure repeats
+    one slice, never the range; a runner may also split the unread remainder.
+    Emits the job's records as (namespace, record) and a SliceStats per slice.
+    """
+
+    def __init__(self, plan: RunPlan):
+        self.plan = plan
+
+    def setup(self):
+        self._client = _client(self.plan)
+        self._metric_ns = self.plan.metrics_namespace
+        self._entities = Metrics.counter(self._metric_ns, "entities")
+        self._records = Metrics.counter(self._metric_ns, "records")
+        self._metrics: dict = {}
+
+    def process(self, task: RangeTask, tracker=beam.DoFn.RestrictionParam(RangeRestrictions())):
+        plan = self.plan
+        state = SliceState()
+        counters = Counters(plan.max_counters)
+        ctx = Context(plan.job_name, plan.params, task.namespace, task.range_id,
+                      tracker.current_restriction().describe(), counters)
+        keys_only = plan.query.keys_only
+        reader = read_value_slice if plan.query.prop_range is not None else read_key_slice
+        started = time.monotonic()
+        records = 0
+        next_fn = plan.job.next
+        for entity in reader(self._client, plan, task.namespace, tracker, state):
+            item = entity.key if keys_only else entity
+            try:
+                out = next_fn(ctx, item)
+                if out is not None:
+                    for record in out:
+                        records += 1
+                        yield task.namespace, record
+            except MapperError:
+                raise
+            except Exception as e:
+                raise JobFailed(
+                    f"job {plan.job_name} failed on entity "
+                    f"{format_path(path_from_flat(entity.key.flat_path))} in namespace "
+                    f"{namespace_label(task.namespace)}: {type(e).__name__}: {e}") from e
+        seconds = time.monotonic() - started
+        self._report(task, state, counters, records, seconds)
+        yield beam.pvalue.TaggedOutput(STATS, SliceStats(
+            task.namespace, task.range_id, state.entities, records, state.queries, state.retries,
+            seconds, counters.values, f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"))
+        if not state.done:
+            tracker.defer_remainder()
+
+    def _report(self, task, state, counters, records, seconds) -> None:
+        self._entities.inc(state.entities)
+        if records:
+            self._records.inc(records)
+        for name, n in counters.values.items():
+            metric = self._metrics.get(name)
+            if metric is None:
+                metric = self._metrics[name] = Metrics.counter(self._metric_ns, name)
+            metric.inc(n)
+        PROGRESS.add(task.namespace, state.entities, self.plan.progress_seconds)
+
+
+class WriteSummaryFn(beam.DoFn):
+    """Builds the job summary, logs it, and writes it as JSON when asked."""
+
+    def __init__(self, plan: RunPlan):
+        self.plan = plan
+
+    def process(self, per_namespace: dict):
+        plan = self.plan
+        summary = build_summary(
+            plan.job_name, plan.query.describe(), dict(plan.params), plan.started,
+            dt.datetime.now(dt.timezone.utc), per_namespace, plan.max_counters, plan.read_time)
+        log.info("summary:\n%s", format_summary(summary))
+        if plan.summary_path:
+            with FileSystems.create(plan.summary_path) as f:
+                f.write(to_json_text(summary).encode("utf-8"))
+        yield summary
+
+
+def _by_range(stats):
+    """Slices of a range (and a namespace's plan record) share a key: (namespace, range id)."""
+    return (stats.namespace, getattr(stats, "range_id", "")), stats
+
+
+class MapDatastore(beam.PTransform):
+    """PBegin -> {'records': (namespace, record), 'summary': dict}: the whole mapper."""
+
+    def __init__(self, plan: RunPlan):
+        super().__init__()
+        self.plan = plan
+
+    def expand(self, pbegin):
+        plan = self.plan
+        split = (
+            pbegin
+            | "Start" >> beam.Create([None])
+            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(plan))
+            | "ReshuffleNamespaces" >> beam.Reshuffle()
+            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(plan)).with_outputs(STATS, main="ranges"))
+        read = (
+            split.ranges
+            | "ReshuffleRanges" >> beam.Reshuffle()
+            | "ReadRanges" >> beam.ParDo(ReadRangeFn(plan)).with_outputs(STATS, main="records"))
+        summary = (
+            (split[STATS], read[STATS])
+            | "AllStats" >> beam.Flatten()
+            | "ByRange" >> beam.Map(_by_range)
+            | "RangeTotals" >> beam.CombinePerKey(TotalsFn(plan.max_counters))
+            | "ByNamespace" >> beam.Map(lambda kv: (kv[0][0], kv[1]))
+            | "NamespaceTotals" >> beam.CombinePerKey(TotalsFn(plan.max_counters))
+            | "JobTotals" >> beam.CombineGlobally(JobSummaryFn())
+            | "Summary" >> beam.ParDo(WriteSummaryFn(plan)))
+        return {"records": read.records, "summary": summary}
