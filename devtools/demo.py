@@ -1,7 +1,7 @@
 """End-to-end demo: emulator + DEMO_DATASET + one pipeline run, with nothing left running after.
 
 Usage: python -m devtools.demo [extra pipeline args, e.g. --job count_by_category]
-The output goes to $DEMO_OUTPUT, or to a fresh temporary directory that is kept for inspection.
+The output goes to --output if given, else $DEMO_OUTPUT, else to a fresh temporary directory that is kept for inspection.
 """
 
 from __future__ import annotations
@@ -22,6 +22,15 @@ def _has_flag(argv: list[str], flag: str) -> bool:
     return any(arg == flag or arg.startswith(flag + "=") for arg in argv)
 
 
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
 def pipeline_command(argv: list[str], output: str) -> list[str]:
     """`python -m pipeline ...` with demo defaults; flags given in argv win over the defaults."""
     defaults = {"--job": "count_keys", "--project": PROJECT, "--output": output}
@@ -34,7 +43,8 @@ def pipeline_command(argv: list[str], output: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    output = os.environ.get("DEMO_OUTPUT") or tempfile.mkdtemp(prefix="datastore-mapper-demo-")
+    output = (_flag_value(argv, "--output") or os.environ.get("DEMO_OUTPUT")
+              or tempfile.mkdtemp(prefix="datastore-mapper-demo-"))
     emu = DatastoreEmulator(project=PROJECT)
     proc: subprocess.Popen[bytes] | None = None
     try:

@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline.errors import MapperError
 from pipeline.launch import check_before_launch, make_plan
+from pipeline.local_runner import LOCAL_ARGS, apply_residual_fix
 from pipeline.options import MapperOptions
 from pipeline.registry import known_jobs, load_modules
 from pipeline.run import build
@@ -23,11 +24,6 @@ from pipeline.summary import format_summary
 
 log = logging.getLogger("pipeline")
 
-#: Local runs are pinned: plain DirectRunner first tries to download Prism. Separate
-#: processes, because the multi_threading mode corrupted data in our trials
-#: (shared/notes/beam.md); two workers, so ranges really run in parallel.
-LOCAL_DEFAULTS = ["--runner=FnApiRunner", "--direct_running_mode=multi_processing",
-                  "--direct_num_workers=2"]
 LOCAL_RUNNERS = {"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
                  "PrismRunner"}
 
@@ -88,10 +84,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(list_jobs(known.job_module))
             return 0
         if not any(a == "--runner" or a.startswith("--runner=") for a in argv):
-            argv = LOCAL_DEFAULTS + argv
+            argv = LOCAL_ARGS + argv
         options = PipelineOptions(argv)
         runner = options.view_as(StandardOptions).runner or ""
         local = runner.split(".")[-1] in LOCAL_RUNNERS
+        if local:
+            apply_residual_fix()
         plan = make_plan(options)
         m = options.view_as(MapperOptions)
         tmp = None

@@ -63,11 +63,13 @@ def read_key_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker,
         if last is not None:
             rng = dataclasses.replace(rng, start=last, start_inclusive=False)
         q = dio.key_range_query(c, plan.query, namespace, rng, plan.query.keys_only)
-        it = dio.fetch(q, limit=remaining, read_time=plan.read_time)
+        limit, got, timed_out = remaining, 0, False
+        it = dio.fetch(q, limit=limit, read_time=plan.read_time)
         state.queries += 1
         try:
             for page in it.pages:
                 for entity in page:
+                    got += 1
                     state.returned += 1
                     path = path_from_flat(entity.key.flat_path)
                     if not tracker.try_claim(path):
@@ -78,13 +80,16 @@ def read_key_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker,
                     state.entities += 1
                     yield entity
                 if time.monotonic() >= deadline:
-                    break  # at a page end: the next slice resumes from here
+                    timed_out = True  # at a page end: the next slice resumes from here
+                    break
         except dio.TRANSIENT as e:
             retry.failed(e, state)
             continue
         except gexc.GoogleAPICallError as e:
             raise dio.explain(e, plan.query, namespace, f"reading key range {rng.describe()}") from None
-        if it.next_page_token is None:
+        # Fewer results than asked for: the query is exhausted. (The emulator says
+        # "more results after limit" even at the end, so the count decides.)
+        if not timed_out and (got < limit or it.next_page_token is None):
             tracker.try_claim(END)
             state.done = True
         return
@@ -110,7 +115,8 @@ def read_value_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker
         rng: ValueRange = tracker.current_restriction()
         resume = floor.cursor if floor is not None else None
         q = dio.value_range_query(c, plan.query, namespace, rng)
-        it = dio.fetch(q, limit=remaining, start_cursor=resume, read_time=plan.read_time)
+        limit, got, timed_out = remaining, 0, False
+        it = dio.fetch(q, limit=limit, start_cursor=resume, read_time=plan.read_time)
         state.queries += 1
         page_start = resume
         try:
@@ -118,6 +124,7 @@ def read_value_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker
                 page_end = it.next_page_token
                 items = list(page)
                 for i, entity in enumerate(items):
+                    got += 1
                     state.returned += 1
                     remaining -= 1
                     values = entity.get(rng.prop)
@@ -141,13 +148,16 @@ def read_value_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker
                         yield entity
                 page_start = page_end
                 if time.monotonic() >= deadline:
-                    break  # at a page end: the next slice resumes from here
+                    timed_out = True  # at a page end: the next slice resumes from here
+                    break
         except dio.TRANSIENT as e:
             retry.failed(e, state)
             continue
         except gexc.GoogleAPICallError as e:
             raise dio.explain(e, plan.query, namespace, f"reading {rng.describe()}") from None
-        if it.next_page_token is None:
+        # Fewer results than asked for: the query is exhausted. (The emulator says
+        # "more results after limit" even at the end, so the count decides.)
+        if not timed_out and (got < limit or it.next_page_token is None):
             tracker.try_claim(END)
             state.done = True
         return
