@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipeline import logs
 from pipeline.errors import MapperError
 from pipeline.launch import check_before_launch, make_plan
 from pipeline.local_runner import LOCAL_ARGS, apply_residual_fix
@@ -75,9 +76,7 @@ def failure_message(err: BaseException) -> Optional[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apache_beam", "google", "urllib3", "grpc"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure()
     known, _ = help_parser().parse_known_args(argv)  # --help, bad values: argparse exits 2
     try:
         if known.list_jobs:

@@ -9,6 +9,8 @@ import logging
 import threading
 import time
 
+from pipeline.query import namespace_label
+
 log = logging.getLogger("pipeline.progress")
 
 
@@ -28,9 +30,9 @@ class Progress:
                 return
             total = sum(self._done.values())
             rate = (total - self._last_total) / (now - self._last_log)
-            parts = ", ".join(f"{ns or '(default)'}: {c}" for ns, c in sorted(self._done.items()))
+            parts = ", ".join(f"{namespace_label(ns)}: {c}" for ns, c in sorted(self._done.items()))
             self._last_log, self._last_total = now, total
-        log.info("progress: %d entities read by this worker (%.0f/s now; %.0f/s overall) — %s",
+        log.info("progress: %d entities read by this worker (%.0f/s now, %.0f/s overall); %s",
                  total, rate, total / max(now - self._start, 1e-9), parts)
 
 

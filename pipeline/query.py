@@ -18,6 +18,13 @@ DEFAULT_NAMESPACE_ONLY: Tuple[str, ...] = ("",)
 #: names starting with "__" are reserved by Datastore, so no real namespace has it.
 DEFAULT_NAMESPACE_NAME = "__default__"
 
+
+
+def namespace_label(ns: str) -> str:
+    """A namespace as logs, summaries and the command line name it."""
+    return ns or DEFAULT_NAMESPACE_NAME
+
+
 EQUALITY_OPS = ("=", "==")
 INEQUALITY_OPS = ("<", "<=", ">", ">=")
 

@@ -15,7 +15,7 @@ from typing import Iterable, Optional
 import apache_beam as beam
 
 from pipeline.job import OVERFLOW_COUNTER
-from pipeline.query import DEFAULT_NAMESPACE_NAME
+from pipeline.query import namespace_label
 
 
 @dataclasses.dataclass
@@ -151,10 +151,6 @@ class JobSummaryFn(beam.CombineFn):
 
     def extract_output(self, acc: dict) -> dict:
         return acc
-
-
-def namespace_label(ns: str) -> str:
-    return ns if ns else DEFAULT_NAMESPACE_NAME
 
 
 def build_summary(job: str, query: str, params: dict, started: dt.datetime,

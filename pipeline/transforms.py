@@ -23,9 +23,10 @@ from pipeline.keyrange import KeyRange, KeyRangeTracker
 from pipeline.plan import RunPlan
 from pipeline.planning import plan_namespace
 from pipeline.progress import PROGRESS
+from pipeline.query import namespace_label
 from pipeline.reading import SliceState, read_key_slice, read_value_slice
 from pipeline.summary import (JobSummaryFn, NamespacePlanned, SliceStats, TotalsFn,
-                              build_summary, format_summary, namespace_label, to_json_text)
+                              build_summary, format_summary, to_json_text)
 from pipeline.valuerange import ValueRange, ValueRangeTracker
 
 log = logging.getLogger(__name__)
