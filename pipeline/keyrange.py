@@ -110,11 +110,17 @@ class KeyRangeTracker(RestrictionTracker):
     """Claims keys in increasing order; splits at checkpoints and at samples."""
 
     def __init__(self, restriction: KeyRange):
-        self._range = restriction
         self._last_claimed: Optional[KeyPath] = None
+        self._last_key: Optional[tuple] = None  # sort key of the last claim: claims are per entity
         self._last_attempted: object = None
         self._claimed = 0
         self._lock = threading.Lock()
+        self._set_range(restriction)
+
+    def _set_range(self, rng: KeyRange) -> None:
+        self._range = rng
+        self._start_key = None if rng.start is None else sort_key(rng.start, rng.order)
+        self._end_key = None if rng.end is None else sort_key(rng.end, rng.order)
 
     def current_restriction(self) -> KeyRange:
         with self._lock:
@@ -129,17 +135,20 @@ class KeyRangeTracker(RestrictionTracker):
             if position is END:
                 self._last_attempted = END
                 return False
-            if self._last_claimed is not None and sort_key(position, self._range.order) <= sort_key(
-                    self._last_claimed, self._range.order):
+            rng = self._range
+            k = sort_key(position, rng.order)
+            if self._last_key is not None and k <= self._last_key:
                 raise ValueError(
                     f"keys must be claimed in increasing order: {format_path(position)} after "
                     f"{format_path(self._last_claimed)}")
-            if not self._range.after_start(position):
-                raise ValueError(f"{format_path(position)} lies before {self._range.describe()}")
+            start = self._start_key
+            if start is not None and (k < start or (k == start and not rng.start_inclusive)):
+                raise ValueError(f"{format_path(position)} lies before {rng.describe()}")
             self._last_attempted = position
-            if not self._range.before_end(position):
+            end = self._end_key
+            if end is not None and (k > end or (k == end and not rng.end_inclusive)):
                 return False
-            self._last_claimed = position
+            self._last_claimed, self._last_key = position, k
             self._claimed += 1
             return True
 
@@ -160,7 +169,7 @@ class KeyRangeTracker(RestrictionTracker):
                         rng, end=rng.start, end_inclusive=False, samples=())
                     if rng.start is None:
                         return None  # an open start cannot be made empty; runner resumes later
-                    self._range = primary
+                    self._set_range(primary)
                     return primary, rng
                 primary, residual = rng.split_after(self._last_claimed)
             else:
@@ -175,7 +184,7 @@ class KeyRangeTracker(RestrictionTracker):
                 primary, residual = rng.split_at(point)
             if residual.is_empty():
                 return None
-            self._range = primary
+            self._set_range(primary)
             return primary, residual
 
     def check_done(self) -> None:
