@@ -63,10 +63,14 @@ def list_jobs(modules: Sequence[str]) -> str:
 
 def failure_message(err: BaseException) -> Optional[str]:
     """Our own error, found inside whatever a runner wrapped it in."""
-    if isinstance(err, MapperError):
-        return str(err)
     text = str(err)
-    matches = re.findall(r"(?:pipeline\.errors\.)?(?:MapperError|UsageError|QueryError|JobFailed)"
+    if isinstance(err, MapperError):
+        # A runner may re-raise our own error with " [while running 'STEP']" appended.
+        m = re.match(r"(.*?)(?: \[while running '([^']+)'\])?$", text, flags=re.S)
+        return m.group(1).strip() + (f" (in step {m.group(2)})" if m.group(2) else "")
+    # Not preceded by a word or a dot: click.exceptions.UsageError or BigQueryError are not ours.
+    matches = re.findall(r"(?<![\w.])(?:pipeline\.errors\.)?"
+                         r"(?:MapperError|UsageError|QueryError|JobFailed)"
                          r": (.+?)(?: \[while running '([^']+)'\])?$", text, flags=re.M)
     if not matches:
         return None
@@ -116,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                if tmp is None else ""))
         return 0
     except MapperError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {failure_message(e)}", file=sys.stderr)
         return 2
     except Exception as e:  # a runner wraps errors raised on workers
         msg = failure_message(e)

@@ -78,15 +78,16 @@ class Counters:
 
     def inc(self, name: str, n: int = 1) -> None:
         values = self.values
+        name = str(name)  # a non-str name (inc(2024)) must find its counter again
         if name in values:
             values[name] += n
         elif len(values) < self.max_names:
-            values[str(name)] = n
+            values[name] = n
         else:
             values[OVERFLOW_COUNTER] = values.get(OVERFLOW_COUNTER, 0) + n
 
     def get(self, name: str) -> int:
-        return self.values.get(name, 0)
+        return self.values.get(str(name), 0)
 
 
 class Context:
