@@ -148,8 +148,11 @@ def resolve(query: Query) -> ResolvedQuery:
         if r.lo is not None and r.hi is not None:
             if value_type(r.lo) != value_type(r.hi):
                 raise QueryError(f"the bounds on {prop} have different types: {r.lo!r}, {r.hi!r}")
-            if value_sort_key(r.lo) > value_sort_key(r.hi):
-                raise QueryError(f"the range on {prop} is empty: {r.lo!r} is above {r.hi!r}")
+            lo_k, hi_k = value_sort_key(r.lo), value_sort_key(r.hi)
+            if lo_k > hi_k or (lo_k == hi_k and not (r.lo_inclusive and r.hi_inclusive)):
+                raise QueryError(f"the range on {prop} is empty: nothing is "
+                                 f"{'>=' if r.lo_inclusive else '>'} {r.lo!r} and "
+                                 f"{'<=' if r.hi_inclusive else '<'} {r.hi!r}")
         prop_range = r
     ancestor = None
     if query.ancestor is not None:
