@@ -67,6 +67,8 @@ def test_resolve_rejects_unsupported_operators(op):
 @pytest.mark.parametrize("filters, fragment", [
     ([("n", ">", 5), ("n", "<", "z")], "different types"),
     ([("n", ">=", 10), ("n", "<", 5)], "empty"),
+    ([("n", ">", 5), ("n", "<", 5)], "empty"),
+    ([("n", ">=", 5), ("n", "<", 5)], "empty"),
     ([("n", ">", 1), ("n", ">=", 2)], "two lower bounds"),
     ([("n", "<", 1), ("n", "<=", 2)], "two upper bounds"),
     ([("n", ">", True)], "boolean"),
