@@ -106,11 +106,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         started = time.monotonic()
         p = beam.Pipeline(options=options)
         build(p, plan)
-        result = p.run()
         if not local:
+            p.run()
             log.info("launched on %s; not waiting for a remote runner's result here", runner)
             return 0
-        result.wait_until_finish()
+        worker_log = os.path.join(tempfile.gettempdir(), f"mapper-workers-{os.getpid()}.log")
+        try:
+            with logs.worker_stderr_to(worker_log):
+                p.run().wait_until_finish()
+        except Exception:
+            log.info("the local workers' raw output is in %s", worker_log)
+            raise
+        else:
+            os.unlink(worker_log)
         wall = time.monotonic() - started
         if plan.summary_path and os.path.exists(plan.summary_path):
             with open(plan.summary_path, encoding="utf-8") as f:

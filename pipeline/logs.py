@@ -8,14 +8,19 @@ summary) and warnings, and drops Beam's start-up noise.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import logging
+import os
 import re
+import sys
+from typing import Iterator
 
 _WORKER_LOGGER = "apache_beam.runners.portability.local_job_service"
 _MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
 _LOCATION = re.compile(r'log_location: "((?:[^"\\]|\\.)*)"')
-#: Beam's start-up warning, and the summary a worker logs (the CLI prints it itself).
-_NOISE = ("semi_persistent_directory", "summary:\n")
+#: Beam's start-up warning; the summary a worker logs and the traceback of a bundle that
+#: failed (the CLI prints both itself, the failure as one clear line).
+_NOISE = ("semi_persistent_directory", "summary:\n", "Error processing instruction")
 
 
 def _unescape(text: str) -> str:
@@ -51,3 +56,43 @@ def configure(level: int = logging.INFO) -> None:
     worker.setLevel(logging.INFO)
     if not any(isinstance(f, WorkerLogFilter) for f in worker.filters):
         worker.addFilter(WorkerLogFilter())
+
+
+@contextlib.contextmanager
+def worker_stderr_to(path: str) -> Iterator[None]:
+    """Send what local worker processes print to their stderr (Beam prints a job's
+    failure there as a raw traceback, before the CLI reports it) to a file, while
+    this process's own logs and messages still reach the terminal."""
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    handlers = [h for h in logging.getLogger().handlers
+                if isinstance(h, logging.StreamHandler) and _is_fd2(getattr(h, "stream", None))]
+    old_stderr = sys.stderr
+    terminal = None
+    with open(path, "ab") as sink:
+        os.dup2(sink.fileno(), 2)
+    try:
+        if _is_fd2(old_stderr):
+            terminal = os.fdopen(os.dup(saved_fd), "w", buffering=1, encoding="utf-8",
+                                 errors="replace")
+            sys.stderr = terminal
+            for h in handlers:
+                h.setStream(terminal)
+        yield
+    finally:
+        if terminal is not None:
+            terminal.flush()
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+        if terminal is not None:
+            sys.stderr = old_stderr
+            for h in handlers:
+                h.setStream(old_stderr)
+            terminal.close()
+
+
+def _is_fd2(stream) -> bool:
+    try:
+        return stream is not None and stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False

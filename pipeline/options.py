@@ -60,9 +60,13 @@ def name_list(text: str) -> list:
 
 
 def read_time_value(text: str) -> str:
+    from pipeline.errors import UsageError
     from pipeline.launch import parse_read_time  # validated here, resolved at launch
 
-    parse_read_time(text, None)
+    try:
+        parse_read_time(text, None)
+    except UsageError as e:  # argparse turns only ArgumentTypeError/ValueError into a usage error
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 
