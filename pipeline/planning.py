@@ -1,6 +1,7 @@
 """Per namespace: sample scatter keys (or find the value bounds) and cut ranges."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Union
 
@@ -13,6 +14,7 @@ from pipeline.keyrange import KeyRange
 from pipeline.plan import RunPlan
 from pipeline.splitting import key_ranges, owner_value, range_count, value_ranges
 from pipeline.valuerange import ValueRange
+from pipeline.values import value_sort_key
 
 log = logging.getLogger(__name__)
 Restriction = Union[KeyRange, ValueRange]
@@ -41,26 +43,71 @@ def sample_scatter(c: datastore.Client, plan: RunPlan, namespace: str) -> list[K
         return dio.with_retries(lambda: run(False), what)
 
 
+# The extremes of a type in Datastore's value order: an open side of a range is capped
+# there, so the bound search does not start among other types (None sorts before every
+# timestamp, strings and floats after them).
+_TS_MIN = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
+_TS_MAX = dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc)
+
+
+def _type_caps(given):
+    if isinstance(given, dt.datetime):
+        return _TS_MIN, _TS_MAX
+    if isinstance(given, str):
+        return "", None
+    if isinstance(given, int):
+        return -2 ** 63, 2 ** 63 - 1
+    return None, None
+
+
+def _same_type(value, given) -> bool:
+    if isinstance(given, dt.datetime):
+        return isinstance(value, dt.datetime)
+    return type(value) is type(given)
+
+
 def _bound(c: datastore.Client, plan: RunPlan, namespace: str, descending: bool):
-    """The smallest (or largest) in-range value of the range property: one entity."""
+    """The smallest (or largest) in-range value of the range property.
+
+    Entities are scanned in the property's order until one whose values are all of
+    the bound's type: entities sorted before it may hold other types (integers sort
+    among timestamps, lists mix types) and are looked at, not trusted.
+    """
     r = plan.query.prop_range
+    given = r.lo if r.lo is not None else r.hi
+    cap_lo, cap_hi = _type_caps(given)
     q = dio.base_query(c, plan.query, namespace, keys_only=False)
     PF = datastore.query.PropertyFilter
     if r.lo is not None:
         q.add_filter(filter=PF(r.prop, ">=" if r.lo_inclusive else ">", r.lo))
+    elif cap_lo is not None:
+        q.add_filter(filter=PF(r.prop, ">=", cap_lo))
     if r.hi is not None:
         q.add_filter(filter=PF(r.prop, "<=" if r.hi_inclusive else "<", r.hi))
+    elif cap_hi is not None:
+        q.add_filter(filter=PF(r.prop, "<=", cap_hi))
     q.order = [("-" if descending else "") + r.prop]
     what = f"finding the {'largest' if descending else 'smallest'} {r.prop} of {plan.query.kind}"
+
+    def scan():
+        best, best_key = None, None
+        for entity in dio.fetch(q, read_time=plan.read_time):
+            values = entity.get(r.prop)
+            v = owner_value(values, r.lo, r.hi, r.lo_inclusive, r.hi_inclusive, plan.order,
+                            largest=descending)
+            if v is None:
+                continue
+            k = value_sort_key(v, plan.order)
+            if best is None or (k > best_key if descending else k < best_key):
+                best, best_key = v, k
+            if all(_same_type(x, given) for x in (values if isinstance(values, list) else [values])):
+                return best  # sorted at its own extreme value: nothing later goes further
+        return best
+
     try:
-        found = dio.with_retries(
-            lambda: list(dio.fetch(q, limit=1, read_time=plan.read_time)), what)
+        return dio.with_retries(scan, what)
     except gexc.GoogleAPICallError as e:
         raise dio.explain(e, plan.query, namespace, what) from None
-    if not found:
-        return None
-    return owner_value(found[0].get(r.prop), r.lo, r.hi, r.lo_inclusive, r.hi_inclusive,
-                       plan.order, largest=descending)
 
 
 def plan_namespace(c: datastore.Client, plan: RunPlan, namespace: str) -> tuple[list[Restriction], int]:

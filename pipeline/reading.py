@@ -109,11 +109,14 @@ def read_value_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker
     job = plan.query.prop_range
     first: ValueRange = tracker.current_restriction()
     floor = first.start  # the last claimed position: skip anything at or before it
+    # A cursor past entities that were skipped without a claim, when a query ran out on
+    # them: read on from there, so a slice always claims something or ends the range.
+    skipped_to = None
     retry = _Retry(f"reading {plan.query.kind} by {job.prop} in namespace "
                    f"{namespace or '(default)'}")
     while True:
         rng: ValueRange = tracker.current_restriction()
-        resume = floor.cursor if floor is not None else None
+        resume = skipped_to or (floor.cursor if floor is not None else None)
         q = dio.value_range_query(c, plan.query, namespace, rng)
         limit, got, timed_out = remaining, 0, False
         it = dio.fetch(q, limit=limit, start_cursor=resume, read_time=plan.read_time)
@@ -126,7 +129,6 @@ def read_value_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker
                 for i, entity in enumerate(items):
                     got += 1
                     state.returned += 1
-                    remaining -= 1
                     values = entity.get(rng.prop)
                     here = owner_value(values, rng.query_lo, rng.query_hi, rng.lo_inclusive,
                                        rng.hi_inclusive, plan.order)
@@ -139,7 +141,8 @@ def read_value_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker
                     if not tracker.try_claim(claim):
                         state.done = True
                         return
-                    floor = claim
+                    floor, skipped_to = claim, None
+                    remaining -= 1
                     owner = owner_value(values, job.lo, job.hi, job.lo_inclusive,
                                         job.hi_inclusive, plan.order)
                     if owner is not None and value_sort_key(owner, plan.order) == value_sort_key(
@@ -160,4 +163,9 @@ def read_value_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker
         if not timed_out and (got < limit or it.next_page_token is None):
             tracker.try_claim(END)
             state.done = True
-        return
+            return
+        if timed_out or remaining <= 0:
+            return
+        # The results ran out on entities skipped without a claim (another type, or
+        # read before a checkpoint): claims count, so read on after them.
+        skipped_to = it.next_page_token

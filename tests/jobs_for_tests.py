@@ -1,0 +1,49 @@
+"""Jobs used only by the tests; loaded with ``--job_module tests.jobs_for_tests``.
+
+They live in an importable module (not in a test file) so that worker processes
+can unpickle them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from pipeline import Context, JobSpec, Params, Query, register
+from pipeline.errors import UsageError
+
+
+def _timestamp(params: Params, name: str):
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise UsageError(f"test_range_probe: {name}={raw!r} is not an ISO timestamp") from None
+    if t.tzinfo is None:
+        raise UsageError(f"test_range_probe: {name}={raw!r} needs a time zone")
+    return t.astimezone(dt.timezone.utc)
+
+
+@register
+class RangeProbe(JobSpec):
+    """Full entities with a timestamp inequality on one property; one record per entity
+    saying which initial range read it. Any of ge/gt/lt/le may be left out (open bound)."""
+
+    name = "test_range_probe"
+    parameters = {"kind": "kind (default Event)", "property": "property (default created)",
+                  "ge": "ISO timestamp: property >= ge", "gt": "property > gt",
+                  "lt": "property < lt", "le": "property <= le"}
+
+    def query(self, params: Params) -> Query:
+        self.prop = params.get("property", "created")
+        filters = []
+        for op_name, op in (("ge", ">="), ("gt", ">"), ("lt", "<"), ("le", "<=")):
+            value = _timestamp(params, op_name)
+            if value is not None:
+                filters.append((self.prop, op, value))
+        return Query(kind=params.get("kind", "Event"), keys_only=False, filters=filters)
+
+    def next(self, ctx: Context, entity):
+        ctx.counters.inc("entities")
+        yield {"namespace": ctx.namespace, "key": list(entity.key.flat_path),
+               "range": ctx.range_id, "value": entity.get(self.prop)}
