@@ -126,7 +126,12 @@ class ValueRangeTracker(RestrictionTracker):
             last = self._last_claimed
             if fraction_of_remainder <= 0:
                 if last is None:
-                    return None
+                    # Nothing claimed yet (a slice that ran out of time on entities it skips):
+                    # the primary is empty, the residual is the whole range, as it was.
+                    lo = rng.start if rng.start is not None else Claim(rng.query_lo, None)
+                    primary = dataclasses.replace(rng, end=lo, end_inclusive=False)
+                    self._range = primary
+                    return primary, rng
                 primary = dataclasses.replace(rng, end=last, end_inclusive=True)
                 residual = dataclasses.replace(rng, start=last)
                 self._range = primary

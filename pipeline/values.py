@@ -23,8 +23,10 @@ class UnsupportedValue(TypeError):
 def value_type(v: Any) -> str:
     if isinstance(v, bool):
         raise UnsupportedValue("booleans cannot be split into ranges")
-    if isinstance(v, (int, float)):
-        return "number"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "float"
     if isinstance(v, dt.datetime):
         return "timestamp"
     if isinstance(v, str):
@@ -39,11 +41,14 @@ def as_utc(v: dt.datetime) -> dt.datetime:
 
 
 def value_sort_key(v: Any, order: StringOrder = StringOrder.UTF8) -> tuple:
+    # Datastore orders types apart: integers, timestamps, strings, then floats.
     kind = value_type(v)
-    if kind == "number":
+    if kind == "integer":
         return (0, v)
     if kind == "timestamp":
         return (1, as_utc(v))
+    if kind == "float":
+        return (3, v)
     if order is StringOrder.UTF16:
         return (2, v.encode("utf-16-be", "surrogatepass"))
     return (2, v)
@@ -104,9 +109,9 @@ def interpolate(lo: Any, hi: Any, fraction: float) -> Any:
     kind = value_type(lo)
     if value_type(hi) != kind:
         raise UnsupportedValue(f"range bounds of different types: {lo!r} and {hi!r}")
-    if kind == "number":
-        if isinstance(lo, int) and isinstance(hi, int):
-            return lo + int((hi - lo) * fraction)
+    if kind == "integer":
+        return lo + int((hi - lo) * fraction)
+    if kind == "float":
         return lo + (hi - lo) * fraction
     if kind == "timestamp":
         a, b = _micros(lo), _micros(hi)

@@ -81,11 +81,12 @@ def test_resolve_rejects_bad_ranges(filters, fragment):
         resolve(Query(kind="Item", filters=filters))
 
 
-def test_resolve_allows_an_equal_bounds_range_and_mixed_numbers():
+def test_resolve_allows_an_equal_bounds_range_and_refuses_mixed_numbers():
     r = resolve(Query(kind="Item", filters=[("n", ">=", 5), ("n", "<=", 5)])).prop_range
     assert (r.lo, r.hi) == (5, 5)
-    r = resolve(Query(kind="Item", filters=[("n", ">=", 1), ("n", "<", 2.5)])).prop_range
-    assert (r.lo, r.hi) == (1, 2.5)
+    # Datastore orders all integers before all floats: 1 <= n < 2.5 is not a numeric range there.
+    with pytest.raises(QueryError, match="different types"):
+        resolve(Query(kind="Item", filters=[("n", ">=", 1), ("n", "<", 2.5)]))
 
 
 @pytest.mark.parametrize("kind", ["__kind__", "__namespace__", "", None])
