@@ -148,10 +148,10 @@ def namespace_of(key: datastore.Key) -> str:
     return "" if name in (1, "") else str(name)
 
 
-def list_namespaces(c: datastore.Client) -> list[str]:
+def list_namespaces(c: datastore.Client, read_time=None) -> list[str]:
     q = c.query(kind="__namespace__")
     q.keys_only()
-    return sorted(namespace_of(e.key) for e in q.fetch())
+    return sorted(namespace_of(e.key) for e in fetch(q, read_time=read_time))
 
 
 def list_kinds(c: datastore.Client, namespace: str) -> list[str]:

@@ -108,7 +108,7 @@ def check_before_launch(plan: RunPlan, allow_empty_kind: bool = False) -> list[s
     c = dio.client(plan.project, plan.database, plan.emulator_host)
     rq = plan.query
     try:
-        existing = dio.list_namespaces(c)
+        existing = dio.list_namespaces(c, plan.read_time)
     except gexc.GoogleAPICallError as e:
         raise dio.explain(e, rq, "", "listing namespaces") from None
     if rq.namespaces is not None:

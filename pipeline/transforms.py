@@ -52,8 +52,9 @@ class ExpandNamespacesFn(beam.DoFn):
         self.plan = plan
 
     def process(self, _):
-        existing = dio.with_retries(lambda: dio.list_namespaces(_client(self.plan)),
-                                    "listing namespaces")
+        existing = dio.with_retries(
+            lambda: dio.list_namespaces(_client(self.plan), self.plan.read_time),
+            "listing namespaces")
         wanted = self.plan.query.namespaces
         if wanted is None:
             yield from existing
