@@ -1,4 +1,4 @@
-"""--read_time: every query of the run reads the same snapshot.
+"""--read_time and --database reach every query of the run.
 
 The emulator accepts a read time but ignores it (measured: a query at a time
 before a put still sees the put), so the snapshot itself cannot be observed
@@ -60,3 +60,23 @@ def test_without_read_time_queries_read_the_latest_data(emulator, fetch_calls, t
     assert r.code == 0, r.stderr
     assert all(kw.get("read_time") is None for _, kw in fetch_calls)
     assert r.summary["read_time"] is None and r.summary["totals"]["entities"] == 50
+
+
+def test_database_reaches_every_client(emulator, monkeypatch, tmp_path):
+    """--database: every Datastore client of the run (launcher, sampling, reading) is bound
+    to the named database. The emulator ignores database ids, so only that is checked."""
+    seed_dataset(PROJECT, [NamespaceSpec("", 60)])
+    made = []
+    real = dio.datastore.Client
+
+    def client(*args, **kw):
+        made.append(kw.get("database"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(dio.datastore, "Client", client)
+    monkeypatch.setattr(dio, "_clients", {})
+    r = run_mapper("export_keys", ["--database", "tenant-db"], output=str(tmp_path),
+                   runner=IN_PROCESS)
+    assert r.code == 0, r.stderr
+    assert made and set(made) == {"tenant-db"}
+    assert r.summary["totals"]["entities"] == 60
