@@ -9,12 +9,11 @@ data, with no key arithmetic that could disagree with the backend.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from typing import Optional
 
-from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
 
 from pipeline.keyorder import KeyPath, StringOrder, format_path, sort_key
+from pipeline.tracking import OrderedRangeTracker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,10 +42,6 @@ class KeyRange:
             return True
         a, b = self._k(path), self._k(self.end)
         return a <= b if self.end_inclusive else a < b
-
-    def at_or_past_end(self, path: KeyPath) -> bool:
-        """Nothing of the range is left after a claim attempt at ``path``."""
-        return self.end is not None and self._k(path) >= self._k(self.end)
 
     def contains(self, path: KeyPath) -> bool:
         return self.after_start(path) and self.before_end(path)
@@ -81,23 +76,6 @@ class KeyRange:
         return f"{lo}{format_path(self.start)}, {format_path(self.end)}{hi}"
 
 
-class _End:
-    """Claimed when the reader has exhausted its query: the range is done."""
-
-    def __repr__(self) -> str:
-        return "END"
-
-    def __reduce__(self):
-        return (_end, ())
-
-
-def _end() -> "_End":
-    return END
-
-
-END = _End()
-
-
 def choose_sample(candidates: tuple, fraction: float) -> Optional[KeyPath]:
     """The sample that leaves about ``fraction`` of the remaining samples' gaps below it."""
     if not candidates:
@@ -106,105 +84,42 @@ def choose_sample(candidates: tuple, fraction: float) -> Optional[KeyPath]:
     return candidates[min(max(idx, 0), len(candidates) - 1)]
 
 
-class KeyRangeTracker(RestrictionTracker):
+class KeyRangeTracker(OrderedRangeTracker):
     """Claims keys in increasing order; splits at checkpoints and at samples."""
 
-    def __init__(self, restriction: KeyRange):
-        self._last_claimed: Optional[KeyPath] = None
-        self._last_key: Optional[tuple] = None  # sort key of the last claim: claims are per entity
-        self._last_attempted: object = None
-        self._claimed = 0
-        self._lock = threading.Lock()
-        self._set_range(restriction)
+    def _key(self, path: KeyPath) -> tuple:
+        return sort_key(path, self._range.order)
 
-    def _set_range(self, rng: KeyRange) -> None:
-        self._range = rng
-        self._start_key = None if rng.start is None else sort_key(rng.start, rng.order)
-        self._end_key = None if rng.end is None else sort_key(rng.end, rng.order)
+    def _bounds(self, rng: KeyRange) -> tuple:
+        return (None if rng.start is None else sort_key(rng.start, rng.order), rng.start_inclusive,
+                None if rng.end is None else sort_key(rng.end, rng.order), rng.end_inclusive)
 
-    def current_restriction(self) -> KeyRange:
-        with self._lock:
-            return self._range
+    def _format(self, path) -> str:
+        return format_path(path)
 
     @property
     def last_claimed(self) -> Optional[KeyPath]:
         return self._last_claimed
 
-    def try_claim(self, position) -> bool:
-        with self._lock:
-            if position is END:
-                self._last_attempted = END
-                return False
-            rng = self._range
-            k = sort_key(position, rng.order)
-            if self._last_key is not None and k <= self._last_key:
-                raise ValueError(
-                    f"keys must be claimed in increasing order: {format_path(position)} after "
-                    f"{format_path(self._last_claimed)}")
-            start = self._start_key
-            if start is not None and (k < start or (k == start and not rng.start_inclusive)):
-                raise ValueError(f"{format_path(position)} lies before {rng.describe()}")
-            self._last_attempted = position
-            end = self._end_key
-            if end is not None and (k > end or (k == end and not rng.end_inclusive)):
-                return False
-            self._last_claimed, self._last_key = position, k
-            self._claimed += 1
-            return True
+    def _split(self, fraction: float):
+        rng, last = self._range, self._last_claimed
+        if fraction <= 0:
+            if last is not None:
+                return rng.split_after(last)
+            if rng.start is None:
+                return None  # nothing read and an open start: no empty primary to give
+            # Nothing read yet: an empty primary, everything as the residual.
+            return dataclasses.replace(rng, end=rng.start, end_inclusive=False, samples=()), rng
+        candidates = rng.samples if last is None else tuple(
+            s for s in rng.samples if sort_key(s, rng.order) > self._last_key)
+        point = choose_sample(candidates, fraction)
+        if point is None or not rng.contains(point) or point == rng.start:
+            return None
+        return rng.split_at(point)
 
-    def _done(self) -> bool:
-        if self._last_attempted is END or self._range.is_empty():
-            return True
-        return self._last_attempted is not None and self._range.at_or_past_end(self._last_attempted)
-
-    def try_split(self, fraction_of_remainder: float):
-        with self._lock:
-            if self._done():
-                return None
-            rng = self._range
-            if fraction_of_remainder <= 0:
-                if self._last_claimed is None:
-                    # Nothing read yet: everything is the residual.
-                    primary = dataclasses.replace(
-                        rng, end=rng.start, end_inclusive=False, samples=())
-                    if rng.start is None:
-                        return None  # an open start cannot be made empty; runner resumes later
-                    self._set_range(primary)
-                    return primary, rng
-                primary, residual = rng.split_after(self._last_claimed)
-            else:
-                floor = self._last_claimed
-                candidates = tuple(
-                    s for s in rng.samples
-                    if floor is None or sort_key(s, rng.order) > sort_key(floor, rng.order))
-                point = choose_sample(candidates, fraction_of_remainder)
-                if point is None or not rng.contains(point) or (
-                        rng.start is not None and point == rng.start):
-                    return None
-                primary, residual = rng.split_at(point)
-            if residual.is_empty():
-                return None
-            self._set_range(primary)
-            return primary, residual
-
-    def check_done(self) -> None:
-        with self._lock:
-            if not self._done():
-                raise ValueError(
-                    f"key range {self._range.describe()} not fully read: last claimed "
-                    f"{format_path(self._last_claimed)}")
-
-    def current_progress(self) -> RestrictionProgress:
-        with self._lock:
-            rng, last = self._range, self._last_claimed
-            if self._done():
-                return RestrictionProgress(completed=float(self._claimed or 1), remaining=0.0)
-            if last is None:
-                done = 0
-            else:
-                done = sum(1 for s in rng.samples if sort_key(s, rng.order) <= sort_key(last, rng.order))
-            # Each sample stands for about as many entities as the gaps between them.
-            return RestrictionProgress(completed=float(done), remaining=float(len(rng.samples) - done + 1))
-
-    def is_bounded(self) -> bool:
-        return True
+    def _remaining_work(self) -> tuple:
+        # Samples are spread like the data: each stands for a similar number of entities.
+        rng = self._range
+        done = 0 if self._last_key is None else sum(
+            1 for s in rng.samples if sort_key(s, rng.order) <= self._last_key)
+        return float(done), float(len(rng.samples) - done + 1)

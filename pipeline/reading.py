@@ -18,7 +18,8 @@ from google.cloud import datastore
 
 from pipeline import datastore_io as dio
 from pipeline.keyorder import path_from_flat
-from pipeline.keyrange import END, KeyRange
+from pipeline.keyrange import KeyRange
+from pipeline.tracking import END
 from pipeline.plan import RunPlan
 from pipeline.splitting import owner_value
 from pipeline.valuerange import Claim, ValueRange

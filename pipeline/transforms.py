@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, NamedTuple, Union
+from typing import NamedTuple, Union
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems

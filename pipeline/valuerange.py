@@ -15,13 +15,10 @@ backend sorts it at), so it is read exactly once.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from typing import Any, NamedTuple, Optional
 
-from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
-
 from pipeline.keyorder import KeyPath, StringOrder, format_path, sort_key
-from pipeline.keyrange import END
+from pipeline.tracking import OrderedRangeTracker
 from pipeline.values import interpolate, strictly_between, to_json_value, value_sort_key
 
 
@@ -49,15 +46,6 @@ class ValueRange:
         return (value_sort_key(pos.value, self.order),
                 (0,) if pos.key is None else (1, sort_key(pos.key, self.order)))
 
-    def before_end(self, pos: Claim) -> bool:
-        if self.end is None:
-            return True
-        a, b = self.pos_key(pos), self.pos_key(self.end)
-        return a <= b if self.end_inclusive else a < b
-
-    def at_or_past_end(self, pos: Claim) -> bool:
-        return self.end is not None and self.pos_key(pos) >= self.pos_key(self.end)
-
     def upper_value(self) -> Any:
         return self.query_hi if self.end is None else self.end.value
 
@@ -83,84 +71,42 @@ class ValueRange:
         return s
 
 
-class ValueRangeTracker(RestrictionTracker):
+class ValueRangeTracker(OrderedRangeTracker):
     """Claims (value, key) positions in increasing order."""
 
-    def __init__(self, restriction: ValueRange):
-        self._range = restriction
-        self._last_claimed: Optional[Claim] = None
-        self._last_attempted: object = None
-        self._claimed = 0
-        self._lock = threading.Lock()
+    def _key(self, position: Claim) -> tuple:
+        return self._range.pos_key(position)
 
-    def current_restriction(self) -> ValueRange:
-        with self._lock:
-            return self._range
+    def _bounds(self, rng: ValueRange) -> tuple:
+        # The start is the last position claimed before a checkpoint: exclusive.
+        return (None if rng.start is None else rng.pos_key(rng.start), False,
+                None if rng.end is None else rng.pos_key(rng.end), rng.end_inclusive)
 
-    def try_claim(self, position) -> bool:
-        with self._lock:
-            if position is END:
-                self._last_attempted = END
-                return False
-            floor = self._last_claimed or self._range.start
-            if floor is not None and self._range.pos_key(position) <= self._range.pos_key(floor):
-                raise ValueError(f"positions must increase: {position[:2]!r} after {floor[:2]!r}")
-            self._last_attempted = position
-            if not self._range.before_end(position):
-                return False
-            self._last_claimed = position
-            self._claimed += 1
-            return True
+    def _format(self, position) -> str:
+        if position is None:
+            return "-"
+        return f"({to_json_value(position.value)!r}, {format_path(position.key)})"
 
-    def _done(self) -> bool:
-        if self._last_attempted is END or self._range.is_empty():
-            return True
-        return self._last_attempted is not None and self._range.at_or_past_end(self._last_attempted)
-
-    def try_split(self, fraction_of_remainder: float):
+    def _split(self, fraction: float):
         """Checkpoint (fraction 0) after the last claim, or cut the unread values at a fraction."""
-        with self._lock:
-            if self._done():
-                return None
-            rng = self._range
-            last = self._last_claimed
-            if fraction_of_remainder <= 0:
-                if last is None:
-                    # Nothing claimed yet (a slice that ran out of time on entities it skips):
-                    # the primary is empty, the residual is the whole range, as it was.
-                    lo = rng.start if rng.start is not None else Claim(rng.query_lo, None)
-                    primary = dataclasses.replace(rng, end=lo, end_inclusive=False)
-                    self._range = primary
-                    return primary, rng
-                primary = dataclasses.replace(rng, end=last, end_inclusive=True)
-                residual = dataclasses.replace(rng, start=last)
-                self._range = primary
-                return primary, residual
-            cur = (last or rng.start or Claim(rng.query_lo, None)).value
-            hi = rng.upper_value()
-            point = interpolate(cur, hi, fraction_of_remainder)
-            if not strictly_between(cur, point, hi, rng.order):
-                return None
-            cut = Claim(point, None)
-            primary = dataclasses.replace(rng, end=cut, end_inclusive=False)
-            if rng.end is None:
-                residual = ValueRange(rng.prop, point, rng.query_hi, rng.hi_inclusive, order=rng.order)
-            else:
-                residual = ValueRange(rng.prop, point, rng.end.value, True, end=rng.end,
-                                      end_inclusive=rng.end_inclusive, order=rng.order)
-            self._range = primary
-            return primary, residual
-
-    def check_done(self) -> None:
-        with self._lock:
-            if not self._done():
-                raise ValueError(f"value range {self._range.describe()} not fully read")
-
-    def current_progress(self) -> RestrictionProgress:
-        with self._lock:
-            if self._done():
-                return RestrictionProgress(completed=float(self._claimed or 1), remaining=0.0)
-            return RestrictionProgress(completed=float(self._claimed), remaining=float(self._claimed + 1))
-
-    def is_bounded(self) -> bool:
-        return True
+        rng, last = self._range, self._last_claimed
+        if fraction <= 0:
+            if last is None:
+                # Nothing claimed yet (a slice that ran out of time on entities it skips):
+                # the primary is empty, the residual is the whole range, as it was.
+                lo = rng.start if rng.start is not None else Claim(rng.query_lo, None)
+                return dataclasses.replace(rng, end=lo, end_inclusive=False), rng
+            return (dataclasses.replace(rng, end=last, end_inclusive=True),
+                    dataclasses.replace(rng, start=last))
+        cur = (last or rng.start or Claim(rng.query_lo, None)).value
+        hi = rng.upper_value()
+        point = interpolate(cur, hi, fraction)
+        if not strictly_between(cur, point, hi, rng.order):
+            return None
+        primary = dataclasses.replace(rng, end=Claim(point, None), end_inclusive=False)
+        if rng.end is None:
+            residual = ValueRange(rng.prop, point, rng.query_hi, rng.hi_inclusive, order=rng.order)
+        else:
+            residual = ValueRange(rng.prop, point, rng.end.value, True, end=rng.end,
+                                  end_inclusive=rng.end_inclusive, order=rng.order)
+        return primary, residual

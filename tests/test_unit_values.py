@@ -8,7 +8,7 @@ from collections import deque
 import pytest
 
 from pipeline.keyorder import StringOrder, path_from_flat, sort_key
-from pipeline.keyrange import END
+from pipeline.tracking import END
 from pipeline.splitting import owner_value, value_ranges
 from pipeline.valuerange import Claim, ValueRange, ValueRangeTracker
 from pipeline.values import (
