@@ -61,3 +61,20 @@ def emulator(datastore_emulator: DatastoreEmulator) -> Iterator[DatastoreEmulato
 def datastore_client(emulator: DatastoreEmulator) -> datastore.Client:
     """A client for the default namespace of the (freshly reset) emulator."""
     return datastore.Client(project=TEST_PROJECT)
+
+
+_emulator_outcomes: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count what happened to emulator-backed tests (a skip happens in setup)."""
+    if "emulator" not in report.keywords:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        outcome = "failed" if report.outcome == "failed" else report.outcome
+        _emulator_outcomes[outcome] = _emulator_outcomes.get(outcome, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    counts = ", ".join(f"{n} {what}" for what, n in sorted(_emulator_outcomes.items()))
+    terminalreporter.write_line(f"emulator-backed tests: {counts or 'none ran'}")
