@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Optional
 
 from pipeline.errors import UsageError
 from pipeline.query import Query
+
+if TYPE_CHECKING:
+    from pipeline.hooks import HookContext
 
 OVERFLOW_COUNTER = "_overflow"
 
@@ -124,3 +127,32 @@ class JobSpec:
 
     def next(self, ctx: Context, item: Any) -> Optional[Iterable[Any]]:
         raise NotImplementedError(f"{type(self).__name__} must define next(ctx, item)")
+
+    # Lifecycle hooks (optional; the defaults do nothing). Each gets a
+    # ``pipeline.hooks.HookContext`` with the counters rolled up to its level. They run on
+    # workers, inside the graph, and may run more than once when a runner retries a bundle:
+    # keep them idempotent. See the README, "Lifecycle hooks".
+
+    def job_started(self, ctx: "HookContext") -> None:
+        """Once, before the namespaces are listed."""
+
+    def job_completed(self, ctx: "HookContext") -> None:
+        """Once, after every namespace completed, with the job's and each namespace's totals."""
+
+    def namespace_started(self, ctx: "HookContext") -> None:
+        """Once per namespace, when it has been planned into ranges, before they are read."""
+
+    def namespace_completed(self, ctx: "HookContext") -> None:
+        """Once per namespace, after every range of it completed, with its totals."""
+
+    def range_started(self, ctx: "HookContext") -> None:
+        """Once per initial range, when the namespace's planning emits it, before it is read."""
+
+    def range_completed(self, ctx: "HookContext") -> None:
+        """Once per initial range, after all its pieces (slices, splits) were read."""
+
+    def slice_started(self, ctx: "HookContext") -> None:
+        """Before each slice (one query) of a range, on the worker reading it."""
+
+    def slice_completed(self, ctx: "HookContext") -> None:
+        """After each slice, with that slice's counters."""

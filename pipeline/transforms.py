@@ -2,6 +2,7 @@
 that applies the job), roll up counters into the summary."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -16,6 +17,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 
 from pipeline import datastore_io as dio
+from pipeline import hooks
 from pipeline.errors import JobFailed, MapperError
 from pipeline.job import Context, Counters
 from pipeline.keyorder import format_path, path_from_flat
@@ -25,7 +27,7 @@ from pipeline.planning import plan_namespace
 from pipeline.progress import PROGRESS
 from pipeline.query import namespace_label
 from pipeline.reading import SliceState, read_key_slice, read_value_slice
-from pipeline.summary import (JobSummaryFn, NamespacePlanned, SliceStats, TotalsFn,
+from pipeline.summary import (JobSummaryFn, NamespacePlanned, SliceStats, Totals, TotalsFn,
                               build_summary, format_summary, to_json_text)
 from pipeline.valuerange import ValueRange, ValueRangeTracker
 
@@ -82,9 +84,14 @@ class SplitNamespaceFn(beam.DoFn):
         ranges, samples = plan_namespace(_client(self.plan), self.plan, namespace)
         label = namespace_label(namespace)
         log.info("namespace %s: %d ranges from %d samples", label, len(ranges), samples)
+        hooks.fire(self.plan, hooks.NAMESPACE_STARTED, namespace=namespace,
+                   totals=Totals(ranges=len(ranges), samples=samples))
         yield beam.pvalue.TaggedOutput(STATS, NamespacePlanned(namespace, len(ranges), samples))
         for i, r in enumerate(ranges):
-            yield RangeTask(namespace, f"{label}#{i}", r)
+            range_id = f"{label}#{i}"
+            hooks.fire(self.plan, hooks.RANGE_STARTED, namespace=namespace, range_id=range_id,
+                       range=r.describe())
+            yield RangeTask(namespace, range_id, r)
 
 
 class RangeRestrictions(RestrictionProvider):
@@ -133,6 +140,8 @@ class ReadRangeFn(beam.DoFn):
                       tracker.current_restriction().describe(), counters)
         keys_only = plan.query.keys_only
         reader = read_value_slice if plan.query.prop_range is not None else read_key_slice
+        hooks.fire(plan, hooks.SLICE_STARTED, namespace=task.namespace, range_id=task.range_id,
+                   range=ctx.range)
         started = time.monotonic()
         records = 0
         next_fn = plan.job.next
@@ -153,9 +162,16 @@ class ReadRangeFn(beam.DoFn):
                     f"{namespace_label(task.namespace)}: {type(e).__name__}: {e}") from e
         seconds = time.monotonic() - started
         self._report(task, state, counters, records, seconds)
-        yield beam.pvalue.TaggedOutput(STATS, SliceStats(
+        stats = SliceStats(
             task.namespace, task.range_id, state.entities, records, state.queries, state.retries,
-            seconds, counters.values, f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"))
+            seconds, counters.values, f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}")
+        if hooks.overrides(plan.job, hooks.SLICE_COMPLETED):
+            totals = Totals()
+            totals.add_slice(dataclasses.replace(stats, counters=dict(counters.values)),
+                             plan.max_counters)
+            hooks.fire(plan, hooks.SLICE_COMPLETED, namespace=task.namespace,
+                       range_id=task.range_id, range=ctx.range, totals=totals)
+        yield beam.pvalue.TaggedOutput(STATS, stats)
         if not state.done:
             tracker.defer_remainder()
 
@@ -206,6 +222,7 @@ class MapDatastore(beam.PTransform):
         split = (
             pbegin
             | "Start" >> beam.Create([None])
+            | "JobStarted" >> beam.ParDo(hooks.JobStartedFn(plan))
             | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(plan))
             | "ReshuffleNamespaces" >> beam.Reshuffle()
             | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(plan)).with_outputs(STATS, main="ranges"))
@@ -218,8 +235,10 @@ class MapDatastore(beam.PTransform):
             | "AllStats" >> beam.Flatten()
             | "ByRange" >> beam.Map(_by_range)
             | "RangeTotals" >> beam.CombinePerKey(TotalsFn(plan.max_counters))
-            | "ByNamespace" >> beam.Map(lambda kv: (kv[0][0], kv[1]))
+            | "RangeCompleted" >> beam.ParDo(hooks.RangeCompletedFn(plan))  # -> (namespace, Totals)
             | "NamespaceTotals" >> beam.CombinePerKey(TotalsFn(plan.max_counters))
-            | "JobTotals" >> beam.CombineGlobally(JobSummaryFn())
+            | "NamespaceCompleted" >> beam.ParDo(hooks.NamespaceCompletedFn(plan))
+            | "JobTotals" >> beam.CombineGlobally(JobSummaryFn())  # emits {} for an empty job
+            | "JobCompleted" >> beam.ParDo(hooks.JobCompletedFn(plan))
             | "Summary" >> beam.ParDo(WriteSummaryFn(plan)))
         return {"records": read.records, "summary": summary}
