@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pipeline import Context, JobSpec, Params, Query, register
+from pipeline.sinks.bigquery_json import NONFINITE_COUNTER, BigQueryExport, typed_row
 
 
 @register
@@ -23,3 +24,25 @@ class ExportKeys(JobSpec):
         key = getattr(item, "key", None) or item  # an entity, or a key
         ctx.counters.inc("keys")
         yield {"namespace": ctx.namespace, "key": list(key.flat_path), "range": ctx.range_id}
+
+
+@register
+class ExportEntities(JobSpec):
+    """Full entities as BigQuery-loadable JSON lines, plus OUTPUT/JOB/schema.json for `bq load`.
+
+    One row per entity: ``__key__`` as a record {namespace, path: [{kind, id, name}], id, name},
+    then every property (see ``pipeline.sinks.bigquery_json`` for the conversion and for what
+    happens to mixed types, names differing only in case and invalid column names). Floats
+    that JSON cannot hold (NaN, inf) are written as null and counted as ``nonfinite_floats``.
+    """
+
+    name = "export_entities"
+    parameters = {"kind": "the kind to export (default Item)"}
+    bigquery = BigQueryExport()
+
+    def query(self, params: Params) -> Query:
+        return Query(kind=params.get("kind", "Item"), keys_only=False)
+
+    def next(self, ctx: Context, entity):
+        ctx.counters.inc("entities")
+        yield typed_row(entity, lambda: ctx.counters.inc(NONFINITE_COUNTER))

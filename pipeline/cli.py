@@ -16,7 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline import logs
 from pipeline.errors import MapperError
-from pipeline.launch import check_before_launch, make_plan
+from pipeline.launch import check_before_launch, make_plan, prepare_output
 from pipeline.local_runner import LOCAL_ARGS, apply_residual_fix
 from pipeline.options import MapperOptions
 from pipeline.registry import known_jobs, load_modules
@@ -101,6 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             plan = type(plan)(**{**plan.__dict__, "summary_path": os.path.join(tmp, "summary.json")})
         if m.launch_checks:
             check_before_launch(plan, m.allow_empty_kind)
+        prepare_output(plan, m.output_mode)
         log.info("job %s: %s; %s", plan.job_name, plan.query.describe(),
                  f"output {plan.output}/{plan.job_name}/" if plan.output else "no output location")
         started = time.monotonic()

@@ -8,7 +8,8 @@ Where each hook runs (steps of ``MapDatastore`` in ``transforms.py``):
 - ``slice_started`` / ``slice_completed``: ``ReadRanges``, around each slice (the latter with
   that slice's counters);
 - ``range_completed``: ``RangeCompleted``, after ``RangeTotals`` (every piece of the range read);
-- ``namespace_completed``: ``NamespaceCompleted``, after ``NamespaceTotals``;
+- ``namespace_completed``: ``NamespaceCompleted``, after ``NamespaceTotals`` and, with
+  ``--output``, after the namespace's file is composed (``TotalsWithFiles`` joins the two);
 - ``job_completed``: ``JobCompleted``, after ``JobTotals`` (fed by ``NamespaceCompleted``),
   before ``Summary`` writes summary.json.
 
@@ -59,8 +60,8 @@ class HookContext:
       queries, retries, counters, ranges, ... ``namespace_started`` gets the plan only
       (``ranges``, ``samples``); the other "started" events get empty totals.
     - ``namespaces``: ``job_completed`` only: namespace -> its Totals.
-    - ``output``: the namespace's output file (``namespace_completed``); None until file
-      output per namespace exists.
+    - ``output``: the namespace's output file, complete (``namespace_completed`` with
+      ``--output``, e.g. ``OUTPUT/JOB/namespaces/acme.jsonl``); None without ``--output``.
     """
 
     event: str
@@ -141,15 +142,20 @@ class RangeCompletedFn(beam.DoFn):
 
 
 class NamespaceCompletedFn(beam.DoFn):
-    """(namespace, Totals) -> the same, firing ``namespace_completed``."""
+    """(namespace, Totals) or (namespace, (Totals, output path)) -> (namespace, Totals),
+    firing ``namespace_completed`` (with the namespace's composed file as ``ctx.output``)."""
 
     def __init__(self, plan):
         self.plan = plan
 
     def process(self, kv):
-        namespace, totals = kv
-        fire(self.plan, NAMESPACE_COMPLETED, namespace=namespace, totals=copy.deepcopy(totals))
-        yield kv
+        namespace, value = kv
+        output = None
+        if isinstance(value, tuple):
+            value, output = value
+        fire(self.plan, NAMESPACE_COMPLETED, namespace=namespace, totals=copy.deepcopy(value),
+             output=output)
+        yield namespace, value
 
 
 class JobCompletedFn(beam.DoFn):

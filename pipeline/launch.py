@@ -99,7 +99,29 @@ def make_plan(options: PipelineOptions, now: Optional[dt.datetime] = None) -> Ru
         oversampling=m.oversampling, slice_entities=m.slice_entities,
         slice_seconds=m.slice_seconds, max_counters=m.max_counters,
         progress_seconds=m.progress_seconds, started=now, output=output,
-        summary_path=summary_path)
+        summary_path=summary_path, job_file=bool(m.job_file))
+
+
+def prepare_output(plan: RunPlan, mode: str = "refuse") -> None:
+    """``--output_mode``: refuse to write where a previous run left output (OUTPUT/JOB holds
+    anything), or remove that output first (``replace``), so old and new files never mix."""
+    from pipeline.sinks.files import existing_output, job_dir, remove_output
+
+    if not plan.output:
+        return
+    found = existing_output(plan.output, plan.job_name)
+    if not found:
+        return
+    where = job_dir(plan.output, plan.job_name)
+    if mode == "replace":
+        log.info("--output_mode=replace: removing the previous output in %s (%d files)",
+                 where, len(found))
+        remove_output(plan.output, plan.job_name)
+        return
+    raise UsageError(
+        f"{where} already holds output of a previous run ({len(found)} entries, e.g. "
+        f"{sorted(found)[0]}): pass --output_mode=replace to replace it, or choose another "
+        "--output")
 
 
 def check_before_launch(plan: RunPlan, allow_empty_kind: bool = False) -> list[str]:

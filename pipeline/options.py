@@ -99,8 +99,15 @@ class MapperOptions(PipelineOptions):
                        help="distinct counter names kept per job; more are summed as _overflow "
                        "(default 1000)")
         g.add_argument("--output", default=None,
-                       help="directory (local or gs://) for the job's records and its "
-                       "summary.json, under OUTPUT/JOB/")
+                       help="directory (local or gs://) for the job's records, one file per "
+                       "namespace as OUTPUT/JOB/namespaces/NAMESPACE.jsonl (__default__.jsonl for "
+                       "the default namespace), and its summary.json")
+        g.add_argument("--output_mode", choices=["refuse", "replace"], default="refuse",
+                       help="when OUTPUT/JOB already holds output: refuse (default) stops at "
+                       "launch; replace removes it first, so old and new files never mix")
+        g.add_argument("--job_file", nargs="?", const=True, default=False, type=parse_bool,
+                       help="also write OUTPUT/JOB/all.jsonl, every namespace's records in one "
+                       "file (default false)")
         g.add_argument("--database", default=None,
                        help="a named Datastore database (default: the default database)")
         g.add_argument("--read_time", type=read_time_value, default=None,

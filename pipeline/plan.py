@@ -31,6 +31,7 @@ class RunPlan:
         default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     output: Optional[str] = None
     summary_path: Optional[str] = None
+    job_file: bool = False
 
     @property
     def metrics_namespace(self) -> str:

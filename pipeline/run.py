@@ -1,43 +1,70 @@
 """Building and running the pipeline."""
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import json
-from typing import Any
-
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.plan import RunPlan
+from pipeline.sinks.files import DEFAULT_SUFFIX, WriteNamespaceFiles, job_dir, record_json
 from pipeline.transforms import MapDatastore
 
+__all__ = ["build", "record_json", "WriteOutput"]
 
-def record_json(record: Any) -> str:
-    """Records as JSON lines (interim encoding; the file output issue owns the format)."""
 
-    def default(v: Any):
-        if isinstance(v, dt.datetime):
-            return v.isoformat()
-        if isinstance(v, (bytes, bytearray)):
-            return base64.b64encode(bytes(v)).decode("ascii")
-        if hasattr(v, "flat_path"):
-            return list(v.flat_path)
-        if isinstance(v, (set, frozenset)):
-            return sorted(v)
-        if isinstance(v, dict) or hasattr(v, "items"):
-            return dict(v.items())
-        return repr(v)
+class _WriteSchemaFn(beam.DoFn):
+    def __init__(self, path: str, export):
+        self.path, self.export = path, export
 
-    return json.dumps(record, default=default, ensure_ascii=False, sort_keys=True)
+    def process(self, _files, result):
+        with FileSystems.create(self.path) as f:
+            f.write(self.export.schema_text(result).encode("utf-8"))
+        yield self.path
+
+
+class WriteOutput(beam.PTransform):
+    """(records, namespaces) -> (namespace, final path): the job's records as files.
+
+    A job's ``encode(record) -> str`` (one line) and ``file_suffix`` choose the format (default:
+    JSON lines, ``.jsonl``). A job with a ``bigquery`` attribute (a
+    ``pipeline.sinks.bigquery_json.BigQueryExport``) yields typed rows: their schema is merged
+    first (a CombineFn), each row is then encoded as that schema says, and the schema is written
+    to ``OUTPUT/JOB/schema.json`` once every namespace file is composed.
+    """
+
+    def __init__(self, plan: RunPlan):
+        super().__init__()
+        self.plan = plan
+
+    def expand(self, pvalue):
+        records, namespaces = pvalue
+        plan, job = self.plan, self.plan.job
+        suffix = getattr(job, "file_suffix", None) or DEFAULT_SUFFIX
+        export = getattr(job, "bigquery", None)
+        if export is None:
+            encoder = getattr(job, "encode", None) or record_json
+            return (records, namespaces) | "NamespaceFiles" >> WriteNamespaceFiles(
+                plan.output, plan.job_name, encoder, suffix=suffix, job_file=plan.job_file)
+        schema = (records
+                  | "Rows" >> beam.Values()
+                  | "MergeSchema" >> beam.CombineGlobally(export.combine_fn()))
+        lines = records | "EncodeRows" >> beam.Map(
+            lambda kv, result: (kv[0], export.encode(kv[1], result)),
+            result=beam.pvalue.AsSingleton(schema))
+        files = (lines, namespaces) | "NamespaceFiles" >> WriteNamespaceFiles(
+            plan.output, plan.job_name, str, suffix=suffix, job_file=plan.job_file)
+        path = FileSystems.join(job_dir(plan.output, plan.job_name), export.schema_file)
+        (files
+         | "AllFiles" >> beam.combiners.ToList()
+         | "WriteSchema" >> beam.ParDo(_WriteSchemaFn(path, export),
+                                       result=beam.pvalue.AsSingleton(schema)))
+        return files
 
 
 def build(p: beam.Pipeline, plan: RunPlan) -> dict:
-    """Add the mapper to a pipeline; returns its {'records', 'summary'} PCollections."""
-    out = p | "Mapper" >> MapDatastore(plan)
-    if plan.output:
-        prefix = FileSystems.join(plan.output, plan.job_name, "records")
-        (out["records"]
-         | "RecordJson" >> beam.Map(lambda kv: record_json(kv[1]))
-         | "WriteRecords" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
-    return out
+    """Add the mapper to a pipeline; returns its {'records', 'summary', 'files'} PCollections.
+
+    With ``--output`` the records go to ``OUTPUT/JOB/namespaces/NAMESPACE.jsonl`` (see
+    ``pipeline.sinks.files``), and ``namespace_completed`` runs once its file is complete.
+    """
+    write = WriteOutput(plan) if plan.output else None
+    return p | "Mapper" >> MapDatastore(plan, write)

@@ -211,34 +211,61 @@ def _by_range(stats):
 
 
 class MapDatastore(beam.PTransform):
-    """PBegin -> {'records': (namespace, record), 'summary': dict}: the whole mapper."""
+    """PBegin -> {'records': (namespace, record), 'summary': dict, 'files': (namespace, path)}:
+    the whole mapper.
 
-    def __init__(self, plan: RunPlan):
+    ``write`` (optional): a PTransform applied to ``(records, namespaces)`` that writes the
+    records and returns (namespace, final file path) per namespace, e.g.
+    ``pipeline.sinks.files.WriteNamespaceFiles``. ``NamespaceCompleted`` then consumes those
+    paths (a CoGroupByKey with the namespace totals): ``namespace_completed`` runs after the
+    namespace's file is complete, and gets its path as ``ctx.output``.
+    """
+
+    def __init__(self, plan: RunPlan, write=None):
         super().__init__()
         self.plan = plan
+        self.write = write
 
     def expand(self, pbegin):
         plan = self.plan
-        split = (
+        namespaces = (
             pbegin
             | "Start" >> beam.Create([None])
             | "JobStarted" >> beam.ParDo(hooks.JobStartedFn(plan))
-            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(plan))
+            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(plan)))
+        split = (
+            namespaces
             | "ReshuffleNamespaces" >> beam.Reshuffle()
             | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(plan)).with_outputs(STATS, main="ranges"))
         read = (
             split.ranges
             | "ReshuffleRanges" >> beam.Reshuffle()
             | "ReadRanges" >> beam.ParDo(ReadRangeFn(plan)).with_outputs(STATS, main="records"))
-        summary = (
+        namespace_totals = (
             (split[STATS], read[STATS])
             | "AllStats" >> beam.Flatten()
             | "ByRange" >> beam.Map(_by_range)
             | "RangeTotals" >> beam.CombinePerKey(TotalsFn(plan.max_counters))
             | "RangeCompleted" >> beam.ParDo(hooks.RangeCompletedFn(plan))  # -> (namespace, Totals)
-            | "NamespaceTotals" >> beam.CombinePerKey(TotalsFn(plan.max_counters))
+            | "NamespaceTotals" >> beam.CombinePerKey(TotalsFn(plan.max_counters)))
+        files = None
+        if self.write is not None:
+            files = (read.records, namespaces) | "WriteFiles" >> self.write
+            namespace_totals = (
+                {"totals": namespace_totals, "output": files}
+                | "TotalsWithFiles" >> beam.CoGroupByKey()
+                | "JoinFiles" >> beam.FlatMap(_totals_with_file))  # -> (namespace, (Totals, path))
+        summary = (
+            namespace_totals
             | "NamespaceCompleted" >> beam.ParDo(hooks.NamespaceCompletedFn(plan))
             | "JobTotals" >> beam.CombineGlobally(JobSummaryFn())  # emits {} for an empty job
             | "JobCompleted" >> beam.ParDo(hooks.JobCompletedFn(plan))
             | "Summary" >> beam.ParDo(WriteSummaryFn(plan)))
-        return {"records": read.records, "summary": summary}
+        return {"records": read.records, "summary": summary, "files": files}
+
+
+def _totals_with_file(kv):
+    namespace, groups = kv
+    for totals in groups["totals"]:
+        paths = list(groups["output"])
+        yield namespace, (totals, paths[0] if paths else None)

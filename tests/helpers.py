@@ -27,9 +27,13 @@ class RunResult:
             if os.path.exists(path):
                 with open(path, encoding="utf-8") as f:
                     self.summary = json.load(f)
-            for name in sorted(glob.glob(os.path.join(output, job, "records*.jsonl"))):
+            #: namespace label -> its records, from OUTPUT/JOB/namespaces/<label>.jsonl
+            self.files: dict = {}
+            for name in sorted(glob.glob(os.path.join(output, job, "namespaces", "*.jsonl"))):
                 with open(name, encoding="utf-8") as f:
-                    self.records.extend(json.loads(line) for line in f if line.strip())
+                    rows = [json.loads(line) for line in f if line.strip()]
+                self.files[os.path.basename(name)[:-len(".jsonl")]] = rows
+                self.records.extend(rows)
 
 
 def run_mapper(job: str, args: Sequence[str] = (), *, output: Optional[str] = None,

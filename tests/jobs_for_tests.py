@@ -47,3 +47,21 @@ class RangeProbe(JobSpec):
         ctx.counters.inc("entities")
         yield {"namespace": ctx.namespace, "key": list(entity.key.flat_path),
                "range": ctx.range_id, "value": entity.get(self.prop)}
+
+
+@register
+class CsvKeys(JobSpec):
+    """Keys as CSV lines (kind,id-or-name,...): a job's own encoder and file suffix."""
+
+    name = "csv_keys"
+    file_suffix = ".csv"
+
+    def query(self, params: Params) -> Query:
+        return Query(kind="Item")
+
+    def next(self, ctx: Context, key):
+        yield list(key.flat_path)
+
+    @staticmethod
+    def encode(record) -> str:
+        return ",".join(map(str, record))

@@ -99,7 +99,9 @@ def test_dataflow_dry_run_translates_the_mapper_and_stages_our_sdist(offline_gcp
     for name in ["Mapper/ExpandNamespaces", "Mapper/ReshuffleNamespaces", "Mapper/SplitNamespaces",
                  "Mapper/ReshuffleRanges", "Mapper/ReadRanges", "Mapper/AllStats",
                  "Mapper/RangeTotals", "Mapper/NamespaceTotals", "Mapper/JobTotals",
-                 "Mapper/Summary", "WriteRecords"]:
+                 "Mapper/Summary", "Mapper/WriteFiles/NamespaceFiles/WriteShards",
+                 "Mapper/WriteFiles/NamespaceFiles/Compose", "Mapper/TotalsWithFiles",
+                 "Mapper/NamespaceCompleted"]:
         assert name in t, f"{name} missing from the Dataflow graph"
     assert t["Mapper/RangeTotals"].spec.urn == "beam:transform:combine_per_key:v1"
 
@@ -275,6 +277,8 @@ SAMPLES = {  # name: (values the console accepts, values it refuses)
                   ["yesterday", "2026-11-27", "2026-11-27T12:00:00", "Start"]),
     "allow_empty_kind": (["true", "false"], ["yes", "True", "1", ""]),
     "launch_checks": (["true", "false"], ["no", ""]),
+    "output_mode": (["refuse", "replace"], ["", "Replace", "overwrite"]),
+    "job_file": (["true", "false"], ["yes", ""]),
 }
 
 

@@ -8,6 +8,7 @@ counters equal to counts made here from the seeded data.
 from __future__ import annotations
 
 import json
+import os
 import logging
 from collections import Counter, defaultdict
 
@@ -176,7 +177,9 @@ def test_hooks_fire_once_each_in_order_with_rolled_up_counters(seeded, tmp_path)
         assert done["entities"] == n, (ns, done)
         assert done["counters"] == {"keys": n, "ids": ids, "names": names}, (ns, done)
         assert done["entities"] == sum(r["entities"] for r in ranges_by_ns[ns])
-        assert done["output"] is None  # no per-namespace output file yet
+        # The namespace's file, complete when the hook runs (NamespaceCompleted consumes it).
+        assert done["output"] == os.path.join(str(tmp_path / "out"), JOB, "namespaces", f"{label(ns)}.jsonl")
+        assert done["entities"] == done["records"] == len(result.files[label(ns)]), ns
 
     # The job: after every namespace completed, with the job's and each namespace's totals.
     done = events[-1]
