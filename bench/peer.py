@@ -1,0 +1,57 @@
+"""The 'peer': Beam's own ReadFromDatastore, one per namespace, flattened and counted.
+
+Runs with the same runner options as the mapper CLI's default local run
+(pipeline.local_runner.LOCAL_ARGS) unless --runner is given. Prints one JSON line
+{"entities": N}. Needs DATASTORE_EMULATOR_HOST for the emulator.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import apache_beam as beam
+from apache_beam.io.gcp.datastore.v1new.datastoreio import ReadFromDatastore
+from apache_beam.io.gcp.datastore.v1new.types import Query
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.local_runner import LOCAL_ARGS
+
+METRIC_NS = "bench.peer"
+
+
+def report(n):
+    Metrics.counter(METRIC_NS, "entities").inc(n)
+    return n
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m bench.peer")
+    ap.add_argument("--project", required=True)
+    ap.add_argument("--kind", default="Item")
+    ap.add_argument("--namespaces", required=True,
+                    help="JSON list of namespaces ('' is the default namespace)")
+    args, beam_args = ap.parse_known_args(argv)
+    if not any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
+        beam_args = LOCAL_ARGS + beam_args
+    namespaces = json.loads(args.namespaces)
+    p = beam.Pipeline(options=PipelineOptions(beam_args))
+    reads = [p | f"Read[{ns or '__default__'}]" >> ReadFromDatastore(
+        Query(kind=args.kind, project=args.project, namespace=ns or None)) for ns in namespaces]
+    (reads
+     | "Flatten" >> beam.Flatten()
+     | "Count" >> beam.combiners.Count.Globally()
+     | "Report" >> beam.Map(report))
+    result = p.run()
+    result.wait_until_finish()
+    counters = result.metrics().query(MetricsFilter().with_namespace(METRIC_NS))["counters"]
+    total = sum(c.committed for c in counters if c.key.metric.name == "entities")
+    print(json.dumps({"entities": total}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
