@@ -3,6 +3,8 @@ google-cloud-datastore loop ("limit"), on one emulator and one seeded dataset.
 
     /work/venv/bin/python -m bench.bench [--entities 30000] [--repeats 3] [--json out.json] [--skip-3x]
 
+See bench/README.md.
+
 Every measured read is a whole process (started, timed to its exit), measured the same way:
 wall time, CPU seconds of its whole process tree (exact: this process is made a child
 subreaper, so every descendant is reaped here or by a parent inside the tree, and the
