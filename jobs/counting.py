@@ -17,7 +17,7 @@ class CountKeys(JobSpec):
                   "by_parent": "true: also count children per parent kind (default false)"}
 
     def query(self, params: Params) -> Query:
-        self.by_parent = params.get("by_parent", "false").lower() == "true"
+        self.by_parent = params.flag("by_parent", False)
         return Query(kind=params.get("kind", "Item"))
 
     def next(self, ctx: Context, key) -> None:

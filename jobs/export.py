@@ -17,7 +17,7 @@ class ExportKeys(JobSpec):
                   "full": "true: read full entities instead of keys only (default false)"}
 
     def query(self, params: Params) -> Query:
-        full = params.get("full", "false").lower() == "true"
+        full = params.flag("full", False)
         return Query(kind=params.get("kind", "Item"), keys_only=not full)
 
     def next(self, ctx: Context, item):

@@ -24,7 +24,7 @@ class LogLifecycle(JobSpec):
                   "slices": "true: also log slice_started / slice_completed (default true)"}
 
     def query(self, params: Params) -> Query:
-        self.log_slices = params.get("slices", "true").lower() == "true"
+        self.log_slices = params.flag("slices", True)
         return Query(kind=params.get("kind", "Item"))
 
     def next(self, ctx: Context, key) -> None:

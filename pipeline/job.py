@@ -59,6 +59,16 @@ class Params(Mapping[str, str]):
         except ValueError:
             raise UsageError(f"job parameter {name}={raw!r} is not an integer") from None
 
+    def flag(self, name: str, default: bool) -> bool:
+        """A true/false parameter; anything else is an error, not a silent default."""
+        raw = self._values.get(name)
+        if raw is None:
+            return default
+        value = raw.strip().lower()
+        if value in ("true", "false"):
+            return value == "true"
+        raise UsageError(f"job parameter {name}={raw!r} is not true or false")
+
     def text(self, name: str, default: Optional[str] = None) -> str:
         raw = self._values.get(name, default)
         if raw is None:

@@ -505,3 +505,11 @@ def test_failure_message_of_our_own_errors_and_unrelated_ones():
     assert failure_message(unrelated) is None
     assert failure_message(ValueError("something else entirely")) is None
     assert failure_message(RuntimeError("")) is None
+
+
+def test_params_flag_is_true_false_or_an_error():
+    p = Params({"a": "true", "b": " False ", "c": "yes"}, NOW)
+    assert p.flag("a", False) is True and p.flag("b", True) is False
+    assert p.flag("missing", True) is True and p.flag("missing", False) is False
+    with pytest.raises(UsageError, match="c='yes'"):
+        p.flag("c", False)
