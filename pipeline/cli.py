@@ -16,7 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline import logs
 from pipeline.errors import MapperError
-from pipeline.launch import check_before_launch, make_plan, prepare_output
+from pipeline.launch import check_before_launch, make_plan, prepare_bigquery, prepare_output
 from pipeline.local_runner import LOCAL_ARGS, apply_residual_fix
 from pipeline.options import MapperOptions
 from pipeline.registry import known_jobs, load_modules
@@ -99,11 +99,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if plan.summary_path is None and local:
             tmp = tempfile.mkdtemp(prefix="mapper-summary-")
             plan = type(plan)(**{**plan.__dict__, "summary_path": os.path.join(tmp, "summary.json")})
-        if m.launch_checks:
-            check_before_launch(plan, m.allow_empty_kind)
+        namespaces = check_before_launch(plan, m.allow_empty_kind) if m.launch_checks else None
         prepare_output(plan, m.output_mode)
+        plan = prepare_bigquery(plan, m, namespaces)
         log.info("job %s: %s; %s", plan.job_name, plan.query.describe(),
                  f"output {plan.output}/{plan.job_name}/" if plan.output else "no output location")
+        if plan.bigquery is not None:
+            log.info("streaming records into BigQuery table %s; rejected rows go to %s",
+                     plan.bigquery.table, plan.bigquery.dead_letter)
         started = time.monotonic()
         p = beam.Pipeline(options=options)
         build(p, plan)

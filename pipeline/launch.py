@@ -177,3 +177,149 @@ def _probe_query(c, plan: RunPlan, namespace: str) -> None:
         list(dio.fetch(q, limit=1, read_time=plan.read_time))
     except gexc.GoogleAPICallError as e:
         raise dio.explain(e, rq, namespace, "the read query") from None
+
+
+# --- BigQuery streaming (--bigquery_table) ----------------------------------------------------
+
+LAUNCH_DEADLINE = 20.0  # seconds: an unreachable BigQuery fails the launch this fast
+
+
+def bigquery_settings(plan: RunPlan, m: MapperOptions):
+    """The sink's settings from the options (no schema yet: see ``prepare_bigquery``)."""
+    from pipeline.sinks.bigquery import DEAD_LETTER_FILE, BigQuerySettings
+    from pipeline.sinks.bigquery_tables import parse_table
+
+    job = plan.job
+    if not m.bigquery_table:
+        if getattr(job, "bigquery_required", False):
+            raise UsageError(f"job {plan.job_name} streams into BigQuery: pass --bigquery_table="
+                             "[PROJECT:]DATASET.TABLE (TABLE may contain {namespace})")
+        return None
+    try:
+        table = parse_table(m.bigquery_table, plan.project)
+    except ValueError as e:
+        raise UsageError(f"--bigquery_table: {e}") from None
+    if not (hasattr(job, "bigquery_schema") or getattr(job, "bigquery", None) is not None):
+        raise UsageError(
+            f"job {plan.job_name} declares no BigQuery schema, so its records cannot be "
+            "streamed: give it a bigquery_schema(params) method returning the table's fields "
+            "(BigQuery's JSON schema), or use a job that streams whole entities "
+            "(stream_entities)")
+    dead = m.bigquery_dead_letter
+    if not dead:
+        if not plan.output:
+            raise UsageError("--bigquery_table needs a place for rows BigQuery rejects: pass "
+                             "--output (they go to OUTPUT/JOB/dead_letter.jsonl) or "
+                             "--bigquery_dead_letter=FILE")
+        dead = FileSystems.join(plan.output, plan.job_name, DEAD_LETTER_FILE)
+    return BigQuerySettings(
+        table=table, schema=(), create=bool(m.bigquery_create),
+        disposition=m.bigquery_write_disposition, emulator_host=m.bigquery_emulator_host,
+        dead_letter=dead, max_bad_rows=m.bigquery_max_bad_rows,
+        deadline_seconds=m.bigquery_deadline)
+
+
+def sample_typed_rows(plan: RunPlan, n: int, namespaces: Optional[list] = None) -> list:
+    """Up to ``n`` entities of the query, as typed rows, spread over up to 50 namespaces."""
+    from pipeline.sinks.bigquery_json import typed_row
+
+    c = dio.client(plan.project, plan.database, plan.emulator_host)
+    if namespaces is None:
+        namespaces = (list(plan.query.namespaces) if plan.query.namespaces is not None
+                      else dio.list_namespaces(c, plan.read_time))
+    if len(namespaces) > 50:
+        step = len(namespaces) / 50
+        namespaces = [namespaces[int(i * step)] for i in range(50)]
+    rows: list = []
+    per = max(1, -(-n // max(1, len(namespaces))))
+    for ns in namespaces:
+        q = dio.base_query(c, plan.query, ns, keys_only=False)
+        try:
+            got = list(dio.fetch(q, limit=min(per, n - len(rows)), read_time=plan.read_time))
+        except gexc.GoogleAPICallError as e:
+            raise dio.explain(e, plan.query, ns, "sampling entities for the BigQuery schema") \
+                from None
+        rows.extend(typed_row(e) for e in got)
+        if len(rows) >= n:
+            break
+    return rows
+
+
+def prepare_bigquery(plan: RunPlan, m: MapperOptions,
+                     namespaces: Optional[list] = None) -> RunPlan:
+    """Resolve the table schema, then check BigQuery before any entity is read: reachable (a
+    short deadline), the dataset and a fixed table there or created, and empty when
+    ``--bigquery_write_disposition=empty``. Returns the plan with its BigQuery settings."""
+    import dataclasses
+
+    from google.api_core import exceptions as bqexc
+
+    from pipeline.sinks import bigquery as bq
+    from pipeline.sinks.bigquery_json import plan_from_rows
+
+    settings = bigquery_settings(plan, m)
+    if settings is None:
+        return plan
+    job = plan.job
+    encode_plan = None
+    if hasattr(job, "bigquery_schema"):
+        try:
+            schema = job.bigquery_schema(plan.params)
+        except MapperError:
+            raise
+        except Exception as e:
+            raise JobFailed(f"job {plan.job_name}: bigquery_schema() failed: "
+                            f"{type(e).__name__}: {e}") from e
+        schema = [f.to_api_repr() if hasattr(f, "to_api_repr") else dict(f) for f in schema]
+    else:
+        rows = sample_typed_rows(plan, m.bigquery_schema_sample, namespaces)
+        encode_plan = plan_from_rows(rows)
+        schema = encode_plan["schema"]
+        log.info("BigQuery schema made from %d sampled entities: %d columns", len(rows),
+                 len(schema))
+    if not schema:
+        raise UsageError(f"job {plan.job_name}: its BigQuery schema has no fields")
+    settings = dataclasses.replace(settings, schema=tuple(schema), encode_plan=encode_plan)
+    spec = settings.table
+    try:
+        c = bq.client(plan.project, settings.emulator_host)
+        if not spec.templated:
+            bq.ensure_table(c, settings, spec, LAUNCH_DEADLINE)
+            tables = [spec]
+        else:
+            from google.cloud import bigquery
+
+            try:
+                c.get_dataset(spec.dataset_id, retry=bq.retry(LAUNCH_DEADLINE), timeout=10)
+            except bqexc.NotFound:
+                if not settings.create:
+                    raise UsageError(f"BigQuery dataset {spec.dataset_id} does not exist, and "
+                                     "--bigquery_create=false") from None
+                c.create_dataset(bigquery.Dataset(spec.dataset_id), exists_ok=True,
+                                 retry=bq.retry(LAUNCH_DEADLINE), timeout=10)
+            tables = [spec.for_namespace(ns) for ns in (namespaces or [])]
+            from pipeline.sinks.bigquery_tables import check_table_name
+
+            for ns in namespaces or []:
+                try:
+                    check_table_name(spec, ns)
+                except ValueError as e:
+                    raise UsageError(f"--bigquery_table: {e}") from None
+        if settings.disposition == "empty":
+            full = [str(t) for t in tables if not bq.table_is_empty(c, t, LAUNCH_DEADLINE)]
+            if full:
+                raise UsageError(
+                    f"--bigquery_write_disposition=empty, but {', '.join(full[:5])} already "
+                    "hold(s) rows: empty or drop the table, or use append")
+    except MapperError:
+        raise
+    except bqexc.Forbidden as e:
+        raise UsageError(f"{bq.where(settings)} refused access to {spec.dataset_id}: "
+                         f"{e.message}") from None
+    except bqexc.GoogleAPICallError as e:
+        raise UsageError(f"{bq.where(settings)} answered an error for {spec}: {e}") from None
+    except Exception as e:  # unreachable: connection refused, DNS, the retry deadline
+        raise UsageError(
+            f"{bq.where(settings)} is unreachable (checked for {LAUNCH_DEADLINE:.0f} s before "
+            f"reading anything): {type(e).__name__}: {str(e)[:300]}") from None
+    return dataclasses.replace(plan, bigquery=settings)

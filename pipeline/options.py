@@ -70,6 +70,26 @@ def read_time_value(text: str) -> str:
     return text
 
 
+def bigquery_table_value(text: str) -> str:
+    from pipeline.sinks.bigquery_tables import parse_table
+
+    try:
+        parse_table(text, "the-run-s-project")  # the project itself is resolved at launch
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed: use 0 or more")
+    return v
+
+
 class MapperOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -125,5 +145,30 @@ class MapperOptions(PipelineOptions):
         g.add_argument("--allow_empty_kind", nargs="?", const=True, default=False, type=parse_bool,
                        help="run even when the kind has no entities (default false: a typo in "
                        "the kind is an error)")
+        g.add_argument("--bigquery_table", type=bigquery_table_value, default=None,
+                       help="stream the job's records into this BigQuery table: "
+                       "[PROJECT:]DATASET.TABLE; {namespace} in TABLE makes one table per "
+                       "namespace (escaped: see the README)")
+        g.add_argument("--bigquery_create", nargs="?", const=True, default=True, type=parse_bool,
+                       help="create the dataset and table when missing, with the job's schema "
+                       "(default true)")
+        g.add_argument("--bigquery_write_disposition", choices=["append", "empty"],
+                       default="append",
+                       help="append (default) to the table, or require it to be empty at launch")
+        g.add_argument("--bigquery_dead_letter", default=None,
+                       help="file (local or gs://) for rows BigQuery rejects, with its errors, as "
+                       "JSON lines (default OUTPUT/JOB/dead_letter.jsonl; needs --output then)")
+        g.add_argument("--bigquery_max_bad_rows", type=non_negative_int, default=0,
+                       help="fail the run when BigQuery rejects more rows than this (default 0)")
+        g.add_argument("--bigquery_schema_sample", type=positive_int, default=1000,
+                       help="entities read at launch to make the table schema of a job that "
+                       "streams whole entities (default 1000)")
+        g.add_argument("--bigquery_deadline", type=positive_float, default=120.0,
+                       help="seconds to keep retrying a BigQuery request on transient errors "
+                       "(default 120); the launch checks use at most 20")
+        g.add_argument("--bigquery_emulator_host",
+                       default=os.environ.get("BIGQUERY_EMULATOR_HOST"),
+                       help="host:port of a BigQuery emulator (default: "
+                       "$BIGQUERY_EMULATOR_HOST); no credentials are used then")
         g.add_argument("--launch_checks", nargs="?", const=True, default=True, type=parse_bool,
                        help="check namespaces, kind and indexes before launching (default true)")

@@ -8,6 +8,7 @@ from typing import Optional
 from pipeline.job import JobSpec, Params
 from pipeline.keyorder import StringOrder
 from pipeline.query import ResolvedQuery
+from pipeline.sinks.bigquery import BigQuerySettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,7 @@ class RunPlan:
     output: Optional[str] = None
     summary_path: Optional[str] = None
     job_file: bool = False
+    bigquery: Optional["BigQuerySettings"] = None  # --bigquery_table: stream records there
 
     @property
     def metrics_namespace(self) -> str:

@@ -5,6 +5,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.plan import RunPlan
+from pipeline.sinks.bigquery import CheckRejectedFn, StreamToBigQuery
 from pipeline.sinks.files import DEFAULT_SUFFIX, WriteNamespaceFiles, job_dir, record_json
 from pipeline.transforms import MapDatastore
 
@@ -63,8 +64,17 @@ class WriteOutput(beam.PTransform):
 def build(p: beam.Pipeline, plan: RunPlan) -> dict:
     """Add the mapper to a pipeline; returns its {'records', 'summary', 'files'} PCollections.
 
-    With ``--output`` the records go to ``OUTPUT/JOB/namespaces/NAMESPACE.jsonl`` (see
+    With ``--bigquery_table`` the records are streamed into BigQuery (see
+    ``pipeline.sinks.bigquery``); ``namespace_completed`` runs once its rows are all sent, and
+    the run fails at the end when more rows were rejected than allowed. Otherwise, with
+    ``--output``, the records go to ``OUTPUT/JOB/namespaces/NAMESPACE.jsonl`` (see
     ``pipeline.sinks.files``), and ``namespace_completed`` runs once its file is complete.
     """
+    if plan.bigquery is not None:
+        stream = StreamToBigQuery(plan)
+        out = p | "Mapper" >> MapDatastore(plan, stream)
+        out["summary"] = out["summary"] | "CheckRejected" >> beam.ParDo(
+            CheckRejectedFn(plan.bigquery), beam.pvalue.AsList(stream.dead_letters))
+        return out
     write = WriteOutput(plan) if plan.output else None
     return p | "Mapper" >> MapDatastore(plan, write)

@@ -27,6 +27,7 @@ from pipeline.planning import plan_namespace
 from pipeline.progress import PROGRESS
 from pipeline.query import namespace_label
 from pipeline.reading import SliceState, read_key_slice, read_value_slice
+from pipeline.sinks.bigquery_rows import insert_id
 from pipeline.summary import (JobSummaryFn, NamespacePlanned, SliceStats, Totals, TotalsFn,
                               build_summary, format_summary, to_json_text)
 from pipeline.valuerange import ValueRange, ValueRangeTracker
@@ -145,13 +146,17 @@ class ReadRangeFn(beam.DoFn):
         started = time.monotonic()
         records = 0
         next_fn = plan.job.next
+        with_ids = plan.bigquery is not None
         for entity in reader(self._client, plan, task.namespace, tracker, state):
             item = entity.key if keys_only else entity
             try:
                 out = next_fn(ctx, item)
                 if out is not None:
-                    for record in out:
+                    for i, record in enumerate(out):
                         records += 1
+                        if with_ids:  # a stable insert id: (job, namespace, key, index)
+                            record = (insert_id(plan.job_name, task.namespace,
+                                                entity.key.flat_path, i), record)
                         yield task.namespace, record
             except MapperError:
                 raise
@@ -265,7 +270,14 @@ class MapDatastore(beam.PTransform):
 
 
 def _totals_with_file(kv):
+    """A namespace's totals joined with its output: a file path, or what its rows did in
+    BigQuery (whose counters join the namespace's)."""
     namespace, groups = kv
     for totals in groups["totals"]:
-        paths = list(groups["output"])
-        yield namespace, (totals, paths[0] if paths else None)
+        outputs = list(groups["output"])
+        out = outputs[0] if outputs else None
+        extra = getattr(out, "counters", None)
+        if extra is not None:
+            totals = dataclasses.replace(totals, counters={**totals.counters, **extra})
+            out = out.output
+        yield namespace, (totals, out)

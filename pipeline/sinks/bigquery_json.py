@@ -360,3 +360,66 @@ class BigQueryExport:
 
     encode = staticmethod(encode)
     schema_text = staticmethod(schema_text)
+
+
+# --- 4. streaming: a schema fixed before reading, and rows that may not fit it ------------------
+
+UNMAPPED_COLUMN = "__unmapped__"
+UNMAPPED_COUNTER = "unmapped_properties"
+UNMAPPED_FIELD = {
+    "name": UNMAPPED_COLUMN, "type": "STRING", "mode": "NULLABLE",
+    "description": "JSON object of the properties that did not fit the table's schema (a name or "
+                   "type not seen when the schema was made), with their original names"}
+
+
+def plan_from_rows(rows) -> dict:
+    """Typed rows (e.g. a launch-time sample) -> SchemaFn's output, plus the unmapped column."""
+    fields: dict = {}
+    for row in rows:
+        _add_fields(fields, row)
+    result = plan_from_fields(fields)
+    result["schema"] = result["schema"] + [UNMAPPED_FIELD]
+    return result
+
+
+def _fits(tv: tuple, p: dict) -> bool:
+    t, v = tv
+    if p["conflict"] or p.get("empty_record"):
+        return True  # JSON text holds anything
+    if t == LIST:
+        return p["mode"] == "REPEATED" and all(
+            x[0] != NULL and x[1] is not None and _fits_one(x, p) for x in v)
+    return p["mode"] != "REPEATED" and _fits_one(tv, p)
+
+
+def _fits_one(tv: tuple, p: dict) -> bool:
+    t, v = tv
+    if t != p["type"]:
+        return False
+    if t == RECORD:
+        children = p["fields"] or {}
+        return all(x[0] == NULL or (x[1] is None and x[0] != LIST)
+                   or (name in children and _fits(x, children[name])) for name, x in v.items())
+    return True
+
+
+def encode_fitting(row: dict, result: dict) -> tuple:
+    """A typed row -> (row for the schema in ``result``, number of unmapped properties).
+
+    Properties that fit their column are encoded as ``encode`` does; any other (a name the
+    schema lacks, or another type or shape) goes, whole and with its original name, into the
+    ``__unmapped__`` column as JSON text: nothing is dropped, and BigQuery never sees a field
+    it would reject."""
+    plan = result["plan"]
+    out, unmapped = {}, {}
+    for name, tv in row.items():
+        if tv[0] == NULL or (tv[1] is None and tv[0] != LIST):
+            continue
+        p = plan.get(name)
+        if p is not None and _fits(tv, p):
+            out[p["column"]] = _encode_value(tv, p)
+        else:
+            unmapped[name] = plain(tv)
+    if unmapped:
+        out[UNMAPPED_COLUMN] = json.dumps(unmapped, ensure_ascii=False, sort_keys=True)
+    return out, len(unmapped)

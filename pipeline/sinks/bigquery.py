@@ -1,0 +1,396 @@
+"""Streaming a job's records into BigQuery (``--bigquery_table``), with our own insert ids.
+
+Beam's ``WriteToBigQuery`` makes its own insert ids and creates tables through a client that
+cannot be pointed at an emulator, so this is a DoFn over google-cloud-bigquery's
+``insert_rows_json``:
+
+- each record carries an insert id derived from its entity's key and its index among the
+  records ``next`` yielded for that entity (``ReadRangeFn`` attaches it), so a retried bundle
+  sends the same ids;
+- rows are batched per table within the API's row and byte limits; a request is retried with
+  backoff up to a deadline on transient errors, and rows rejected as transient are re-sent;
+- rows BigQuery rejects go, with its errors, to the dead-letter file and are counted
+  (``bigquery_rejected``); the run fails when there are more than ``--bigquery_max_bad_rows``;
+- datasets and tables are created with the same client (``--bigquery_create``).
+
+Everything that can be checked is checked at launch, with a short deadline (see
+``prepare_bigquery``), so a wrong table or an unreachable BigQuery fails before any read.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from typing import Any, Optional
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+
+from pipeline.errors import JobFailed, MapperError, UsageError
+from pipeline.sinks.bigquery_rows import (MAX_BATCH_BYTES, MAX_BATCH_ROWS, MAX_ROW_BYTES,
+                                          batches, is_transient, json_ready, row_bytes)
+from pipeline.sinks.bigquery_tables import TableSpec
+
+log = logging.getLogger(__name__)
+
+DEAD = "dead"
+ROWS_COUNTER = "bigquery_rows"
+REJECTED_COUNTER = "bigquery_rejected"
+DEAD_LETTER_FILE = "dead_letter.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class BigQuerySettings:
+    """Everything the sink needs, resolved at launch (see ``pipeline.launch``)."""
+
+    table: TableSpec
+    schema: tuple  # BigQuery JSON schema fields (dicts), as a tuple to keep the plan hashable
+    encode_plan: Optional[dict] = dataclasses.field(default=None, hash=False, compare=False)
+    create: bool = True
+    disposition: str = "append"  # or "empty"
+    emulator_host: Optional[str] = None
+    dead_letter: Optional[str] = None  # a file path (local or gs://)
+    max_bad_rows: int = 0
+    deadline_seconds: float = 120.0
+    batch_rows: int = MAX_BATCH_ROWS
+    batch_bytes: int = MAX_BATCH_BYTES
+
+
+_clients: dict = {}
+_clients_lock = threading.Lock()
+
+
+def client(project: str, emulator_host: Optional[str] = None):
+    """One google-cloud-bigquery client per process and endpoint. With an emulator host, no
+    credentials are looked up at all (anonymous)."""
+    key = (project, emulator_host)
+    with _clients_lock:
+        c = _clients.get(key)
+        if c is None:
+            from google.cloud import bigquery
+
+            if emulator_host:
+                from google.api_core.client_options import ClientOptions
+                from google.auth.credentials import AnonymousCredentials
+
+                endpoint = emulator_host if "://" in emulator_host else f"http://{emulator_host}"
+                c = bigquery.Client(project=project, credentials=AnonymousCredentials(),
+                                    client_options=ClientOptions(api_endpoint=endpoint))
+            else:
+                c = bigquery.Client(project=project)
+            _clients[key] = c
+        return c
+
+
+def retry(deadline: float):
+    from google.cloud import bigquery
+
+    return bigquery.DEFAULT_RETRY.with_deadline(deadline)
+
+
+def where(settings: BigQuerySettings) -> str:
+    return f"BigQuery at {settings.emulator_host}" if settings.emulator_host else "BigQuery"
+
+
+def ensure_table(c, settings: BigQuerySettings, spec: TableSpec, deadline: float) -> None:
+    """The table exists (created with the job's schema when missing and allowed), and has every
+    column of that schema."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import bigquery
+
+    r, timeout = retry(deadline), min(30.0, deadline)
+    try:
+        table = c.get_table(str(spec), retry=r, timeout=timeout)
+    except gexc.NotFound:
+        if not settings.create:
+            raise UsageError(f"BigQuery table {spec} does not exist, and --bigquery_create=false; "
+                             "create it or allow creating it") from None
+        ds = bigquery.Dataset(spec.dataset_id)
+        c.create_dataset(ds, exists_ok=True, retry=r, timeout=timeout)
+        schema = [bigquery.SchemaField.from_api_repr(f) for f in settings.schema]
+        c.create_table(bigquery.Table(str(spec), schema=schema), exists_ok=True, retry=r,
+                       timeout=timeout)
+        log.info("created BigQuery table %s", spec)
+        return
+    have = {f.name.lower() for f in table.schema}
+    missing = [f["name"] for f in settings.schema if f["name"].lower() not in have]
+    if missing:
+        raise UsageError(f"BigQuery table {spec} lacks the column(s) {', '.join(missing)} of the "
+                         "job's schema: add them, or write to another table")
+
+
+def table_is_empty(c, spec: TableSpec, deadline: float) -> bool:
+    from google.api_core import exceptions as gexc
+
+    try:
+        t = c.get_table(str(spec), retry=retry(deadline), timeout=min(30.0, deadline))
+    except gexc.NotFound:
+        return True
+    buffered = (t.streaming_buffer.estimated_rows or 0) if t.streaming_buffer else 0
+    return not (t.num_rows or 0) and not buffered
+
+
+class InsertRowsFn(beam.DoFn):
+    """(namespace, (insert id, record)) -> per-bundle counts (namespace, {table: [rows, rejected]})
+    as the main output, and rejected rows with BigQuery's errors on the ``dead`` output."""
+
+    def __init__(self, settings: BigQuerySettings, job_name: str, job, project: str,
+                 metrics_namespace: str):
+        self.settings, self.job_name, self.job, self.project = settings, job_name, job, project
+        self.metrics_namespace = metrics_namespace
+
+    def setup(self):
+        self._client = client(self.project, self.settings.emulator_host)
+        self._ensured: set = set()
+        self._spec_of: dict = {}
+        self._rejected_total = 0
+        self._pick = getattr(self.job, "bigquery_table", None)
+        self._rows_metric = Metrics.counter(self.metrics_namespace, ROWS_COUNTER)
+        self._rejected_metric = Metrics.counter(self.metrics_namespace, REJECTED_COUNTER)
+        self._unmapped_metric = Metrics.counter(self.metrics_namespace, "unmapped_properties")
+
+    def start_bundle(self):
+        self._buffers: dict = {}  # table -> [(size, (id, row, namespace))]
+        self._sizes: dict = {}
+        self._counts: dict = {}  # (namespace, table) -> [rows, rejected]
+
+    def process(self, element):
+        namespace, (row_id, record) = element
+        spec = self._table_for(namespace, record)
+        row = self._row(namespace, record)
+        size = row_bytes(row_id, row)
+        if size > MAX_ROW_BYTES:
+            yield from self._dead([(row_id, row, namespace)], str(spec), [[{
+                "reason": "tooLarge", "message": f"row of about {size} bytes; BigQuery streaming "
+                f"accepts rows up to 10 MB"}]])
+            return
+        key = str(spec)
+        buf = self._buffers.setdefault(key, [])
+        buf.append((size, (row_id, row, namespace)))
+        self._sizes[key] = self._sizes.get(key, 0) + size
+        if len(buf) >= self.settings.batch_rows or self._sizes[key] >= self.settings.batch_bytes:
+            yield from self._flush(spec)
+
+    def finish_bundle(self):
+        for key in list(self._buffers):
+            for out in self._flush(self._spec_of[key]):
+                yield _windowed(out)
+        for (namespace, table), counts in self._counts.items():
+            yield GlobalWindows.windowed_value((namespace, {table: counts}))
+
+    # --- helpers ---
+
+    def _table_for(self, namespace: str, record) -> TableSpec:
+        spec = None
+        if self._pick is not None:
+            chosen = self._pick(namespace, record)
+            if chosen is not None:
+                spec = _resolve_choice(chosen, self.settings.table, namespace)
+        if spec is None:
+            spec = self.settings.table.for_namespace(namespace)
+        key = str(spec)
+        if key not in self._ensured:
+            ensure_table(self._client, self.settings, spec, self.settings.deadline_seconds)
+            self._ensured.add(key)
+            self._spec_of[key] = spec
+        return spec
+
+    def _row(self, namespace: str, record) -> dict:
+        plan = self.settings.encode_plan
+        if plan is not None:  # typed rows of the export conversion
+            from pipeline.sinks.bigquery_json import encode_fitting
+
+            row, unmapped = encode_fitting(record, plan)
+            if unmapped:
+                self._unmapped_metric.inc(unmapped)
+            return row
+        if not isinstance(record, dict):
+            raise JobFailed(f"job {self.job_name} yielded a {type(record).__name__} in namespace "
+                            f"{namespace or '(default)'}; streaming to BigQuery needs each record "
+                            "to be a dict of column -> value")
+        return json_ready(record)
+
+    def _count(self, namespace: str, table: str, rows: int, rejected: int) -> None:
+        c = self._counts.setdefault((namespace, table), [0, 0])
+        c[0] += rows
+        c[1] += rejected
+
+    def _flush(self, spec: TableSpec):
+        key = str(spec)
+        items = self._buffers.pop(key, [])
+        self._sizes.pop(key, None)
+        for batch in batches(items, self.settings.batch_rows, self.settings.batch_bytes):
+            yield from self._insert(spec, batch)
+
+    def _insert(self, spec: TableSpec, batch: list):
+        from google.api_core import exceptions as gexc
+
+        pending, attempt = batch, 0
+        deadline = time.monotonic() + self.settings.deadline_seconds
+        while pending:
+            attempt += 1
+            left = max(5.0, deadline - time.monotonic())
+            try:
+                errors = self._client.insert_rows_json(
+                    str(spec), [row for _, row, _ in pending],
+                    row_ids=[rid for rid, _, _ in pending], skip_invalid_rows=True,
+                    retry=retry(left), timeout=min(60.0, left))
+            except gexc.GoogleAPICallError as e:
+                if getattr(e, "code", None) == 404:
+                    raise MapperError(f"BigQuery table {spec} is gone (deleted during the run?): "
+                                      f"{e.message}") from None
+                if isinstance(e, gexc.BadRequest):
+                    # The whole request was refused, not one row: send the rows one by one, so
+                    # the bad ones reach the dead letters with this error.
+                    if len(pending) > 1:
+                        for one in pending:
+                            yield from self._insert(spec, [one])
+                        return
+                    yield from self._dead(pending, key_of(spec), [[{
+                        "reason": "invalid", "message": str(e.message or e)}]])
+                    return
+                raise MapperError(f"streaming to {where(self.settings)} table {spec} failed "
+                                  f"after {self.settings.deadline_seconds:.0f} s of retries: "
+                                  f"{type(e).__name__}: {e}") from None
+            except Exception as e:  # connection errors outlive the client's retry deadline
+                raise MapperError(f"streaming to {where(self.settings)} table {spec} failed: "
+                                  f"{type(e).__name__}: {e}") from None
+            by_index = {int(e["index"]): e.get("errors", []) for e in errors or ()}
+            retry_rows, bad, bad_errors = [], [], []
+            for i, item in enumerate(pending):
+                errs = by_index.get(i)
+                if errs is None:
+                    self._count(item[2], key_of(spec), 1, 0)
+                    self._rows_metric.inc()
+                elif is_transient(errs) and time.monotonic() < deadline:
+                    retry_rows.append(item)
+                else:
+                    bad.append(item)
+                    bad_errors.append(errs)
+            if bad:
+                yield from self._dead(bad, key_of(spec), bad_errors)
+            pending = retry_rows
+            if pending:
+                time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
+
+    def _dead(self, items: list, table: str, errors: list):
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        for (row_id, row, namespace), errs in zip(items, errors):
+            self._count(namespace, table, 0, 1)
+            self._rejected_metric.inc()
+            self._rejected_total += 1
+            yield beam.pvalue.TaggedOutput(DEAD, {
+                "namespace": namespace, "table": table, "insert_id": row_id,
+                "errors": errs, "row": json.dumps(row, ensure_ascii=False, sort_keys=True),
+                "time": now})
+        if self._rejected_total > self.settings.max_bad_rows:
+            first = errors[0][0] if errors and errors[0] else {}
+            raise MapperError(
+                f"BigQuery rejected {self._rejected_total} row(s) on one worker, more than "
+                f"--bigquery_max_bad_rows={self.settings.max_bad_rows}; e.g. a row for {table}: "
+                f"{first.get('reason', '')} {first.get('location', '')}: "
+                f"{first.get('message', '')}".rstrip() + f" (row {items[0][1]!r:.300})")
+
+
+def key_of(spec: TableSpec) -> str:
+    return str(spec)
+
+
+def _windowed(out):
+    if isinstance(out, beam.pvalue.TaggedOutput):
+        return beam.pvalue.TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
+    return GlobalWindows.windowed_value(out)
+
+
+def _resolve_choice(chosen: Any, default: TableSpec, namespace: str) -> TableSpec:
+    """A job's ``bigquery_table(namespace, record)`` answer: a TableSpec, ``TABLE`` (in the
+    default dataset) or ``DATASET.TABLE`` / ``PROJECT.DATASET.TABLE`` / ``PROJECT:DATASET.TABLE``."""
+    from pipeline.sinks.bigquery_tables import parse_table
+
+    if isinstance(chosen, TableSpec):
+        return chosen.for_namespace(namespace)
+    text = str(chosen)
+    if "." not in text and ":" not in text:
+        text = f"{default.dataset}.{text}"
+    try:
+        return parse_table(text, default.project).for_namespace(namespace)
+    except ValueError as e:
+        raise JobFailed(f"bigquery_table() returned {chosen!r}: {e}") from None
+
+
+def _sum_counts(dicts):
+    out: dict = {}
+    for d in dicts:
+        for table, (rows, rejected) in d.items():
+            c = out.setdefault(table, [0, 0])
+            c[0] += rows
+            c[1] += rejected
+    return out
+
+
+@dataclasses.dataclass
+class StreamedNamespace:
+    """What a namespace's rows did: the ``output`` its ``namespace_completed`` gets, and the
+    counters added to its totals."""
+
+    tables: dict  # table -> [rows, rejected]
+
+    @property
+    def output(self) -> str:
+        return ", ".join(sorted(self.tables)) or ""
+
+    @property
+    def counters(self) -> dict:
+        return {ROWS_COUNTER: sum(r for r, _ in self.tables.values()),
+                REJECTED_COUNTER: sum(b for _, b in self.tables.values())}
+
+
+class StreamToBigQuery(beam.PTransform):
+    """(records, namespaces) -> (namespace, StreamedNamespace), once that namespace's rows are
+    all sent; rejected rows are written to the dead-letter file (``dead_letters`` attribute:
+    the PCollection of written file names, for a step that must wait for it)."""
+
+    def __init__(self, plan):
+        super().__init__()
+        self.plan = plan
+        self.dead_letters = None
+
+    def expand(self, pvalue):
+        records, namespaces = pvalue
+        plan, s = self.plan, self.plan.bigquery
+        inserted = records | "InsertRows" >> beam.ParDo(InsertRowsFn(
+            s, plan.job_name, plan.job, plan.project, plan.metrics_namespace)).with_outputs(
+                DEAD, main="counts")
+        self.dead_letters = (
+            inserted[DEAD]
+            | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, ensure_ascii=False,
+                                                                sort_keys=True))
+            | "WriteDeadLetters" >> beam.io.WriteToText(
+                s.dead_letter, shard_name_template="", num_shards=1))
+        empty = namespaces | "NoRowsYet" >> beam.Map(lambda ns: (ns, {}))
+        return (
+            (inserted.counts, empty)
+            | "AllCounts" >> beam.Flatten()
+            | "CountsPerNamespace" >> beam.CombinePerKey(_sum_counts)
+            | "Streamed" >> beam.MapTuple(lambda ns, tables: (ns, StreamedNamespace(tables))))
+
+
+class CheckRejectedFn(beam.DoFn):
+    """After the summary and the dead-letter file: fail the run when BigQuery rejected more rows
+    than ``--bigquery_max_bad_rows`` in all."""
+
+    def __init__(self, settings: BigQuerySettings):
+        self.settings = settings
+
+    def process(self, summary: dict, _written):
+        rejected = summary.get("totals", {}).get("counters", {}).get(REJECTED_COUNTER, 0)
+        if rejected > self.settings.max_bad_rows:
+            raise MapperError(
+                f"BigQuery rejected {rejected} row(s), more than --bigquery_max_bad_rows="
+                f"{self.settings.max_bad_rows}; the rows and BigQuery's errors are in "
+                f"{self.settings.dead_letter}")
+        yield summary
