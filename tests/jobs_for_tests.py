@@ -65,3 +65,45 @@ class CsvKeys(JobSpec):
     @staticmethod
     def encode(record) -> str:
         return ",".join(map(str, record))
+
+
+def bq_bad(flat_path, every: int) -> bool:
+    """Which entities test_bq_rows gives a wrong-typed value (the tests recompute it)."""
+    import zlib
+
+    return every > 0 and zlib.crc32(repr(tuple(flat_path)).encode()) % every == 0
+
+
+@register
+class BigQueryRows(JobSpec):
+    """A declared BigQuery schema; two records per key (copy 0 and 1). With bad_every=N, about one
+    key in N gets a non-integer in the INTEGER column n; with split=true, copy 0 goes to table
+    `first` and copy 1 to `second` (a per-record table choice)."""
+
+    name = "test_bq_rows"
+    parameters = {"bad_every": "about 1 in N keys gets a bad value (default 0: none)",
+                  "split": "true: copy 0 to table first, copy 1 to table second"}
+
+    def query(self, params: Params) -> Query:
+        self.bad_every = params.integer("bad_every", 0)
+        self.split = params.flag("split", False)
+        return Query(kind="Item")
+
+    def bigquery_schema(self, params: Params) -> list:
+        return [{"name": "namespace", "type": "STRING", "mode": "NULLABLE"},
+                {"name": "key", "type": "STRING", "mode": "REPEATED"},
+                {"name": "copy", "type": "INTEGER", "mode": "NULLABLE"},
+                {"name": "n", "type": "INTEGER", "mode": "NULLABLE"},
+                {"name": "seen", "type": "TIMESTAMP", "mode": "NULLABLE"}]
+
+    def bigquery_table(self, namespace: str, record: dict):
+        if not self.split:
+            return None
+        return "first" if record["copy"] == 0 else "second"
+
+    def next(self, ctx: Context, key):
+        bad = bq_bad(key.flat_path, self.bad_every)
+        for copy in (0, 1):
+            yield {"namespace": ctx.namespace, "key": [str(p) for p in key.flat_path],
+                   "copy": copy, "n": "not-a-number" if bad and copy == 1 else len(key.flat_path),
+                   "seen": dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)}
