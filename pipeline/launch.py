@@ -252,6 +252,7 @@ def prepare_bigquery(plan: RunPlan, m: MapperOptions,
     ``--bigquery_write_disposition=empty``. Returns the plan with its BigQuery settings."""
     import dataclasses
 
+    import google.auth.exceptions
     from google.api_core import exceptions as bqexc
 
     from pipeline.sinks import bigquery as bq
@@ -318,6 +319,10 @@ def prepare_bigquery(plan: RunPlan, m: MapperOptions,
                          f"{e.message}") from None
     except bqexc.GoogleAPICallError as e:
         raise UsageError(f"{bq.where(settings)} answered an error for {spec}: {e}") from None
+    except google.auth.exceptions.DefaultCredentialsError as e:
+        raise UsageError(f"no Google Cloud credentials for BigQuery ({e}): run `gcloud auth "
+                         "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS; for "
+                         "an emulator pass --bigquery_emulator_host") from None
     except Exception as e:  # unreachable: connection refused, DNS, the retry deadline
         raise UsageError(
             f"{bq.where(settings)} is unreachable (checked for {LAUNCH_DEADLINE:.0f} s before "

@@ -9,6 +9,7 @@ import datetime as dt
 
 from pipeline import Context, JobSpec, Params, Query, register
 from pipeline.errors import UsageError
+from tests.bad_rows import bq_bad
 
 
 def _timestamp(params: Params, name: str):
@@ -65,13 +66,6 @@ class CsvKeys(JobSpec):
     @staticmethod
     def encode(record) -> str:
         return ",".join(map(str, record))
-
-
-def bq_bad(flat_path, every: int) -> bool:
-    """Which entities test_bq_rows gives a wrong-typed value (the tests recompute it)."""
-    import zlib
-
-    return every > 0 and zlib.crc32(repr(tuple(flat_path)).encode()) % every == 0
 
 
 @register

@@ -14,7 +14,7 @@ from google.cloud import datastore
 
 from devtools.seed import NamespaceSpec, seed_dataset
 from helpers import IN_PROCESS, TWO_WORKERS, run_mapper
-from tests.jobs_for_tests import bq_bad
+from bad_rows import bq_bad
 from pipeline.sinks.bigquery_tables import table_part
 
 PROJECT = "test-project"  # as in conftest.py
@@ -106,9 +106,11 @@ def test_nested_repeated_and_unmapped_values_arrive_intact(emulator, bigquery_em
     c.put_multi([first, second])
     bq = bigquery_emulator
     ds = bq.new_dataset()
-    ok(run_mapper("stream_entities", ["--params", "kind=Order", "--bigquery_schema_sample", "1",
-                                      *bq_args(bq, f"{ds}.orders")],
-                  output=str(tmp_path / "out"), runner=IN_PROCESS))
+    result = run_mapper("stream_entities", ["--params", "kind=Order",
+                                            "--bigquery_schema_sample", "1",
+                                            *bq_args(bq, f"{ds}.orders")],
+                        output=str(tmp_path / "out"), runner=IN_PROCESS)
+    ok(result)
     rows = {r["__key__"]["id"]: r for r in bq.rows(f"{ds}.orders")}
     assert set(rows) == {1, 2}
     a, b = rows[1], rows[2]
@@ -125,6 +127,7 @@ def test_nested_repeated_and_unmapped_values_arrive_intact(emulator, bigquery_em
     assert (a["where"]["latitude"], a["where"]["longitude"]) == (52.52, 13.405)
     # The sample (1 entity) did not show "late": it is kept, by its name, as JSON text.
     assert a.get("__unmapped__") is None
+    assert result.summary["totals"]["counters"]["unmapped_properties"] == 1
     assert json.loads(b["__unmapped__"]) == {"late": "only here"}
     schema = {f.name: (f.field_type, f.mode) for f in bq.client.get_table(
         f"{bq.project}.{ds}.orders", retry=bq.retry, timeout=bq.timeout).schema}
@@ -191,7 +194,11 @@ def test_more_rejected_rows_than_allowed_fail_the_run(multi, bigquery_emulator, 
         "--bigquery_max_bad_rows", str(len(bad) - 1)], output=str(out), runner=runner)
     assert result.code != 0, result.stderr[-3000:]
     assert "--bigquery_max_bad_rows" in result.stderr and "rejected" in result.stderr
+    assert "dead_letter.jsonl" in result.stderr
     assert "Traceback" not in result.stderr.split("error:")[-1]
+    # The run fails at its end, after the dead letters are written: none is lost.
+    dead = read_lines(out / "test_bq_rows" / "dead_letter.jsonl")
+    assert sorted((d["namespace"], tuple(json.loads(d["row"])["key"])) for d in dead) == bad
 
 
 def _closed_port() -> int:

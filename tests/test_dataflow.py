@@ -50,6 +50,7 @@ NOT_IN_TEMPLATE = {
     "emulator_host": "the Datastore emulator is for local runs and tests, not Dataflow",
     "key_order": "auto picks Datastore's (utf8) order on Dataflow; utf16 is the emulator's",
     "progress_seconds": "how often workers log progress: a debugging knob",
+    "bigquery_emulator_host": "the BigQuery emulator is for local runs and tests, not Dataflow",
 }
 
 
@@ -211,7 +212,14 @@ def test_template_refusal_imports_nothing(tmp_path):
         assert not marker.exists(), f"{argv} imported the module"
 
 
-def test_template_adds_dataflow_runner_baked_modules_and_worker_image():
+def test_template_adds_dataflow_runner_baked_modules_and_worker_image(monkeypatch):
+    # The launcher starts in a fresh process: forget test jobs that earlier tests registered here.
+    from pipeline import registry
+
+    fresh = {n: c for n, c in registry._JOBS.items() if "jobs_for_tests" not in c.__module__}
+    monkeypatch.setattr(registry, "_JOBS", fresh)
+    for mod in [m for m in sys.modules if m.endswith("jobs_for_tests")]:
+        monkeypatch.delitem(sys.modules, mod)
     argv = ["--job=test_range_probe", "--setup_file", "/template/setup.py", "--project=p"]
     with pytest.raises(TemplateRefused):
         template_argv(argv, environ={})
@@ -279,6 +287,21 @@ SAMPLES = {  # name: (values the console accepts, values it refuses)
     "launch_checks": (["true", "false"], ["no", ""]),
     "output_mode": (["refuse", "replace"], ["", "Replace", "overwrite"]),
     "job_file": (["true", "false"], ["yes", ""]),
+    "bigquery_table": (["my-proj:ds.t", "example.com:my-proj:ds.t", "my-proj.ds.t", "ds.t",
+                        "ds_1.T-x_9", "ds.t_{namespace}", "p:ds.{namespace}", "p.ds.{namespace}-rows",
+                        "ds." + "t" * 1024, "ds." + "a" * 511 + "{namespace}" + "b" * 511],
+                       ["", "t", "a.b.c.d", "p:ds", "p:ds.t.x", "ds-1.t", "d s.t", "ds.t t", " ds.t",
+                        "ds.té", "ds.t{namespace}{namespace}", "ds.{name}", "ds.{NAMESPACE}",
+                        "P:ds.t", "1p:ds.t", "p-:ds.t", "example.com:p.ds.t", ":ds.t", ".ds.t",
+                        "ds.", ".t", "p:{namespace}.t", "ds." + "t" * 1025]),
+    "bigquery_create": (["true", "false"], ["yes", "True", ""]),
+    "bigquery_write_disposition": (["append", "empty"], ["", "Append", "truncate", "WRITE_APPEND"]),
+    "bigquery_dead_letter": (["gs://my-bucket/dead.jsonl", "gs://my-bucket/a/b/dead_letter.jsonl"],
+                             ["gs://my-bucket", "gs://my-bucket/", "gs://my-bucket/dir/",
+                              "/tmp/dead.jsonl", "dead.jsonl", "s3://b/x", "gs://B/x"]),
+    "bigquery_max_bad_rows": (["0", "10", "1000"], ["-1", "x", "1.5", "", "01"]),
+    "bigquery_schema_sample": (["1", "1000"], ["0", "-1", "x", "1e3", ""]),
+    "bigquery_deadline": (["120", "0.5", "2.5", ".25"], ["0", "0.0", "-1", "x", "1e3", ""]),
 }
 
 

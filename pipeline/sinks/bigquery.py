@@ -10,7 +10,8 @@ cannot be pointed at an emulator, so this is a DoFn over google-cloud-bigquery's
 - rows are batched per table within the API's row and byte limits; a request is retried with
   backoff up to a deadline on transient errors, and rows rejected as transient are re-sent;
 - rows BigQuery rejects go, with its errors, to the dead-letter file and are counted
-  (``bigquery_rejected``); the run fails when there are more than ``--bigquery_max_bad_rows``;
+  (``bigquery_rejected``); the run fails at its end, once that file is written, when there are
+  more than ``--bigquery_max_bad_rows``;
 - datasets and tables are created with the same client (``--bigquery_create``).
 
 Everything that can be checked is checked at launch, with a short deadline (see
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 DEAD = "dead"
 ROWS_COUNTER = "bigquery_rows"
 REJECTED_COUNTER = "bigquery_rejected"
+UNMAPPED_COUNTER = "unmapped_properties"
 DEAD_LETTER_FILE = "dead_letter.jsonl"
 
 
@@ -147,21 +149,22 @@ class InsertRowsFn(beam.DoFn):
         self._client = client(self.project, self.settings.emulator_host)
         self._ensured: set = set()
         self._spec_of: dict = {}
-        self._rejected_total = 0
         self._pick = getattr(self.job, "bigquery_table", None)
         self._rows_metric = Metrics.counter(self.metrics_namespace, ROWS_COUNTER)
         self._rejected_metric = Metrics.counter(self.metrics_namespace, REJECTED_COUNTER)
-        self._unmapped_metric = Metrics.counter(self.metrics_namespace, "unmapped_properties")
+        self._unmapped_metric = Metrics.counter(self.metrics_namespace, UNMAPPED_COUNTER)
 
     def start_bundle(self):
         self._buffers: dict = {}  # table -> [(size, (id, row, namespace))]
         self._sizes: dict = {}
-        self._counts: dict = {}  # (namespace, table) -> [rows, rejected]
+        self._counts: dict = {}  # (namespace, table) -> [rows, rejected, unmapped properties]
 
     def process(self, element):
         namespace, (row_id, record) = element
         spec = self._table_for(namespace, record)
-        row = self._row(namespace, record)
+        row, unmapped = self._row(namespace, record)
+        if unmapped:
+            self._count(namespace, str(spec), 0, 0, unmapped)
         size = row_bytes(row_id, row)
         if size > MAX_ROW_BYTES:
             yield from self._dead([(row_id, row, namespace)], str(spec), [[{
@@ -207,17 +210,19 @@ class InsertRowsFn(beam.DoFn):
             row, unmapped = encode_fitting(record, plan)
             if unmapped:
                 self._unmapped_metric.inc(unmapped)
-            return row
+            return row, unmapped
         if not isinstance(record, dict):
             raise JobFailed(f"job {self.job_name} yielded a {type(record).__name__} in namespace "
                             f"{namespace or '(default)'}; streaming to BigQuery needs each record "
                             "to be a dict of column -> value")
-        return json_ready(record)
+        return json_ready(record), 0
 
-    def _count(self, namespace: str, table: str, rows: int, rejected: int) -> None:
-        c = self._counts.setdefault((namespace, table), [0, 0])
+    def _count(self, namespace: str, table: str, rows: int, rejected: int,
+               unmapped: int = 0) -> None:
+        c = self._counts.setdefault((namespace, table), [0, 0, 0])
         c[0] += rows
         c[1] += rejected
+        c[2] += unmapped
 
     def _flush(self, spec: TableSpec):
         key = str(spec)
@@ -282,18 +287,10 @@ class InsertRowsFn(beam.DoFn):
         for (row_id, row, namespace), errs in zip(items, errors):
             self._count(namespace, table, 0, 1)
             self._rejected_metric.inc()
-            self._rejected_total += 1
             yield beam.pvalue.TaggedOutput(DEAD, {
                 "namespace": namespace, "table": table, "insert_id": row_id,
                 "errors": errs, "row": json.dumps(row, ensure_ascii=False, sort_keys=True),
                 "time": now})
-        if self._rejected_total > self.settings.max_bad_rows:
-            first = errors[0][0] if errors and errors[0] else {}
-            raise MapperError(
-                f"BigQuery rejected {self._rejected_total} row(s) on one worker, more than "
-                f"--bigquery_max_bad_rows={self.settings.max_bad_rows}; e.g. a row for {table}: "
-                f"{first.get('reason', '')} {first.get('location', '')}: "
-                f"{first.get('message', '')}".rstrip() + f" (row {items[0][1]!r:.300})")
 
 
 def key_of(spec: TableSpec) -> str:
@@ -325,10 +322,10 @@ def _resolve_choice(chosen: Any, default: TableSpec, namespace: str) -> TableSpe
 def _sum_counts(dicts):
     out: dict = {}
     for d in dicts:
-        for table, (rows, rejected) in d.items():
-            c = out.setdefault(table, [0, 0])
-            c[0] += rows
-            c[1] += rejected
+        for table, counts in d.items():
+            c = out.setdefault(table, [0, 0, 0])
+            for i, n in enumerate(counts):
+                c[i] += n
     return out
 
 
@@ -337,7 +334,7 @@ class StreamedNamespace:
     """What a namespace's rows did: the ``output`` its ``namespace_completed`` gets, and the
     counters added to its totals."""
 
-    tables: dict  # table -> [rows, rejected]
+    tables: dict  # table -> [rows, rejected, unmapped properties]
 
     @property
     def output(self) -> str:
@@ -345,8 +342,12 @@ class StreamedNamespace:
 
     @property
     def counters(self) -> dict:
-        return {ROWS_COUNTER: sum(r for r, _ in self.tables.values()),
-                REJECTED_COUNTER: sum(b for _, b in self.tables.values())}
+        out = {ROWS_COUNTER: sum(c[0] for c in self.tables.values()),
+               REJECTED_COUNTER: sum(c[1] for c in self.tables.values())}
+        unmapped = sum(c[2] for c in self.tables.values() if len(c) > 2)
+        if unmapped:
+            out[UNMAPPED_COUNTER] = unmapped
+        return out
 
 
 class StreamToBigQuery(beam.PTransform):

@@ -116,7 +116,9 @@ def parse_table(text: str, default_project: Optional[str]) -> TableSpec:
             project, (dataset, table) = default_project or "", parts
         else:
             raise ValueError(f"{text!r} is not a table: use {FORMS}")
-    if project and not _PROJECT.fullmatch(project):
+    if not project:
+        raise ValueError(f"{text!r} names no project: use {FORMS}")
+    if not _PROJECT.fullmatch(project):
         raise ValueError(f"{project!r} in {text!r} is not a project id")
     if not _DATASET.fullmatch(dataset):
         raise ValueError(f"dataset {dataset!r} in {text!r} is not valid: letters, digits and _")
