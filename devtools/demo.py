@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 
+from devtools.bq_emulator import BigQueryEmulatorProcess, BigQueryEmulatorUnavailable
 from devtools.emulator import DatastoreEmulator, EmulatorUnavailable
 from devtools.seed import DEMO_DATASET, seed_dataset
 
@@ -41,12 +42,43 @@ def pipeline_command(argv: list[str], output: str) -> list[str]:
     return cmd + argv
 
 
+DEMO_TABLE = "demo:demo.items_{namespace}"
+
+
+def wants_bigquery(argv: list[str]) -> bool:
+    """stream_entities (or --bigquery_table) without a BigQuery of the user's: start bqemulator."""
+    streaming = _flag_value(argv, "--job") == "stream_entities" or _has_flag(argv, "--bigquery_table")
+    return streaming and not _has_flag(argv, "--bigquery_emulator_host")
+
+
+def bigquery_args(argv: list[str], host: str) -> list[str]:
+    extra = ["--bigquery_emulator_host", host]
+    if not _has_flag(argv, "--bigquery_table"):
+        extra += ["--bigquery_table", DEMO_TABLE]
+    return argv + extra
+
+
+def print_tables(host: str, table: str) -> None:
+    """Rows per table of the dataset the demo streamed into."""
+    from pipeline.sinks.bigquery import client, retry
+    from pipeline.sinks.bigquery_tables import parse_table
+
+    spec = parse_table(table, PROJECT)
+    c = client(PROJECT, host)
+    print(f"BigQuery dataset {spec.dataset_id} (in the emulator, gone when the demo ends):")
+    for t in c.list_tables(spec.dataset_id, retry=retry(30), timeout=10):
+        # Counted by listing them: the emulator's table metadata (numRows) can lag behind.
+        n = sum(1 for _ in c.list_rows(t, retry=retry(30), timeout=10))
+        print(f"  {t.table_id}: {n} rows")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     output = (_flag_value(argv, "--output") or os.environ.get("DEMO_OUTPUT")
               or tempfile.mkdtemp(prefix="datastore-mapper-demo-"))
     emu = DatastoreEmulator(project=PROJECT)
     proc: subprocess.Popen[bytes] | None = None
+    bq: BigQueryEmulatorProcess | None = None
     try:
         started = time.monotonic()
         emu.start()
@@ -56,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         written = seed_dataset(PROJECT, DEMO_DATASET)
         counts = ", ".join(f"{ns or '(default)'}={len(keys)}" for ns, keys in written.items())
         print(f"seeded {counts} in {time.monotonic() - started:.1f} s")
+        if wants_bigquery(argv):
+            bq = BigQueryEmulatorProcess(PROJECT).start()
+            print(f"BigQuery emulator (bqemulator) ready at {bq.host}")
+            argv = bigquery_args(argv, bq.host)
         cmd = pipeline_command(argv, output)
         print("running:", " ".join(cmd), flush=True)
         started = time.monotonic()
@@ -63,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         code = proc.wait()
         print(f"pipeline exited with {code} after {time.monotonic() - started:.1f} s")
         print(f"output: {output}")
+        if bq is not None and code == 0:
+            print_tables(bq.host, _flag_value(argv, "--bigquery_table") or "")
         return code
-    except EmulatorUnavailable as exc:
+    except (EmulatorUnavailable, BigQueryEmulatorUnavailable) as exc:
         print(exc, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -77,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                 proc.kill()
         return 130
     finally:
+        if bq is not None:
+            bq.stop()
         emu.stop()
 
 

@@ -127,3 +127,16 @@ def test_stop_leaves_no_process() -> None:
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://{host}/", timeout=2)
     emu.stop()  # idempotent
+
+
+def test_demo_starts_a_bigquery_emulator_only_for_streaming_without_one() -> None:
+    from devtools.demo import DEMO_TABLE, bigquery_args, wants_bigquery
+
+    assert wants_bigquery(["--job", "stream_entities"])
+    assert wants_bigquery(["--job=test_bq_rows", "--bigquery_table=ds.t"])
+    assert not wants_bigquery(["--job", "count_keys"])
+    assert not wants_bigquery(["--job", "stream_entities", "--bigquery_emulator_host", "h:1"])
+    assert bigquery_args(["--job", "stream_entities"], "h:1") == [
+        "--job", "stream_entities", "--bigquery_emulator_host", "h:1", "--bigquery_table", DEMO_TABLE]
+    assert bigquery_args(["--bigquery_table=ds.t"], "h:1") == [
+        "--bigquery_table=ds.t", "--bigquery_emulator_host", "h:1"]
