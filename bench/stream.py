@@ -35,7 +35,28 @@ from devtools.seed import DEMO_DATASET, NamespaceSpec, seed_dataset
 PROJECT = "demo"
 
 
-def run(args: list, env: dict, log: Path) -> tuple:
+def tree_cpu(pid) -> float:
+    """CPU seconds of a process and its children (an emulator), or 0 without psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return 0.0
+    try:
+        p = psutil.Process(pid)
+        procs = [p, *p.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for q in procs:
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def run(args: list, env: dict, log: Path) -> float:
     started = time.monotonic()
     with open(log, "wb") as out:
         rc = subprocess.call([sys.executable, "-m", "pipeline", "--project", PROJECT, *args],
@@ -77,6 +98,7 @@ def main(argv=None) -> int:
             results["read"].append((wall, s["seconds"]))
             dataset = f"bench_{uuid.uuid4().hex[:8]}"
             out = work / f"stream-{i}"
+            bq_cpu = tree_cpu(bq.proc.pid)
             wall = run(["--job", "stream_entities", "--output", str(out),
                         "--bigquery_table", f"{dataset}.items_{{namespace}}",
                         "--bigquery_emulator_host", bq.host], env, work / f"stream-{i}.log")
@@ -88,12 +110,15 @@ def main(argv=None) -> int:
             if landed != total:
                 raise SystemExit(f"stream run {i}: {landed} rows in BigQuery, {total} seeded")
             results["stream"].append((wall, s["seconds"]))
+            bq_cpu = tree_cpu(bq.proc.pid) - bq_cpu
+            results.setdefault("bq_cpu", []).append(bq_cpu)
             print(f"run {i + 1}/{a.repeats}: read {results['read'][-1][0]:.1f} s, "
-                  f"stream {wall:.1f} s", flush=True)
+                  f"stream {wall:.1f} s (bqemulator used {bq_cpu:.1f} s of CPU)", flush=True)
     report = {"entities": total, "namespaces": len(spec), "repeats": a.repeats}
     print(f"\n{total} entities in {len(spec)} namespaces, {a.repeats} runs each, "
           "median (min-max):")
     print(f"{'run':<8} {'wall s':>18} {'rows/s (wall)':>22} {'rows/s (pipeline)':>22}")
+    bq_cpu = results.pop("bq_cpu")
     for name, rs in results.items():
         walls = [w for w, _ in rs]
         inner = [p for _, p in rs]
@@ -105,6 +130,9 @@ def main(argv=None) -> int:
         report[name] = {"wall_s": walls, "pipeline_s": inner,
                         "rows_per_s_wall": statistics.median(total / w for w in walls),
                         "rows_per_s_pipeline": statistics.median(total / p for p in inner)}
+    print(f"bqemulator CPU per stream run: median {statistics.median(bq_cpu):.1f} s "
+          f"({statistics.median(bq_cpu) / total * 1000:.2f} s per 1,000 rows)")
+    report["bqemulator_cpu_s"] = bq_cpu
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=2))
     return 0
