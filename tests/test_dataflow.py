@@ -50,6 +50,7 @@ NOT_IN_TEMPLATE = {
     "emulator_host": "the Datastore emulator is for local runs and tests, not Dataflow",
     "key_order": "auto picks Datastore's (utf8) order on Dataflow; utf16 is the emulator's",
     "progress_seconds": "how often workers log progress: a debugging knob",
+    "query_entities": "how wide each query's key range is: an emulator-speed knob",
 }
 
 
