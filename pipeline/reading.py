@@ -3,8 +3,8 @@ ahead, see ``pipeline.narrowing``) up to the slice's size, paged by the client.
 
 A slice ends when it has read ``slice_entities`` entities, when its time is up
 (checked at page ends, where Datastore gives a cursor), when a claim fails (the
-range was split), or when the query that reaches the range's end is exhausted — then END is claimed and the
-range is done. A transient error inside a slice re-runs the query from the last
+range was split), or when the query that reaches the range's end is exhausted —
+then END is claimed and the range is done. A transient error inside a slice re-runs the query from the last
 claimed position, so no entity is handed to the job twice.
 """
 from __future__ import annotations
