@@ -162,7 +162,7 @@ class JobSpec:
         """Once per initial range, after all its pieces (slices, splits) were read."""
 
     def slice_started(self, ctx: "HookContext") -> None:
-        """Before each slice (one query) of a range, on the worker reading it."""
+        """Before each slice of a range, on the worker reading it."""
 
     def slice_completed(self, ctx: "HookContext") -> None:
         """After each slice, with that slice's counters."""

@@ -97,7 +97,7 @@ def make_plan(options: PipelineOptions, now: Optional[dt.datetime] = None) -> Ru
         database=m.database, emulator_host=m.emulator_host,
         read_time=parse_read_time(m.read_time, now), order=order, shards=m.shards,
         oversampling=m.oversampling, slice_entities=m.slice_entities,
-        slice_seconds=m.slice_seconds, max_counters=m.max_counters,
+        slice_seconds=m.slice_seconds, query_entities=m.query_entities, max_counters=m.max_counters,
         progress_seconds=m.progress_seconds, started=now, output=output,
         summary_path=summary_path, job_file=bool(m.job_file))
 

@@ -111,10 +111,14 @@ class MapperOptions(PipelineOptions):
         g.add_argument("--oversampling", type=positive_int, default=32,
                        help="scatter samples per range (default 32)")
         g.add_argument("--slice_entities", type=positive_int, default=2000,
-                       help="a slice (one query, then a checkpoint) reads at most this many "
+                       help="a slice (its queries, then a checkpoint) reads at most this many "
                        "entities (default 2000)")
         g.add_argument("--slice_seconds", type=positive_float, default=30.0,
                        help="... or for at most this long (default 30)")
+        g.add_argument("--query_entities", type=positive_int, default=1000,
+                       help="a slice's queries each end at a scatter sample about this many "
+                       "entities ahead, so each query's key range is narrow (the emulator serves "
+                       "narrow ranges fastest; default 1000)")
         g.add_argument("--max_counters", type=positive_int, default=1000,
                        help="distinct counter names kept per job; more are summed as _overflow "
                        "(default 1000)")

@@ -26,6 +26,7 @@ class RunPlan:
     oversampling: int = 32
     slice_entities: int = 2000
     slice_seconds: float = 30.0
+    query_entities: int = 1000
     max_counters: int = 1000
     progress_seconds: float = 5.0
     started: dt.datetime = dataclasses.field(

@@ -1,9 +1,10 @@
-"""Reading one slice of a range: one query (limit = slice size), paged by the client.
+"""Reading one slice of a range: narrow queries (key slices end at a sample a few gaps
+ahead, see ``pipeline.narrowing``) up to the slice's size, paged by the client.
 
 A slice ends when it has read ``slice_entities`` entities, when its time is up
 (checked at page ends, where Datastore gives a cursor), when a claim fails (the
-range was split), or when the query is exhausted — then END is claimed and the
-range is done. A transient error inside a slice re-runs the query from the last
+range was split), or when the query that reaches the range's end is exhausted —
+then END is claimed and the range is done. A transient error inside a slice re-runs the query from the last
 claimed position, so no entity is handed to the job twice.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Iterator
+from typing import Iterator, Optional
 
 from google.api_core import exceptions as gexc
 from google.cloud import datastore
@@ -19,6 +20,7 @@ from google.cloud import datastore
 from pipeline import datastore_io as dio
 from pipeline.keyorder import path_from_flat
 from pipeline.keyrange import KeyRange
+from pipeline.narrowing import SampleDensity, query_end
 from pipeline.tracking import END
 from pipeline.plan import RunPlan
 from pipeline.splitting import owner_value
@@ -53,17 +55,31 @@ class _Retry:
 
 
 def read_key_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker,
-                   state: SliceState) -> Iterator[datastore.Entity]:
-    """Entities of the tracker's key range, in key order, claimed one by one."""
+                   state: SliceState, density: Optional[SampleDensity] = None
+                   ) -> Iterator[datastore.Entity]:
+    """Entities of the tracker's key range, in key order, claimed one by one.
+
+    Each query ends at a sample a few gaps ahead (``pipeline.narrowing``), so every
+    query is narrow; one that runs out there is followed by the next from that sample.
+    Only the query that reaches the range's own end may, by running out, claim END.
+    """
     deadline = time.monotonic() + plan.slice_seconds
     remaining = plan.slice_entities
-    last = None
+    density = density if density is not None else SampleDensity()
+    resume = None  # (key, inclusive): where the next query starts, once anything was read
     retry = _Retry(f"reading {plan.query.kind} in namespace {namespace or '(default)'}")
     while True:
         rng: KeyRange = tracker.current_restriction()
-        if last is not None:
-            rng = dataclasses.replace(rng, start=last, start_inclusive=False)
-        q = dio.key_range_query(c, plan.query, namespace, rng, plan.query.keys_only)
+        if resume is not None:
+            rng = dataclasses.replace(rng, start=resume[0], start_inclusive=resume[1])
+        if rng.is_empty():  # a split moved the end to where this slice had read
+            tracker.try_claim(END)
+            state.done = True
+            return
+        step = density.step(plan.query_entities)
+        end = query_end(rng, step)
+        qrng = rng if end is None else dataclasses.replace(rng, end=end, end_inclusive=False)
+        q = dio.key_range_query(c, plan.query, namespace, qrng, plan.query.keys_only)
         limit, got, timed_out = remaining, 0, False
         it = dio.fetch(q, limit=limit, read_time=plan.read_time)
         state.queries += 1
@@ -76,7 +92,7 @@ def read_key_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker,
                     if not tracker.try_claim(path):
                         state.done = True
                         return
-                    last = path
+                    resume = (path, False)
                     remaining -= 1
                     state.entities += 1
                     yield entity
@@ -87,13 +103,20 @@ def read_key_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker,
             retry.failed(e, state)
             continue
         except gexc.GoogleAPICallError as e:
-            raise dio.explain(e, plan.query, namespace, f"reading key range {rng.describe()}") from None
+            raise dio.explain(e, plan.query, namespace, f"reading key range {qrng.describe()}") from None
         # Fewer results than asked for: the query is exhausted. (The emulator says
         # "more results after limit" even at the end, so the count decides.)
-        if not timed_out and (got < limit or it.next_page_token is None):
-            tracker.try_claim(END)
+        if timed_out or not (got < limit or it.next_page_token is None):
+            return  # the slice is full or its time is up: the next slice resumes
+        if end is None:
+            tracker.try_claim(END)  # exhausted up to the range's end: the range is done
             state.done = True
-        return
+            return
+        # Exhausted up to a sample: read on from that sample (it may itself be an entity).
+        density.observe(got, step)
+        resume = (end, True)
+        if time.monotonic() >= deadline:
+            return
 
 
 def read_value_slice(c: datastore.Client, plan: RunPlan, namespace: str, tracker,

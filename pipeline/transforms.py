@@ -22,6 +22,7 @@ from pipeline.errors import JobFailed, MapperError
 from pipeline.job import Context, Counters
 from pipeline.keyorder import format_path, path_from_flat
 from pipeline.keyrange import KeyRange, KeyRangeTracker
+from pipeline.narrowing import SampleDensity
 from pipeline.plan import RunPlan
 from pipeline.planning import plan_namespace
 from pipeline.progress import PROGRESS
@@ -132,6 +133,7 @@ class ReadRangeFn(beam.DoFn):
         self._entities = Metrics.counter(self._metric_ns, "entities")
         self._records = Metrics.counter(self._metric_ns, "records")
         self._metrics: dict = {}
+        self._density: dict = {}  # namespace -> SampleDensity, learnt by this worker's queries
 
     def process(self, task: RangeTask, tracker=beam.DoFn.RestrictionParam(RangeRestrictions())):
         plan = self.plan
@@ -140,14 +142,18 @@ class ReadRangeFn(beam.DoFn):
         ctx = Context(plan.job_name, plan.params, task.namespace, task.range_id,
                       tracker.current_restriction().describe(), counters)
         keys_only = plan.query.keys_only
-        reader = read_value_slice if plan.query.prop_range is not None else read_key_slice
         hooks.fire(plan, hooks.SLICE_STARTED, namespace=task.namespace, range_id=task.range_id,
                    range=ctx.range)
         started = time.monotonic()
         records = 0
         next_fn = plan.job.next
         with_ids = plan.bigquery is not None
-        for entity in reader(self._client, plan, task.namespace, tracker, state):
+        if plan.query.prop_range is not None:
+            entities = read_value_slice(self._client, plan, task.namespace, tracker, state)
+        else:
+            density = self._density.setdefault(task.namespace, SampleDensity())
+            entities = read_key_slice(self._client, plan, task.namespace, tracker, state, density)
+        for entity in entities:
             item = entity.key if keys_only else entity
             try:
                 out = next_fn(ctx, item)

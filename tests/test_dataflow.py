@@ -51,6 +51,7 @@ NOT_IN_TEMPLATE = {
     "key_order": "auto picks Datastore's (utf8) order on Dataflow; utf16 is the emulator's",
     "progress_seconds": "how often workers log progress: a debugging knob",
     "bigquery_emulator_host": "the BigQuery emulator is for local runs and tests, not Dataflow",
+    "query_entities": "how wide each query's key range is: an emulator-speed knob",
 }
 
 
