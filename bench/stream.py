@@ -39,21 +39,15 @@ def tree_cpu(pid) -> float:
     """CPU seconds of a process and its children (an emulator), or 0 without psutil."""
     try:
         import psutil
+
+        from bench.bench import _cpu_of
     except ImportError:
         return 0.0
     try:
         p = psutil.Process(pid)
-        procs = [p, *p.children(recursive=True)]
+        return _cpu_of([p, *p.children(recursive=True)])
     except psutil.Error:
         return 0.0
-    total = 0.0
-    for q in procs:
-        try:
-            t = q.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
 
 
 def run(args: list, env: dict, log: Path) -> float:

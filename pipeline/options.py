@@ -13,14 +13,22 @@ import os
 from apache_beam.options.pipeline_options import PipelineOptions
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int, accepted: str) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} is not allowed: use a number of at least 1")
+    if v < minimum:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed: use {accepted}")
     return v
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1, "a number of at least 1")
+
+
+def non_negative_int(text: str) -> int:
+    return _whole_number(text, 0, "0 or more")
 
 
 def positive_float(text: str) -> float:
@@ -78,16 +86,6 @@ def bigquery_table_value(text: str) -> str:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} is not allowed: use 0 or more")
-    return v
 
 
 class MapperOptions(PipelineOptions):

@@ -255,11 +255,12 @@ class InsertRowsFn(beam.DoFn):
                         for one in pending:
                             yield from self._insert(spec, [one])
                         return
-                    yield from self._dead(pending, key_of(spec), [[{
+                    yield from self._dead(pending, str(spec), [[{
                         "reason": "invalid", "message": str(e.message or e)}]])
                     return
                 raise MapperError(f"streaming to {where(self.settings)} table {spec} failed "
-                                  f"after {self.settings.deadline_seconds:.0f} s of retries: "
+                                  f"(transient errors are retried for "
+                                  f"{self.settings.deadline_seconds:.0f} s): "
                                   f"{type(e).__name__}: {e}") from None
             except Exception as e:  # connection errors outlive the client's retry deadline
                 raise MapperError(f"streaming to {where(self.settings)} table {spec} failed: "
@@ -269,7 +270,7 @@ class InsertRowsFn(beam.DoFn):
             for i, item in enumerate(pending):
                 errs = by_index.get(i)
                 if errs is None:
-                    self._count(item[2], key_of(spec), 1, 0)
+                    self._count(item[2], str(spec), 1, 0)
                     self._rows_metric.inc()
                 elif is_transient(errs) and time.monotonic() < deadline:
                     retry_rows.append(item)
@@ -277,7 +278,7 @@ class InsertRowsFn(beam.DoFn):
                     bad.append(item)
                     bad_errors.append(errs)
             if bad:
-                yield from self._dead(bad, key_of(spec), bad_errors)
+                yield from self._dead(bad, str(spec), bad_errors)
             pending = retry_rows
             if pending:
                 time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
@@ -291,10 +292,6 @@ class InsertRowsFn(beam.DoFn):
                 "namespace": namespace, "table": table, "insert_id": row_id,
                 "errors": errs, "row": json.dumps(row, ensure_ascii=False, sort_keys=True),
                 "time": now})
-
-
-def key_of(spec: TableSpec) -> str:
-    return str(spec)
 
 
 def _windowed(out):
