@@ -282,6 +282,14 @@ def prepare_bigquery(plan: RunPlan, m: MapperOptions,
         raise UsageError(f"job {plan.job_name}: its BigQuery schema has no fields")
     settings = dataclasses.replace(settings, schema=tuple(schema), encode_plan=encode_plan)
     spec = settings.table
+    if spec.templated:  # a namespace's table name within BigQuery's limit, before any change
+        from pipeline.sinks.bigquery_tables import check_table_name
+
+        for ns in namespaces or []:
+            try:
+                check_table_name(spec, ns)
+            except ValueError as e:
+                raise UsageError(f"--bigquery_table: {e}") from None
     try:
         c = bq.client(plan.project, settings.emulator_host)
         if not spec.templated:
@@ -299,13 +307,6 @@ def prepare_bigquery(plan: RunPlan, m: MapperOptions,
                 c.create_dataset(bigquery.Dataset(spec.dataset_id), exists_ok=True,
                                  retry=bq.retry(LAUNCH_DEADLINE), timeout=10)
             tables = [spec.for_namespace(ns) for ns in (namespaces or [])]
-            from pipeline.sinks.bigquery_tables import check_table_name
-
-            for ns in namespaces or []:
-                try:
-                    check_table_name(spec, ns)
-                except ValueError as e:
-                    raise UsageError(f"--bigquery_table: {e}") from None
         if settings.disposition == "empty":
             full = [str(t) for t in tables if not bq.table_is_empty(c, t, LAUNCH_DEADLINE)]
             if full:

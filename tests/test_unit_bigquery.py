@@ -422,9 +422,11 @@ def test_check_rejected_fails_the_run(max_bad, rejected):
 
 
 def test_streamed_namespace():
-    s = StreamedNamespace({"p.ds.b": [3, 1], "p.ds.a": [2, 0]})
+    s = StreamedNamespace({"p.ds.b": [3, 1, 0], "p.ds.a": [2, 0, 0]})
     assert s.output == "p.ds.a, p.ds.b"
     assert s.counters == {ROWS_COUNTER: 5, REJECTED_COUNTER: 1}
+    s = StreamedNamespace({"p.ds.b": [3, 1, 2], "p.ds.a": [2, 0, 4]})
+    assert s.counters == {ROWS_COUNTER: 5, REJECTED_COUNTER: 1, "unmapped_properties": 6}
     empty = StreamedNamespace({})
     assert empty.output == ""
     assert empty.counters == {ROWS_COUNTER: 0, REJECTED_COUNTER: 0}

@@ -147,8 +147,8 @@ class InsertRowsFn(beam.DoFn):
 
     def setup(self):
         self._client = client(self.project, self.settings.emulator_host)
-        self._ensured: set = set()
-        self._spec_of: dict = {}
+        self._spec_of: dict = {}  # table name -> TableSpec, for the tables checked or created
+        self._tables: dict = {}  # (namespace, the job's choice) -> (TableSpec, table name)
         self._pick = getattr(self.job, "bigquery_table", None)
         self._rows_metric = Metrics.counter(self.metrics_namespace, ROWS_COUNTER)
         self._rejected_metric = Metrics.counter(self.metrics_namespace, REJECTED_COUNTER)
@@ -161,17 +161,16 @@ class InsertRowsFn(beam.DoFn):
 
     def process(self, element):
         namespace, (row_id, record) = element
-        spec = self._table_for(namespace, record)
+        spec, key = self._table_for(namespace, record)
         row, unmapped = self._row(namespace, record)
         if unmapped:
-            self._count(namespace, str(spec), 0, 0, unmapped)
+            self._count(namespace, key, 0, 0, unmapped)
         size = row_bytes(row_id, row)
         if size > MAX_ROW_BYTES:
-            yield from self._dead([(row_id, row, namespace)], str(spec), [[{
+            yield from self._dead([(row_id, row, namespace)], key, [[{
                 "reason": "tooLarge", "message": f"row of about {size} bytes; BigQuery streaming "
                 f"accepts rows up to 10 MB"}]])
             return
-        key = str(spec)
         buf = self._buffers.setdefault(key, [])
         buf.append((size, (row_id, row, namespace)))
         self._sizes[key] = self._sizes.get(key, 0) + size
@@ -187,22 +186,22 @@ class InsertRowsFn(beam.DoFn):
 
     # --- helpers ---
 
-    def _table_for(self, namespace: str, record) -> TableSpec:
-        spec = None
-        if self._pick is not None:
-            chosen = self._pick(namespace, record)
-            if chosen is not None:
-                spec = _resolve_choice(chosen, self.settings.table, namespace)
-        if spec is None:
-            spec = self.settings.table.for_namespace(namespace)
+    def _table_for(self, namespace: str, record) -> tuple:
+        """(table, its name): resolved, and checked or created, once per namespace and choice."""
+        chosen = self._pick(namespace, record) if self._pick is not None else None
+        found = self._tables.get((namespace, chosen))
+        if found is not None:
+            return found
+        spec = (_resolve_choice(chosen, self.settings.table, namespace) if chosen is not None
+                else self.settings.table.for_namespace(namespace))
         key = str(spec)
-        if key not in self._ensured:
+        if key not in self._spec_of:
             ensure_table(self._client, self.settings, spec, self.settings.deadline_seconds)
-            self._ensured.add(key)
             self._spec_of[key] = spec
-        return spec
+        found = self._tables[(namespace, chosen)] = (spec, key)
+        return found
 
-    def _row(self, namespace: str, record) -> dict:
+    def _row(self, namespace: str, record) -> tuple:
         plan = self.settings.encode_plan
         if plan is not None:  # typed rows of the export conversion
             from pipeline.sinks.bigquery_json import encode_fitting
@@ -341,7 +340,7 @@ class StreamedNamespace:
     def counters(self) -> dict:
         out = {ROWS_COUNTER: sum(c[0] for c in self.tables.values()),
                REJECTED_COUNTER: sum(c[1] for c in self.tables.values())}
-        unmapped = sum(c[2] for c in self.tables.values() if len(c) > 2)
+        unmapped = sum(c[2] for c in self.tables.values())
         if unmapped:
             out[UNMAPPED_COUNTER] = unmapped
         return out
