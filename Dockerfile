@@ -21,7 +21,7 @@ COPY jobs ./jobs
 RUN pip install --no-cache-dir --upgrade pip \
     && pip install --no-cache-dir -r requirements.txt \
     && pip install --no-cache-dir --no-deps . \
-    && python -c "import pipeline.template, jobs"
+    && python -c "import pipeline.launch.template, jobs"
 
 ENV FLEX_TEMPLATE_PYTHON_PY_FILE="/template/flex_main.py" \
     FLEX_TEMPLATE_PYTHON_SETUP_FILE="/template/setup.py" \

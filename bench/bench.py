@@ -601,7 +601,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-logs", action="store_true", help="keep the runs' stdout/stderr files")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
-    workers = 2  # pipeline.local_runner.LOCAL_ARGS: --direct_num_workers=2
+    workers = 2  # pipeline.launch.local_runner.LOCAL_ARGS: --direct_num_workers=2
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -618,7 +618,7 @@ def main(argv=None) -> int:
     report: dict = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "machine": info, "entities": args.entities, "repeats": args.repeats,
                     "workers": workers, "limit_pieces": args.limit_pieces, "runner_args": None, "rows": {}, "runs": []}
-    from pipeline.local_runner import LOCAL_ARGS
+    from pipeline.launch.local_runner import LOCAL_ARGS
     report["runner_args"] = LOCAL_ARGS
     emu = DatastoreEmulator(project=PROJECT)
     failed = True

@@ -133,12 +133,14 @@ def main(argv=None) -> int:
 
 
 def count_rows(bq: BigQueryEmulatorProcess, dataset: str) -> int:
-    from pipeline.sinks.bigquery import client, retry
+    from pipeline.core.retry import RetryPolicy
+    from pipeline.sinks.bigquery.service import client, retry
 
     c = client(PROJECT, bq.host)
+    r = retry(RetryPolicy(deadline=30))
     n = 0
-    for t in c.list_tables(f"{PROJECT}.{dataset}", retry=retry(30), timeout=10):
-        n += sum(1 for _ in c.list_rows(t, retry=retry(30), timeout=10))
+    for t in c.list_tables(f"{PROJECT}.{dataset}", retry=r, timeout=10):
+        n += sum(1 for _ in c.list_rows(t, retry=r, timeout=10))
     return n
 
 

@@ -60,15 +60,18 @@ def bigquery_args(argv: list[str], host: str) -> list[str]:
 
 def print_tables(host: str, table: str) -> None:
     """Rows per table of the dataset the demo streamed into."""
-    from pipeline.sinks.bigquery import client, retry
-    from pipeline.sinks.bigquery_tables import parse_table
+    # Only the streaming demo needs the BigQuery client: keep it off the other demos' path.
+    from pipeline.core.retry import RetryPolicy
+    from pipeline.sinks.bigquery.service import client, retry
+    from pipeline.sinks.bigquery.tables import parse_table
 
     spec = parse_table(table, PROJECT)
     c = client(PROJECT, host)
+    r = retry(RetryPolicy(deadline=30))
     print(f"BigQuery dataset {spec.dataset_id} (in the emulator, gone when the demo ends):")
-    for t in c.list_tables(spec.dataset_id, retry=retry(30), timeout=10):
+    for t in c.list_tables(spec.dataset_id, retry=r, timeout=10):
         # Counted by listing them: the emulator's table metadata (numRows) can lag behind.
-        n = sum(1 for _ in c.list_rows(t, retry=retry(30), timeout=10))
+        n = sum(1 for _ in c.list_rows(t, retry=r, timeout=10))
         print(f"  {t.table_id}: {n} rows")
 
 

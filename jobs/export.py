@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pipeline import Context, JobSpec, Params, Query, register
-from pipeline.sinks.bigquery_json import NONFINITE_COUNTER, BigQueryExport, typed_row
+from pipeline.sinks.bigquery.export_schema import NONFINITE_COUNTER, typed_row
 
 
 @register
@@ -31,14 +31,14 @@ class ExportEntities(JobSpec):
     """Full entities as BigQuery-loadable JSON lines, plus OUTPUT/JOB/schema.json for `bq load`.
 
     One row per entity: ``__key__`` as a record {namespace, path: [{kind, id, name}], id, name},
-    then every property (see ``pipeline.sinks.bigquery_json`` for the conversion and for what
+    then every property (see ``pipeline.sinks.bigquery.export_schema`` for the conversion and for what
     happens to mixed types, names differing only in case and invalid column names). Floats
     that JSON cannot hold (NaN, inf) are written as null and counted as ``nonfinite_floats``.
     """
 
     name = "export_entities"
     parameters = {"kind": "the kind to export (default Item)"}
-    bigquery = BigQueryExport()
+    typed_rows = True
 
     def query(self, params: Params) -> Query:
         return Query(kind=params.get("kind", "Item"), keys_only=False)

@@ -16,4 +16,4 @@ class StreamEntities(ExportEntities):
     """
 
     name = "stream_entities"
-    bigquery_required = True
+    streams_to_bigquery = True

@@ -1,9 +1,17 @@
 """datastore-mapper: run a job over every entity of a Datastore kind, across all
-namespaces, split evenly into parallel work, on Apache Beam."""
-from pipeline.errors import MapperError
-from pipeline.job import Context, Counters, JobSpec, Params
-from pipeline.query import ALL_NAMESPACES, DEFAULT_NAMESPACE_ONLY, Query
-from pipeline.registry import register
+namespaces, split evenly into parallel work, on Apache Beam.
 
-__all__ = ["ALL_NAMESPACES", "DEFAULT_NAMESPACE_ONLY", "Context", "Counters", "JobSpec",
-           "MapperError", "Params", "Query", "register"]
+This package's names are the job API (``pipeline.api``); importing it loads no Beam and no
+Google client. The layers below it, bottom to top: ``core`` (pure logic), ``api`` (the job
+API), ``config`` (the resolved run), ``datastore`` (the client layer), ``sinks`` (where records
+go) and ``graph`` (the Beam graph), ``launch`` (CLI and template launcher).
+"""
+from pipeline.api.hooks import HookContext
+from pipeline.api.job import Context, Counters, JobSpec, Params
+from pipeline.api.query import ALL_NAMESPACES, DEFAULT_NAMESPACE_ONLY, Query
+from pipeline.api.registry import register
+from pipeline.core.totals import Totals
+from pipeline.errors import MapperError
+
+__all__ = ["ALL_NAMESPACES", "DEFAULT_NAMESPACE_ONLY", "Context", "Counters", "HookContext",
+           "JobSpec", "MapperError", "Params", "Query", "Totals", "register"]

@@ -1,24 +1,21 @@
-"""Shared fixtures: one real Cloud Datastore emulator per session, reset before each test.
+"""The test suite's hooks: emulator-backed tests are marked ``emulator`` (by the fixtures they
+use) and counted, so the run ends with ``emulator-backed tests: N passed``.
 
-Tests that need it are marked `emulator` automatically; without the SDK they are skipped with a
-reason containing "emulator", which `.ci/run` counts and reports loudly.
+Layout: ``unit/`` (no emulator, no network), ``emulator/`` (the real Cloud Datastore, Cloud
+Storage and BigQuery emulators), ``deploy/`` (Dataflow translation, the template launcher,
+packaging, run_dataflow.sh; offline), ``support/`` (fixtures, helpers and test-only jobs).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
-from google.cloud import datastore
 
-from devtools.emulator import DatastoreEmulator, EmulatorUnavailable
+# Datastore (datastore_emulator, emulator, datastore_client), Cloud Storage (fake_gcs,
+# gcs_emulator, fake credentials), BigQuery (bigquery_emulator_server, bigquery_emulator) and an
+# offline Google Cloud for the deployment tests (offline_gcp).
+pytest_plugins = ["tests.support.datastore_emulator", "tests.support.storage_emulators",
+                  "tests.support.bigquery_emulator", "tests.support.offline_gcp"]
 
-# Cloud Storage emulators (fake_gcs, gcs_emulator) and fake credentials: tests/storage_emulators.py.
-# BigQuery emulator (bigquery_emulator_server, bigquery_emulator): tests/bigquery_emulator.py.
-pytest_plugins = ["storage_emulators", "bigquery_emulator"]
-
-TEST_PROJECT = "test-project"
 EMULATOR_FIXTURES = frozenset({"datastore_emulator", "emulator", "datastore_client",
                                "fake_gcs", "gcs_emulator", "gcs_emulator_env",
                                "bigquery_emulator_server", "bigquery_emulator"})
@@ -30,52 +27,22 @@ def pytest_configure(config: pytest.Config) -> None:
         "BigQuery emulator (skipped when it is not installed)")
 
 
+#: The node ids of the emulator-backed tests (a keyword would also match the folder's name).
+_emulator_tests: set[str] = set()
+_emulator_outcomes: dict[str, int] = {}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if EMULATOR_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.emulator)
-
-
-@pytest.fixture(scope="session")
-def datastore_emulator() -> Iterator[DatastoreEmulator]:
-    """Start once per session (about 2 s); exports DATASTORE_EMULATOR_HOST/PROJECT_ID meanwhile."""
-    emu = DatastoreEmulator(project=TEST_PROJECT)
-    try:
-        emu.start()
-    except EmulatorUnavailable as exc:
-        pytest.skip(f"Cloud Datastore emulator unavailable: {exc}")
-    saved = {name: os.environ.get(name) for name in emu.env()}
-    os.environ.update(emu.env())
-    try:
-        yield emu
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        emu.stop()
-
-
-@pytest.fixture
-def emulator(datastore_emulator: DatastoreEmulator) -> Iterator[DatastoreEmulator]:
-    """The session emulator, emptied before the test so tests never see each other's data."""
-    datastore_emulator.reset()
-    yield datastore_emulator
-
-
-@pytest.fixture
-def datastore_client(emulator: DatastoreEmulator) -> datastore.Client:
-    """A client for the default namespace of the (freshly reset) emulator."""
-    return datastore.Client(project=TEST_PROJECT)
-
-
-_emulator_outcomes: dict[str, int] = {}
+        if item.get_closest_marker("emulator") is not None:
+            _emulator_tests.add(item.nodeid)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Count what happened to emulator-backed tests (a skip happens in setup)."""
-    if "emulator" not in report.keywords:
+    if report.nodeid not in _emulator_tests:
         return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         outcome = "failed" if report.outcome == "failed" else report.outcome

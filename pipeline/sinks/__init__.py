@@ -1,5 +1,2 @@
-"""File output: sharded writes and the composition of shards into one file per namespace (and per job).
-
-`compose.compose` concatenates finished shards into their final file, on local disk or Cloud Storage,
-atomically and idempotently.
-"""
+"""Where records go: ``files`` (one file per namespace, composed from sharded writes) and
+``bigquery`` (streamed with our own insert ids). Each sink holds its own launch-time work."""

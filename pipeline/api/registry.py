@@ -1,0 +1,61 @@
+"""Jobs registered by name. Used when the pipeline is built, never on workers:
+the resolved job travels to them pickled with the graph."""
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Type
+
+from pipeline.api.job import JobSpec
+from pipeline.errors import UsageError
+
+_JOBS: dict[str, Type[JobSpec]] = {}
+BUILTIN_MODULES = ("jobs",)
+
+
+def _default_name(cls: type) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+
+
+def register(cls: Type[JobSpec]) -> Type[JobSpec]:
+    """Class decorator: make a JobSpec runnable as ``--job NAME``."""
+    if not (isinstance(cls, type) and issubclass(cls, JobSpec)):
+        raise TypeError(f"@register takes a JobSpec subclass, got {cls!r}")
+    name = cls.__dict__.get("name") or _default_name(cls)
+    cls.name = name
+    other = _JOBS.get(name)
+    if other is not None and other is not cls and (
+            other.__module__, other.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"job name {name!r} is taken by {other.__module__}.{other.__qualname__}")
+    _JOBS[name] = cls
+    return cls
+
+
+def load_modules(modules=()) -> None:
+    """Import the ready-made jobs and the given modules, which register theirs."""
+    for mod in (*BUILTIN_MODULES, *modules):
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            raise UsageError(f"cannot import job module {mod!r}: {e}") from None
+
+
+def known_jobs() -> dict[str, Type[JobSpec]]:
+    """The registered jobs by name, sorted."""
+    return dict(sorted(_JOBS.items()))
+
+
+def get_job(name: str) -> Type[JobSpec]:
+    """A registered job, or ``module:Class``; an unknown name lists the registered ones."""
+    if name in _JOBS:
+        return _JOBS[name]
+    if ":" in name:  # module:Class, for a job that is not registered
+        mod, _, attr = name.partition(":")
+        load_modules([mod])
+        cls = getattr(importlib.import_module(mod), attr, None)
+        if isinstance(cls, type) and issubclass(cls, JobSpec):
+            return cls
+        raise UsageError(f"{name!r}: {mod} has no JobSpec class {attr!r}")
+    known = ", ".join(known_jobs()) or "(none)"
+    raise UsageError(f"unknown job {name!r}; registered jobs: {known} "
+                     "(add your own module with --job_module)")

@@ -1,0 +1,88 @@
+"""The resolved run: what the launcher hands to every step, grouped by who uses it.
+
+Resolved once, at launch (``pipeline.launch.resolve``), and pickled with the graph, so every
+worker sees the same job object, the same parameters, the same launch time and snapshot:
+
+- ``JobConfig``: the job object, its name and parameters, the counter cap, the launch time
+  (hooks, the reading step, the summary);
+- ``ReadConfig``: what to read and how (the Datastore to talk to, the query, the snapshot, key
+  order, splitting, slices): listing, sampling and reading depend on this alone;
+- ``OutputConfig``: where the run's files go (``OUTPUT/JOB/...``, the summary).
+
+A sink's own settings (BigQuery's) are the sink's, given to it when the graph is built.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Optional
+
+from pipeline.api.job import JobSpec, Params
+from pipeline.api.query import ResolvedQuery
+from pipeline.core.keyorder import StringOrder
+from pipeline.core.retry import RetryPolicy
+
+
+@dataclasses.dataclass(frozen=True)
+class DatastoreTarget:
+    """Which Datastore: a project, a named database (None: the default one), an emulator."""
+
+    project: str
+    database: Optional[str] = None
+    emulator_host: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobConfig:
+    """The job as it runs: the object (with what ``query()`` stored on it), its registered
+    name, the run's parameters, the counter cap and the moment it was launched (UTC)."""
+
+    spec: JobSpec
+    name: str
+    params: Params
+    max_counters: int = 1000
+    started: dt.datetime = dataclasses.field(
+        default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+    @property
+    def metrics_namespace(self) -> str:
+        """Beam metrics are reported under ``datastore_mapper.JOB``."""
+        return f"datastore_mapper.{self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadConfig:
+    """What to read and how: the Datastore and query, the snapshot (``read_time``, None for
+    the latest data), the backend's key order, how namespaces are split (``shards`` ranges of
+    ``oversampling`` samples each), how ranges are read (slices of ``slice_entities`` or
+    ``slice_seconds``, narrow queries of about ``query_entities``), how transient errors are
+    retried, and how often a reading worker logs its progress."""
+
+    target: DatastoreTarget
+    query: ResolvedQuery
+    read_time: Optional[dt.datetime] = None
+    order: StringOrder = StringOrder.UTF8
+    shards: int = 8
+    oversampling: int = 32
+    slice_entities: int = 2000
+    slice_seconds: float = 30.0
+    query_entities: int = 1000
+    retry: RetryPolicy = RetryPolicy()
+    progress_seconds: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+    """Where the run's files go: ``directory`` (``OUTPUT``, local or ``gs://``; None without
+    --output), the summary's path, and whether to compose ``OUTPUT/JOB/all.jsonl`` too."""
+
+    directory: Optional[str] = None
+    summary_path: Optional[str] = None
+    job_file: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    job: JobConfig
+    read: ReadConfig
+    output: OutputConfig = OutputConfig()

@@ -1,0 +1,35 @@
+"""Namespaces as people write and read them.
+
+The default namespace is ``""`` inside the mapper and ``__default__`` everywhere a person sees it
+(the command line, messages, logs, summaries, file names): Datastore reserves names of the form
+``__*__``, so no real namespace can take that label.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+#: How the default namespace is written on the command line, in messages and in file names.
+DEFAULT_NAMESPACE_NAME = "__default__"
+
+
+def namespace_label(ns: str) -> str:
+    """A namespace as logs, messages, summaries and the command line name it."""
+    return ns or DEFAULT_NAMESPACE_NAME
+
+
+def normalise_namespaces(names: Iterable[str]) -> tuple[str, ...]:
+    """Names as given (``__default__`` for the default namespace) -> the mapper's names
+    (``""``), in order, without repeats."""
+    return tuple(dict.fromkeys("" if n == DEFAULT_NAMESPACE_NAME else n for n in names))
+
+
+def require_namespaces(wanted: Sequence[str], existing: Sequence[str]) -> None:
+    """Listed namespaces must exist: a ValueError naming the missing ones and those found."""
+    have = set(existing)
+    missing = [n for n in wanted if n not in have]
+    if not missing:
+        return
+    shown = ", ".join(namespace_label(n) for n in existing[:20])
+    more = f" and {len(existing) - 20} more" if len(existing) > 20 else ""
+    raise ValueError(f"namespace(s) not found: {', '.join(namespace_label(n) for n in missing)}; "
+                     f"namespaces with entities: {shown or '(none)'}{more}")

@@ -1,0 +1,59 @@
+"""The run's summary: the job's totals per namespace and in all, as JSON (``summary.json``) and as
+the lines the terminal shows at the end of a run. Pure: the summary step in
+``pipeline.graph.summary`` builds and writes it."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Optional
+
+from pipeline.core.namespaces import namespace_label
+from pipeline.core.totals import Totals
+
+
+def build_summary(job: str, query: str, params: dict, started: dt.datetime,
+                  finished: dt.datetime, per_namespace: dict, cap: int,
+                  read_time: Optional[dt.datetime] = None) -> dict:
+    """The summary as summary.json holds it: per namespace (labelled) and in total."""
+    total = Totals()
+    for t in per_namespace.values():
+        total.add(t, cap)
+    seconds = max((finished - started).total_seconds(), 1e-9)
+    out = {
+        "job": job, "query": query, "params": dict(params),
+        "read_time": read_time.isoformat() if read_time else None,
+        "started": started.isoformat(), "finished": finished.isoformat(),
+        "seconds": round(seconds, 3),
+        "entities_per_second": round(total.entities / seconds, 1),
+        "totals": total.to_json(),
+        "namespaces": {namespace_label(ns): per_namespace[ns].to_json()
+                       for ns in sorted(per_namespace)},
+    }
+    return out
+
+
+def format_summary(s: dict) -> str:
+    """The summary as the terminal shows it at the end of a run."""
+    t = s["totals"]
+    lines = [
+        f"job {s['job']}: {t['entities']} entities in {len(s['namespaces'])} namespaces, "
+        f"{t['ranges']} ranges, {s['seconds']:.1f} s ({s['entities_per_second']:.0f} entities/s)",
+        f"query: {s['query']}",
+    ]
+    if s.get("read_time"):
+        lines.append(f"read time: {s['read_time']}")
+    if t["records"]:
+        lines.append(f"records output: {t['records']}")
+    width = max([len(n) for n in s["namespaces"]] + [9])
+    lines.append(f"  {'namespace':<{width}}  {'entities':>9}  {'ranges':>6}  counters")
+    for ns, n in s["namespaces"].items():
+        counters = ", ".join(f"{k}={v}" for k, v in n["counters"].items())
+        lines.append(f"  {ns:<{width}}  {n['entities']:>9}  {n['ranges']:>6}  {counters}")
+    if t["counters"]:
+        lines.append("total counters: " + ", ".join(f"{k}={v}" for k, v in t["counters"].items()))
+    return "\n".join(lines)
+
+
+def to_json_text(summary: dict) -> str:
+    """summary.json's text."""
+    return json.dumps(summary, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n"

@@ -1,0 +1,92 @@
+"""Firing a job's lifecycle hooks (``pipeline.api.hooks``), and the steps that fire the
+job, range and namespace ones after the roll-up: ``JobStarted``, ``RangeCompleted``,
+``NamespaceCompleted``, ``JobCompleted``. (``namespace_started`` and ``range_started`` fire in
+``SplitNamespaces``, the slice hooks in ``ReadRanges``.)"""
+from __future__ import annotations
+
+import copy
+
+import apache_beam as beam
+
+from pipeline.api import hooks
+from pipeline.api.hooks import HookContext
+from pipeline.config import JobConfig
+from pipeline.core.totals import Totals
+from pipeline.errors import JobFailed
+
+
+def fire(job: JobConfig, event: str, **fields) -> None:
+    """Run the job's ``event`` hook with a HookContext; its failure fails the run, named."""
+    spec = job.spec
+    if not spec.defines(event):
+        return
+    ctx = HookContext(event, job.name, job.params, **fields)
+    try:
+        getattr(spec, event)(ctx)
+    except Exception as e:
+        where = ctx.where()
+        raise JobFailed(
+            f"job {job.name}: hook {event} failed" + (f" ({where})" if where else "")
+            + f": {type(e).__name__}: {e}") from e
+
+
+class JobStartedFn(beam.DoFn):
+    """Fires ``job_started``, then passes the start element on to the namespace listing."""
+
+    def __init__(self, job: JobConfig):
+        self.job = job
+
+    def process(self, element):
+        fire(self.job, hooks.JOB_STARTED)
+        yield element
+
+
+class RangeCompletedFn(beam.DoFn):
+    """((namespace, range id), Totals) -> (namespace, Totals), firing ``range_completed``.
+
+    The key (namespace, "") carries the namespace's plan record, not a range: no hook.
+    """
+
+    def __init__(self, job: JobConfig):
+        self.job = job
+
+    def process(self, kv):
+        (namespace, range_id), totals = kv
+        if range_id:
+            fire(self.job, hooks.RANGE_COMPLETED, namespace=namespace, range_id=range_id,
+                 totals=copy.deepcopy(totals))
+        yield namespace, totals
+
+
+class NamespaceCompletedFn(beam.DoFn):
+    """(namespace, Totals) or (namespace, (Totals, output)) -> (namespace, Totals),
+    firing ``namespace_completed`` (with where the sink put the namespace's records, e.g.
+    its composed file, as ``ctx.output``)."""
+
+    def __init__(self, job: JobConfig):
+        self.job = job
+
+    def process(self, kv):
+        namespace, value = kv
+        output = None
+        if isinstance(value, tuple):
+            value, output = value
+        fire(self.job, hooks.NAMESPACE_COMPLETED, namespace=namespace,
+             totals=copy.deepcopy(value), output=output)
+        yield namespace, value
+
+
+class JobCompletedFn(beam.DoFn):
+    """{namespace: Totals} -> the same, firing ``job_completed`` (also for an empty job)."""
+
+    def __init__(self, job: JobConfig):
+        self.job = job
+
+    def process(self, per_namespace: dict):
+        if self.job.spec.defines(hooks.JOB_COMPLETED):
+            total = Totals()
+            for t in per_namespace.values():
+                total.add(t, self.job.max_counters)
+            fire(self.job, hooks.JOB_COMPLETED, totals=total,
+                 namespaces=copy.deepcopy(per_namespace))
+        yield per_namespace

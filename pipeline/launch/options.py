@@ -1,0 +1,235 @@
+"""The mapper's command-line options, as a Beam ``PipelineOptions`` subclass.
+
+Values are validated by argparse types, so a bad value stops the run before
+anything is read, with argparse's "argument --x: ..." message and exit code 2.
+Booleans take an explicit value (``--flag=true``) as Flex Templates pass them,
+and a bare ``--flag`` means true. Like Beam's own parser, ours takes no
+abbreviations: ``--shard 4`` is not ``--shards``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+from typing import Optional
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.errors import UsageError
+from pipeline.sinks.bigquery.tables import parse_table
+
+log = logging.getLogger(__name__)
+
+#: Datastore keeps old versions for at most this long (with point-in-time recovery).
+READ_TIME_LIMIT = dt.timedelta(days=7)
+
+EPILOG = """\
+Any other option is passed to Beam: with --runner=DataflowRunner and Dataflow's
+usual options (--region, --temp_location, ...) the same command launches the job on
+Dataflow. Without --runner the job runs here on Beam's FnApiRunner with two worker
+processes; --direct_num_workers changes that.
+
+Example (against the emulator):
+  DATASTORE_EMULATOR_HOST=127.0.0.1:8081 python -m pipeline --job count_keys --project demo
+"""
+
+
+def _whole_number(text: str, minimum: int, accepted: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < minimum:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed: use {accepted}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1, "a number of at least 1")
+
+
+def non_negative_int(text: str) -> int:
+    return _whole_number(text, 0, "0 or more")
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed: use a number above 0")
+    return v
+
+
+def parse_bool(text: str) -> bool:
+    if isinstance(text, bool):
+        return text
+    t = str(text).strip().lower()
+    if t in ("true", "1", "yes"):
+        return True
+    if t in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
+
+
+def key_value_list(text: str) -> list:
+    """k=v,k2=v2 -> [(k, v), (k2, v2)]."""
+    pairs = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"{item!r} is not NAME=VALUE")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def name_list(text: str) -> list:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def parse_read_time(text: Optional[str], now: Optional[dt.datetime]) -> Optional[dt.datetime]:
+    """``--read_time``: None, ``start`` (the launch time ``now``) or an RFC 3339 time in the
+    last 7 days (a warning past the last hour: that needs point-in-time recovery)."""
+    if text is None:
+        return None
+    if text.strip().lower() == "start":
+        return now
+    try:
+        t = dt.datetime.fromisoformat(text.strip().replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--read_time {text!r} is not an RFC 3339 time "
+                         "(e.g. 2026-11-27T12:00:00Z) or 'start'") from None
+    if t.tzinfo is None:
+        raise UsageError(f"--read_time {text!r} needs a time zone (e.g. a trailing Z for UTC)")
+    t = t.astimezone(dt.timezone.utc)
+    if now is not None:
+        if t > now:
+            raise UsageError(f"--read_time {text} is in the future")
+        if now - t > READ_TIME_LIMIT:
+            raise UsageError(f"--read_time {text} is more than 7 days ago: Datastore keeps old "
+                             "versions for 1 hour (7 days with point-in-time recovery)")
+        if now - t > dt.timedelta(hours=1):
+            log.warning("--read_time %s is over an hour ago: it works only with point-in-time "
+                        "recovery enabled, and then only at whole minutes", text)
+    return t
+
+
+def read_time_value(text: str) -> str:
+    """Validated here, resolved at launch (``start`` is the launch time)."""
+    try:
+        parse_read_time(text, None)
+    except UsageError as e:  # argparse turns only ArgumentTypeError/ValueError into a usage error
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def bigquery_table_value(text: str) -> str:
+    try:
+        parse_table(text, "the-run-s-project")  # the project itself is resolved at launch
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+class MapperOptions(PipelineOptions):
+    """The mapper's own options, beside Beam's (``options.view_as(MapperOptions)``)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        g = parser.add_argument_group("datastore-mapper") if hasattr(parser, "add_argument_group") else parser
+        g.add_argument("--job", help="name of the registered job to run (see --list_jobs), or "
+                       "module:Class for an unregistered JobSpec")
+        g.add_argument("--list_jobs", nargs="?", const=True, default=False, type=parse_bool,
+                       help="print the registered jobs with their parameters and exit")
+        g.add_argument("--job_module", action="append", default=[],
+                       help="import this module first, to register its jobs (repeatable)")
+        g.add_argument("--params", action="append", type=key_value_list, default=[],
+                       help="the job's parameters as NAME=VALUE[,NAME=VALUE...] (repeatable)")
+        g.add_argument("--namespaces", type=name_list, default=None,
+                       help="comma-separated namespaces to read, overriding the job's query; "
+                       "__default__ is the default namespace (default: the job's choice, "
+                       "usually all namespaces)")
+        g.add_argument("--shards", type=positive_int, default=8,
+                       help="ranges per namespace, fewer for small namespaces (default 8)")
+        g.add_argument("--oversampling", type=positive_int, default=32,
+                       help="scatter samples per range (default 32)")
+        g.add_argument("--slice_entities", type=positive_int, default=2000,
+                       help="a slice (its queries, then a checkpoint) reads at most this many "
+                       "entities (default 2000)")
+        g.add_argument("--slice_seconds", type=positive_float, default=30.0,
+                       help="... or for at most this long (default 30)")
+        g.add_argument("--query_entities", type=positive_int, default=1000,
+                       help="a slice's queries each end at a scatter sample about this many "
+                       "entities ahead, so each query's key range is narrow (the emulator serves "
+                       "narrow ranges fastest; default 1000)")
+        g.add_argument("--max_counters", type=positive_int, default=1000,
+                       help="distinct counter names kept per job; more are summed as _overflow "
+                       "(default 1000)")
+        g.add_argument("--output", default=None,
+                       help="directory (local or gs://) for the job's records, one file per "
+                       "namespace as OUTPUT/JOB/namespaces/NAMESPACE.jsonl (__default__.jsonl for "
+                       "the default namespace), and its summary.json")
+        g.add_argument("--output_mode", choices=["refuse", "replace"], default="refuse",
+                       help="when OUTPUT/JOB already holds output: refuse (default) stops at "
+                       "launch; replace removes it first, so old and new files never mix")
+        g.add_argument("--job_file", nargs="?", const=True, default=False, type=parse_bool,
+                       help="also write OUTPUT/JOB/all.jsonl, every namespace's records in one "
+                       "file (default false)")
+        g.add_argument("--database", default=None,
+                       help="a named Datastore database (default: the default database)")
+        g.add_argument("--read_time", type=read_time_value, default=None,
+                       help="read a consistent snapshot as of this RFC 3339 time, or 'start' for "
+                       "the moment the run starts (Datastore keeps 1 hour, 7 days with "
+                       "point-in-time recovery)")
+        g.add_argument("--key_order", choices=["auto", "utf8", "utf16"], default="auto",
+                       help="how the backend orders strings in keys: utf8 (Datastore), utf16 "
+                       "(the emulator); auto picks by --emulator_host")
+        g.add_argument("--emulator_host", default=os.environ.get("DATASTORE_EMULATOR_HOST"),
+                       help="host:port of the Datastore emulator (default: "
+                       "$DATASTORE_EMULATOR_HOST); workers use it too")
+        g.add_argument("--progress_seconds", type=float, default=5.0,
+                       help="how often each worker logs its progress (0: never; default 5)")
+        g.add_argument("--allow_empty_kind", nargs="?", const=True, default=False, type=parse_bool,
+                       help="run even when the kind has no entities (default false: a typo in "
+                       "the kind is an error)")
+        g.add_argument("--bigquery_table", type=bigquery_table_value, default=None,
+                       help="stream the job's records into this BigQuery table: "
+                       "[PROJECT:]DATASET.TABLE; {namespace} in TABLE makes one table per "
+                       "namespace (escaped: see the README)")
+        g.add_argument("--bigquery_create", nargs="?", const=True, default=True, type=parse_bool,
+                       help="create the dataset and table when missing, with the job's schema "
+                       "(default true)")
+        g.add_argument("--bigquery_write_disposition", choices=["append", "empty"],
+                       default="append",
+                       help="append (default) to the table, or require it to be empty at launch")
+        g.add_argument("--bigquery_dead_letter", default=None,
+                       help="file (local or gs://) for rows BigQuery rejects, with its errors, as "
+                       "JSON lines (default OUTPUT/JOB/dead_letter.jsonl; needs --output then)")
+        g.add_argument("--bigquery_max_bad_rows", type=non_negative_int, default=0,
+                       help="fail the run when BigQuery rejects more rows than this (default 0)")
+        g.add_argument("--bigquery_schema_sample", type=positive_int, default=1000,
+                       help="entities read at launch to make the table schema of a job that "
+                       "streams whole entities (default 1000)")
+        g.add_argument("--bigquery_deadline", type=positive_float, default=120.0,
+                       help="seconds to keep retrying a BigQuery request on transient errors "
+                       "(default 120); the launch checks use at most 20")
+        g.add_argument("--bigquery_emulator_host",
+                       default=os.environ.get("BIGQUERY_EMULATOR_HOST"),
+                       help="host:port of a BigQuery emulator (default: "
+                       "$BIGQUERY_EMULATOR_HOST); no credentials are used then")
+        g.add_argument("--launch_checks", nargs="?", const=True, default=True, type=parse_bool,
+                       help="check namespaces, kind and indexes before launching (default true)")
+
+
+def help_parser() -> argparse.ArgumentParser:
+    """The CLI's own parser: --help, and every mapper option checked before Beam sees them."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", description="Run a mapper job over every entity of a kind, "
+        "across all namespaces, split evenly into parallel work.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.add_argument("--project", help="the Google Cloud project (required)")
+    parser.add_argument("--runner", help="Beam runner (default: FnApiRunner with 2 local workers)")
+    MapperOptions._add_argparse_args(parser)
+    return parser

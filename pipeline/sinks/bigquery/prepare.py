@@ -1,0 +1,164 @@
+"""BigQuery's launch-time work: the sink's settings from the options, the table's schema
+(declared by the job, or made from a sample of the kind), and the checks made before any entity
+is read, with a short deadline: BigQuery reachable, the dataset and a fixed table there or
+created, and empty when ``--bigquery_write_disposition=empty``."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Optional
+
+import google.auth.exceptions
+from google.api_core import exceptions as gexc
+
+from pipeline.config import RunConfig
+from pipeline.datastore.client import client as datastore_client
+from pipeline.datastore.client import fetch
+from pipeline.datastore.errors import explain
+from pipeline.datastore.metadata import list_namespaces
+from pipeline.datastore.queries import base_query
+from pipeline.errors import JobFailed, MapperError, UsageError
+from pipeline.sinks.bigquery import service
+from pipeline.sinks.bigquery.export_schema import columns_from_rows, typed_row
+from pipeline.sinks.bigquery.settings import STREAMING_RETRY, BigQuerySettings
+from pipeline.sinks.bigquery.tables import check_table_name, parse_table
+from pipeline.sinks.files.layout import DEAD_LETTER_FILE, job_path
+
+log = logging.getLogger(__name__)
+
+LAUNCH_DEADLINE = 20.0  # seconds: an unreachable BigQuery fails the launch this fast
+#: A launch-time schema sample is spread over at most this many namespaces.
+SAMPLE_NAMESPACES = 50
+
+
+def settings_from_options(run: RunConfig, options: Any) -> Optional[BigQuerySettings]:
+    """The sink's settings from the options (a ``MapperOptions`` view), or None when the run
+    does not stream; no schema yet (see ``prepare``)."""
+    job = run.job.spec
+    if not options.bigquery_table:
+        if job.streams_to_bigquery:
+            raise UsageError(f"job {run.job.name} streams into BigQuery: pass --bigquery_table="
+                             "[PROJECT:]DATASET.TABLE (TABLE may contain {namespace})")
+        return None
+    try:
+        table = parse_table(options.bigquery_table, run.read.target.project)
+    except ValueError as e:
+        raise UsageError(f"--bigquery_table: {e}") from None
+    if not (job.defines("bigquery_schema") or job.typed_rows):
+        raise UsageError(
+            f"job {run.job.name} declares no BigQuery schema, so its records cannot be "
+            "streamed: give it a bigquery_schema(params) method returning the table's fields "
+            "(BigQuery's JSON schema), or use a job that streams whole entities "
+            "(stream_entities)")
+    dead = options.bigquery_dead_letter
+    if not dead:
+        if not run.output.directory:
+            raise UsageError("--bigquery_table needs a place for rows BigQuery rejects: pass "
+                             "--output (they go to OUTPUT/JOB/dead_letter.jsonl) or "
+                             "--bigquery_dead_letter=FILE")
+        dead = job_path(run.output.directory, run.job.name, DEAD_LETTER_FILE)
+    return BigQuerySettings(
+        table=table, schema=(), create=bool(options.bigquery_create),
+        disposition=options.bigquery_write_disposition,
+        emulator_host=options.bigquery_emulator_host, dead_letter=dead,
+        max_bad_rows=options.bigquery_max_bad_rows,
+        retry=STREAMING_RETRY.with_deadline(options.bigquery_deadline))
+
+
+def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None) -> list:
+    """Up to ``n`` entities of the query, as typed rows, spread over up to 50 namespaces."""
+    read = run.read
+    c = datastore_client(read.target)
+    if namespaces is None:
+        namespaces = (list(read.query.namespaces) if read.query.namespaces is not None
+                      else list_namespaces(c, read.read_time))
+    if len(namespaces) > SAMPLE_NAMESPACES:
+        step = len(namespaces) / SAMPLE_NAMESPACES
+        namespaces = [namespaces[int(i * step)] for i in range(SAMPLE_NAMESPACES)]
+    rows: list = []
+    per = max(1, -(-n // max(1, len(namespaces))))
+    for ns in namespaces:
+        q = base_query(c, read.query, ns, keys_only=False)
+        try:
+            got = list(fetch(q, limit=min(per, n - len(rows)), read_time=read.read_time))
+        except gexc.GoogleAPICallError as e:
+            raise explain(e, read.query, ns, "sampling entities for the BigQuery schema") from None
+        rows.extend(typed_row(e) for e in got)
+        if len(rows) >= n:
+            break
+    return rows
+
+
+def _schema(run: RunConfig, sample_size: int, namespaces: Optional[list]) -> tuple:
+    """(schema fields, the export's columns or None): declared by the job, or made from a
+    sample of the kind for a job yielding typed rows."""
+    job = run.job
+    try:
+        declared = job.spec.bigquery_schema(job.params)
+    except MapperError:
+        raise
+    except Exception as e:
+        raise JobFailed(f"job {job.name}: bigquery_schema() failed: "
+                        f"{type(e).__name__}: {e}") from e
+    if declared is not None:
+        return [f.to_api_repr() if hasattr(f, "to_api_repr") else dict(f) for f in declared], None
+    if not job.spec.typed_rows:
+        raise UsageError(f"job {job.name}: bigquery_schema() returned no schema; return the "
+                         "table's fields (BigQuery's JSON schema)")
+    rows = sample_typed_rows(run, sample_size, namespaces)
+    columns = columns_from_rows(rows)
+    log.info("BigQuery schema made from %d sampled entities: %d columns", len(rows),
+             len(columns["schema"]))
+    return columns["schema"], columns
+
+
+def prepare(run: RunConfig, options: Any,
+            namespaces: Optional[list] = None) -> Optional[BigQuerySettings]:
+    """The sink's settings, with the table's schema, checked against BigQuery before any entity
+    is read; None when the run does not stream. ``namespaces``: the run's, when the launch
+    checks listed them (for the tables of a ``{namespace}`` template)."""
+    settings = settings_from_options(run, options)
+    if settings is None:
+        return None
+    schema, columns = _schema(run, options.bigquery_schema_sample, namespaces)
+    if not schema:
+        raise UsageError(f"job {run.job.name}: its BigQuery schema has no fields")
+    settings = dataclasses.replace(settings, schema=tuple(schema), columns=columns)
+    spec = settings.table
+    if spec.templated:  # a namespace's table name within BigQuery's limit, before any change
+        for ns in namespaces or []:
+            try:
+                check_table_name(spec, ns)
+            except ValueError as e:
+                raise UsageError(f"--bigquery_table: {e}") from None
+    try:
+        c = service.client(run.read.target.project, settings.emulator_host)
+        if not spec.templated:
+            service.ensure_table(c, settings, spec, LAUNCH_DEADLINE)
+            tables = [spec]
+        else:
+            service.ensure_dataset(c, settings, spec, LAUNCH_DEADLINE)
+            tables = [spec.for_namespace(ns) for ns in (namespaces or [])]
+        if settings.disposition == "empty":
+            full = [str(t) for t in tables
+                    if not service.table_is_empty(c, settings, t, LAUNCH_DEADLINE)]
+            if full:
+                raise UsageError(
+                    f"--bigquery_write_disposition=empty, but {', '.join(full[:5])} already "
+                    "hold(s) rows: empty or drop the table, or use append")
+    except MapperError:
+        raise
+    except gexc.Forbidden as e:
+        raise UsageError(f"{settings.where} refused access to {spec.dataset_id}: "
+                         f"{e.message}") from None
+    except gexc.GoogleAPICallError as e:
+        raise UsageError(f"{settings.where} answered an error for {spec}: {e}") from None
+    except google.auth.exceptions.DefaultCredentialsError as e:
+        raise UsageError(f"no Google Cloud credentials for BigQuery ({e}): run `gcloud auth "
+                         "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS; for "
+                         "an emulator pass --bigquery_emulator_host") from None
+    except Exception as e:  # unreachable: connection refused, DNS, the retry deadline
+        raise UsageError(
+            f"{settings.where} is unreachable (checked for {LAUNCH_DEADLINE:.0f} s before "
+            f"reading anything): {type(e).__name__}: {str(e)[:300]}") from None
+    return settings

@@ -1,0 +1,106 @@
+"""Where a run's files live, defined once for every writer and side file.
+
+Layout under ``OUTPUT/JOB/`` (``OUTPUT`` a local directory or ``gs://bucket/prefix``)::
+
+    namespaces/<namespace>.jsonl   one file per namespace read, even an empty one; the default
+                                   namespace is ``namespaces/__default__.jsonl`` (Datastore
+                                   reserves names of the form ``__*__``: no real namespace takes it)
+    all.jsonl                      the whole job (every namespace file, in namespace order), with
+                                   ``--job_file=true``; it lives outside ``namespaces/`` so no
+                                   namespace name can collide with it
+    summary.json                   the run's summary
+    schema.json                    the BigQuery schema of a job writing typed rows
+    dead_letter.jsonl              rows BigQuery rejected (when streaming)
+    .shards-<run id>/              temporary shards while the run writes; removed after success
+
+The suffix is the job's ``file_suffix`` (default ``.jsonl``). What is already there is the
+launch's business (``prepare_output``): refused, or replaced, never mixed with a new run's.
+"""
+from __future__ import annotations
+
+import logging
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.core.namespaces import namespace_label
+from pipeline.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+NAMESPACES_DIR = "namespaces"
+JOB_FILE_STEM = "all"
+SHARDS_PREFIX = ".shards-"
+DEFAULT_SUFFIX = ".jsonl"
+SUMMARY_FILE = "summary.json"
+SCHEMA_FILE = "schema.json"
+DEAD_LETTER_FILE = "dead_letter.jsonl"
+
+
+def job_dir(output: str, job_name: str) -> str:
+    return FileSystems.join(output.rstrip("/"), job_name)
+
+
+def job_path(output: str, job_name: str, name: str) -> str:
+    """A file directly under ``OUTPUT/JOB/`` (summary.json, schema.json, ...)."""
+    return FileSystems.join(job_dir(output, job_name), name)
+
+
+def namespace_path(output: str, job_name: str, namespace: str, suffix: str = DEFAULT_SUFFIX) -> str:
+    return FileSystems.join(job_dir(output, job_name), NAMESPACES_DIR,
+                            namespace_label(namespace) + suffix)
+
+
+def job_file_path(output: str, job_name: str, suffix: str = DEFAULT_SUFFIX) -> str:
+    return FileSystems.join(job_dir(output, job_name), JOB_FILE_STEM + suffix)
+
+
+def shard_dir(output: str, job_name: str, run_id: str) -> str:
+    return FileSystems.join(job_dir(output, job_name), SHARDS_PREFIX + run_id)
+
+
+def files_under(path: str) -> list[str]:
+    """Every file below ``path``, at any depth, dot-names too (empty if nothing is there)."""
+    try:
+        return [m.path for m in FileSystems.match([path.rstrip("/") + "/**"])[0].metadata_list]
+    except Exception:  # nothing there (Beam may raise for a pattern matching nothing)
+        return []
+
+
+def remove_tree(path: str) -> None:
+    """Delete ``path`` and everything below it: a local directory, or every object under a
+    ``gs://`` prefix (Cloud Storage has no directories to delete)."""
+    if path.startswith("gs://"):
+        left = files_under(path)
+        if left:
+            FileSystems.delete(left)
+    elif FileSystems.exists(path):
+        FileSystems.delete([path])
+
+
+def existing_output(output: str, job_name: str) -> list[str]:
+    """What a previous run left under OUTPUT/JOB (file paths; empty if nothing)."""
+    return files_under(job_dir(output, job_name))
+
+
+def remove_output(output: str, job_name: str) -> None:
+    remove_tree(job_dir(output, job_name))
+
+
+def prepare_output(output: str | None, job_name: str, mode: str = "refuse") -> None:
+    """``--output_mode``: refuse to write where a previous run left output (OUTPUT/JOB holds
+    anything), or remove that output first (``replace``), so old and new files never mix."""
+    if not output:
+        return
+    found = existing_output(output, job_name)
+    if not found:
+        return
+    where = job_dir(output, job_name)
+    if mode == "replace":
+        log.info("--output_mode=replace: removing the previous output in %s (%d files)",
+                 where, len(found))
+        remove_output(output, job_name)
+        return
+    raise UsageError(
+        f"{where} already holds output of a previous run ({len(found)} entries, e.g. "
+        f"{sorted(found)[0]}): pass --output_mode=replace to replace it, or choose another "
+        "--output")

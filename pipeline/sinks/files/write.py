@@ -1,0 +1,239 @@
+"""Records to files: one file per namespace (and optionally one for the whole job), in the
+layout of ``pipeline.sinks.files.layout``.
+
+How: ``fileio.WriteToFiles`` writes the records as shards (dynamic destination = namespace) under
+``.shards-<run id>/``; the shards of each namespace are then grouped and composed (``compose``)
+into the final file, so a final name appears only once its file is complete.
+
+``WriteNamespaceFiles`` writes lines; ``WriteOutput`` is the mapper's files sink around it: it
+encodes a job's records by the job's ``encode`` (or, for a job yielding the export format's typed
+rows, by the schema merged over the whole run, written as ``schema.json``).
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Callable, Optional
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.value_provider import StaticValueProvider
+
+from pipeline.config import JobConfig, OutputConfig
+from pipeline.core.namespaces import namespace_label
+from pipeline.core.records import record_json
+from pipeline.core.totals import NamespaceOutput
+from pipeline.sinks.bigquery import export_schema
+from pipeline.sinks.files.compose import compose
+from pipeline.sinks.files.layout import (
+    DEFAULT_SUFFIX,
+    SCHEMA_FILE,
+    job_file_path,
+    job_path,
+    namespace_path,
+    remove_tree,
+    shard_dir,
+)
+
+log = logging.getLogger(__name__)
+
+
+class _LineSink(fileio.FileSink):
+    """Writes (namespace, line) elements: the line, UTF-8, and a newline."""
+
+    def open(self, fh):
+        self._fh = fh
+
+    def write(self, element):
+        self._fh.write(element[1].encode("utf-8"))
+        self._fh.write(b"\n")
+
+    def flush(self):
+        self._fh.flush()
+
+
+def _shard_naming(window, pane, shard_index, total_shards, compression, destination) -> str:
+    return f"{namespace_label(destination)}-{shard_index:05d}-of-{total_shards:05d}"
+
+
+def _create_empty(path: str) -> None:
+    """An empty file (complete as soon as it exists), its directory made if needed."""
+    parent = path.rsplit("/", 1)[0]
+    try:
+        FileSystems.mkdirs(parent)
+    except IOError:
+        pass
+    FileSystems.create(path).close()
+
+
+class ComposeNamespaceFn(beam.DoFn):
+    """(namespace, {'shards': [file names], 'known': [...]}) -> (namespace, final path)."""
+
+    def __init__(self, shard_dir: str, output: str, job_name: str, suffix: str):
+        self.shard_dir, self.output, self.job_name, self.suffix = shard_dir, output, job_name, suffix
+
+    def process(self, kv):
+        namespace, groups = kv
+        names = sorted(set(groups["shards"]))
+        sources = [FileSystems.join(self.shard_dir, n) for n in names]
+        final = namespace_path(self.output, self.job_name, namespace, self.suffix)
+        if sources:
+            compose(sources, final)
+        elif not FileSystems.exists(final):  # no records: an empty file
+            _create_empty(final)
+        yield namespace, final
+
+
+class _ComposeJobFileFn(beam.DoFn):
+    def __init__(self, destination: Optional[str]):
+        self.destination = destination
+
+    def process(self, pairs):
+        if self.destination:
+            ordered = [p for _, p in sorted(pairs)]
+            if ordered:
+                compose(ordered, self.destination, delete_sources=False)
+            elif not FileSystems.exists(self.destination):
+                FileSystems.create(self.destination).close()
+        yield pairs
+
+
+class _CleanupFn(beam.DoFn):
+    """Removes the run's shard directory once every namespace file is composed."""
+
+    def __init__(self, shard_dir: str):
+        self.shard_dir = shard_dir
+
+    def process(self, pairs):
+        try:
+            remove_tree(self.shard_dir)
+        except Exception as e:  # leftovers are only temp files: say so, do not fail the run
+            log.warning("could not remove the temporary shards in %s: %s", self.shard_dir, e)
+        yield pairs
+
+
+class WriteNamespaceFiles(beam.PTransform):
+    """PCollection[(namespace, record)] (or a tuple (records, namespaces)) ->
+    PCollection[(namespace, final path)], one per namespace.
+
+    ``namespaces`` (optional second input: every namespace of the run) makes a namespace without
+    records get its (empty) file too. ``job_file``: also compose ``OUTPUT/JOB/all<suffix>``.
+    """
+
+    def __init__(self, output: str, job_name: str, encoder: Optional[Callable[[Any], str]] = None,
+                 *, suffix: str = DEFAULT_SUFFIX, job_file: bool = False,
+                 run_id: Optional[str] = None, shards: Optional[int] = None):
+        super().__init__()
+        self.output = output.rstrip("/")
+        self.job_name = job_name
+        self.encoder = encoder or record_json
+        self.suffix = suffix or DEFAULT_SUFFIX
+        self.job_file = job_file
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.shards = shards
+
+    @property
+    def shard_dir(self) -> str:
+        return shard_dir(self.output, self.job_name, self.run_id)
+
+    def expand(self, pvalue):
+        if isinstance(pvalue, tuple):
+            records, namespaces = pvalue
+        else:
+            records, namespaces = pvalue, None
+        encoder = self.encoder
+        shards = self.shard_dir
+        files = (
+            records
+            | "Encode" >> beam.Map(lambda kv: (kv[0], encoder(kv[1])))
+            | "WriteShards" >> fileio.WriteToFiles(
+                path=shards, destination=lambda kv: kv[0], sink=lambda dest: _LineSink(),
+                file_naming=_shard_naming,
+                temp_directory=StaticValueProvider(str, FileSystems.join(shards, "tmp")),
+                shards=self.shards)
+            | "ShardsByNamespace" >> beam.Map(lambda fr: (fr.destination, fr.file_name)))
+        groups = {"shards": files}
+        if namespaces is not None:
+            groups["known"] = namespaces | "KnownNamespaces" >> beam.Map(lambda ns: (ns, None))
+        paths = (
+            groups
+            | "GroupShards" >> beam.CoGroupByKey()
+            | "Compose" >> beam.ParDo(ComposeNamespaceFn(shards, self.output, self.job_name,
+                                                         self.suffix)))
+        job_file = job_file_path(self.output, self.job_name, self.suffix) if self.job_file else None
+        (paths
+         | "AllNamespaceFiles" >> beam.combiners.ToList()
+         | "ComposeJobFile" >> beam.ParDo(_ComposeJobFileFn(job_file))
+         | "RemoveShards" >> beam.ParDo(_CleanupFn(shards)))
+        return paths
+
+
+class SchemaFn(beam.CombineFn):
+    """Typed rows -> the export's columns and schema (``export_schema.columns_from_fields``):
+    the types seen, merged across workers."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, row):
+        export_schema.add_fields(acc, row)
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        out = next(accs, None) or {}
+        for a in accs:
+            export_schema.merge_fields(out, a)
+        return out
+
+    def extract_output(self, acc):
+        return export_schema.columns_from_fields(acc)
+
+
+class _WriteSchemaFn(beam.DoFn):
+    def __init__(self, path: str):
+        self.path = path
+
+    def process(self, _files, result):
+        with FileSystems.create(self.path) as f:
+            f.write(export_schema.schema_text(result).encode("utf-8"))
+        yield self.path
+
+
+class WriteOutput(beam.PTransform):
+    """(records, namespaces) -> (namespace, NamespaceOutput): the mapper's files sink.
+
+    The job's ``encode`` and ``file_suffix`` choose the format (default: JSON lines,
+    ``.jsonl``). A job with ``typed_rows`` yields the export format's typed rows: their schema
+    is merged first (a CombineFn), each row is then encoded as that schema says, and the schema
+    is written to ``OUTPUT/JOB/schema.json`` once every namespace file is composed.
+    """
+
+    def __init__(self, job: JobConfig, output: OutputConfig):
+        super().__init__()
+        self.job, self.output = job, output
+
+    def expand(self, pvalue):
+        records, namespaces = pvalue
+        spec, name, out = self.job.spec, self.job.name, self.output
+        if not spec.typed_rows:
+            files = (records, namespaces) | "NamespaceFiles" >> WriteNamespaceFiles(
+                out.directory, name, spec.encode, suffix=spec.file_suffix, job_file=out.job_file)
+        else:
+            schema = (records
+                      | "Rows" >> beam.Values()
+                      | "MergeSchema" >> beam.CombineGlobally(SchemaFn()))
+            lines = records | "EncodeRows" >> beam.Map(
+                lambda kv, result: (kv[0], export_schema.encode(kv[1], result)),
+                result=beam.pvalue.AsSingleton(schema))
+            files = (lines, namespaces) | "NamespaceFiles" >> WriteNamespaceFiles(
+                out.directory, name, str, suffix=spec.file_suffix, job_file=out.job_file)
+            (files
+             | "AllFiles" >> beam.combiners.ToList()
+             | "WriteSchema" >> beam.ParDo(_WriteSchemaFn(job_path(out.directory, name,
+                                                                   SCHEMA_FILE)),
+                                           result=beam.pvalue.AsSingleton(schema)))
+        return files | "Outputs" >> beam.MapTuple(lambda ns, path: (ns, NamespaceOutput(path)))
+
+

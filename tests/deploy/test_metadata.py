@@ -1,0 +1,144 @@
+"""The Flex Template's ``metadata.json``: its fields, its parameters against the CLI's options
+both ways, its regexes, and gcloud's own reading of it."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.launch.options import MapperOptions, help_parser
+from tests.support.offline_gcp import METADATA, PARAMS, ROOT, fake_gcp_env
+
+#: MapperOptions a console user does not get, and why.
+NOT_IN_TEMPLATE = {
+    "list_jobs": "prints the registry and exits: a command-line aid, launches nothing",
+    "job_module": "would make the launcher import an arbitrary module; the template image's "
+                  "jobs are fixed when it is built (MAPPER_JOBS_MODULES)",
+    "emulator_host": "the Datastore emulator is for local runs and tests, not Dataflow",
+    "key_order": "auto picks Datastore's (utf8) order on Dataflow; utf16 is the emulator's",
+    "progress_seconds": "how often workers log progress: a debugging knob",
+    "bigquery_emulator_host": "the BigQuery emulator is for local runs and tests, not Dataflow",
+    "query_entities": "how wide each query's key range is: an emulator-speed knob",
+}
+
+
+# --- metadata.json ----------------------------------------------------------------------------
+
+def mapper_option_dests() -> set:
+    parser = argparse.ArgumentParser()
+    MapperOptions._add_argparse_args(parser)
+    return {a.dest for a in parser._actions if a.dest != "help"}
+
+
+def test_metadata_has_the_documented_fields():
+    assert set(METADATA) == {"name", "description", "parameters"}
+    assert METADATA["name"] and METADATA["description"]
+    assert len(PARAMS) == len(METADATA["parameters"]), "duplicate parameter names"
+    for p in METADATA["parameters"]:
+        assert set(p) <= {"name", "label", "helpText", "isOptional", "regexes"}, p
+        assert {"name", "label", "helpText", "isOptional"} <= set(p), p
+        assert isinstance(p["isOptional"], bool)
+        assert p["label"].strip() and len(p["helpText"]) > 20
+        for rx in p.get("regexes", []):
+            assert rx.startswith("^") and rx.endswith("$"), rx
+            re.compile(rx)
+    assert PARAMS["job"]["isOptional"] is False
+    assert all(p["isOptional"] for p in METADATA["parameters"] if p["name"] != "job")
+
+
+def test_metadata_and_the_cli_parser_match_both_ways():
+    dests = mapper_option_dests()
+    assert set(PARAMS) <= dests, f"declared but unknown to the CLI: {set(PARAMS) - dests}"
+    assert set(NOT_IN_TEMPLATE) <= dests, "stale exclusion"
+    missing = dests - set(PARAMS) - set(NOT_IN_TEMPLATE)
+    assert not missing, f"options a console user needs but the template lacks: {missing}"
+    assert not set(PARAMS) & set(NOT_IN_TEMPLATE)
+    # The help parser of `python -m pipeline` knows each as --name.
+    help_text = help_parser().format_help()
+    for name in PARAMS:
+        assert f"--{name}" in help_text
+
+
+SAMPLES = {  # name: (values the console accepts, values it refuses)
+    "job": (["count_keys", "export_keys", "a1_b"], ["", "count-keys", "Count", "jobs:X", "a b", "os.path:x"]),
+    "params": (["kind=Order", "kind=Order,property=status", "from=2026-11-01,to=2026-11-02", "q=a=b"],
+               ["kind", "=x", "kind=Order,", ",kind=Order", "a=1,,b=2"]),
+    "namespaces": (["acme", "acme,__default__", "a.b-c_d"], ["", "a,,b", "a b", ",a"]),
+    "shards": (["1", "8", "64"], ["0", "-1", "1.5", "x", "08"]),
+    "oversampling": (["32"], ["0", "x"]),
+    "slice_entities": (["2000"], ["0", "2e3"]),
+    "slice_seconds": (["30", "2.5", "0.5", ".25", "1.0"], ["0", "0.0", "-1", "x", "1e3", "."]),
+    "max_counters": (["1000"], ["0", ""]),
+    "output": (["gs://my-bucket/mapper", "gs://my-bucket", "gs://b.example.com/a/b/"],
+               ["my-bucket/x", "gs://", "gs://B/x", "/tmp/out", "s3://b/x"]),
+    "database": (["my-db", "db1x"], ["My-db", "-db", "db-", "ab", "(default)"]),
+    "read_time": (["start", "2026-11-27T12:00:00Z", "2026-11-27T12:00:00.5+01:00", "2026-11-27T12:00Z"],
+                  ["yesterday", "2026-11-27", "2026-11-27T12:00:00", "Start"]),
+    "allow_empty_kind": (["true", "false"], ["yes", "True", "1", ""]),
+    "launch_checks": (["true", "false"], ["no", ""]),
+    "output_mode": (["refuse", "replace"], ["", "Replace", "overwrite"]),
+    "job_file": (["true", "false"], ["yes", ""]),
+    "bigquery_table": (["my-proj:ds.t", "example.com:my-proj:ds.t", "my-proj.ds.t", "ds.t",
+                        "ds_1.T-x_9", "ds.t_{namespace}", "p:ds.{namespace}", "p.ds.{namespace}-rows",
+                        "ds." + "t" * 1024, "ds." + "a" * 511 + "{namespace}" + "b" * 511],
+                       ["", "t", "a.b.c.d", "p:ds", "p:ds.t.x", "ds-1.t", "d s.t", "ds.t t", " ds.t",
+                        "ds.té", "ds.t{namespace}{namespace}", "ds.{name}", "ds.{NAMESPACE}",
+                        "P:ds.t", "1p:ds.t", "p-:ds.t", "example.com:p.ds.t", ":ds.t", ".ds.t",
+                        "ds.", ".t", "p:{namespace}.t", "ds." + "t" * 1025]),
+    "bigquery_create": (["true", "false"], ["yes", "True", ""]),
+    "bigquery_write_disposition": (["append", "empty"], ["", "Append", "truncate", "WRITE_APPEND"]),
+    "bigquery_dead_letter": (["gs://my-bucket/dead.jsonl", "gs://my-bucket/a/b/dead_letter.jsonl"],
+                             ["gs://my-bucket", "gs://my-bucket/", "gs://my-bucket/dir/",
+                              "/tmp/dead.jsonl", "dead.jsonl", "s3://b/x", "gs://B/x"]),
+    "bigquery_max_bad_rows": (["0", "10", "1000"], ["-1", "x", "1.5", "", "01"]),
+    "bigquery_schema_sample": (["1", "1000"], ["0", "-1", "x", "1e3", ""]),
+    "bigquery_deadline": (["120", "0.5", "2.5", ".25"], ["0", "0.0", "-1", "x", "1e3", ""]),
+}
+
+
+def test_metadata_regexes_accept_good_values_and_reject_bad_ones():
+    assert set(SAMPLES) == set(PARAMS), "every declared parameter gets samples"
+    for name, (good, bad) in SAMPLES.items():
+        rxs = PARAMS[name].get("regexes", [])
+        assert rxs, f"{name} has no regex"
+        for v in good:
+            assert all(re.fullmatch(rx, v) for rx in rxs), f"{name}: {v!r} refused"
+        for v in bad:
+            assert not all(re.fullmatch(rx, v) for rx in rxs), f"{name}: {v!r} accepted"
+
+
+def test_values_the_console_accepts_are_accepted_by_the_cli():
+    """A value that passes the template's regex reaches the CLI as --name=value: it must parse
+    there too (with the same meaning), or the launch fails late on the launcher VM."""
+    for name, (good, _) in SAMPLES.items():
+        for v in good:
+            opts = PipelineOptions([f"--{name}={v}"]).view_as(MapperOptions)
+            assert getattr(opts, name) not in (None, []), (name, v)
+    opts = PipelineOptions(["--launch_checks=false", "--allow_empty_kind=true", "--shards=3",
+                            "--slice_seconds=.25", "--params=a=1,b=2", "--namespaces=x,__default__",
+                            "--output=gs://b-1/o", "--database=my-db"]).view_as(MapperOptions)
+    assert (opts.launch_checks, opts.allow_empty_kind, opts.shards, opts.slice_seconds) == (
+        False, True, 3, 0.25)
+    assert opts.params == [[("a", "1"), ("b", "2")]] and opts.namespaces == ["x", "__default__"]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason="gcloud is not installed")
+def test_gcloud_accepts_the_metadata_file(tmp_path):
+    """gcloud's own parser of the template spec (offline: --print-only writes nothing)."""
+    env = {**os.environ, "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), **fake_gcp_env(tmp_path)}
+    proc = subprocess.run(
+        ["gcloud", "dataflow", "flex-template", "build", "gs://bucket-name/t.json",
+         "--image=gcr.io/my-project/t:1", "--sdk-language=PYTHON",
+         f"--metadata-file={ROOT / 'metadata.json'}", "--print-only", "--project=my-project"],
+        env=env, capture_output=True, text=True, timeout=80)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    spec = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert [p["name"] for p in spec["metadata"]["parameters"]] == list(PARAMS)
+    assert spec["sdkInfo"]["language"] == "PYTHON"

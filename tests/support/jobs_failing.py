@@ -1,0 +1,106 @@
+"""Test-only jobs: load with ``--job_module tests.support.jobs_failing``.
+
+They live in an importable module (not in a test file) so that worker
+processes can unpickle them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable, Optional
+
+from pipeline import Context, JobSpec, Params, Query, register
+
+
+@register
+class FailOnEntity(JobSpec):
+    """Counts keys; raises on the key whose id or name is the ``fail_on`` parameter."""
+
+    name = "fail_on_entity"
+    parameters = {"fail_on": "id or name of the key to fail on", "kind": "kind (default Item)"}
+
+    def query(self, params: Params) -> Query:
+        return Query(kind=params.get("kind", "Item"))
+
+    def next(self, ctx: Context, key) -> None:
+        ctx.counters.inc("keys")
+        if str(key.id_or_name) == ctx.params.get("fail_on"):
+            raise ValueError(f"cannot handle {key.id_or_name!r}")
+
+
+@register
+class TwoInequalities(JobSpec):
+    """A query with inequality filters on two properties (n and score): refused."""
+
+    name = "two_inequalities"
+
+    def query(self, params: Params) -> Query:
+        return Query(kind="Item", keys_only=False,
+                     filters=[("n", ">=", 10), ("score", "<", 50.0)])
+
+    def next(self, ctx: Context, entity) -> None:
+        ctx.counters.inc("entities")
+
+
+@register
+class CategoryCreatedBetween(JobSpec):
+    """An equality (category) plus a range (created): needs a composite index in production."""
+
+    name = "category_created_between"
+    parameters = {"category": "category to select (default books)"}
+
+    def query(self, params: Params) -> Query:
+        midnight = dt.time(tzinfo=dt.timezone.utc)
+        return Query(kind="Item", keys_only=False,
+                     filters=[("category", "=", params.get("category", "books")),
+                              ("created", ">=", dt.datetime.combine(dt.date(2026, 11, 24), midnight)),
+                              ("created", "<", dt.datetime.combine(dt.date(2026, 11, 27), midnight))])
+
+    def next(self, ctx: Context, entity):
+        ctx.counters.inc("entities")
+        yield {"key": list(entity.key.flat_path), "namespace": ctx.namespace}
+
+
+#: Called by the probe jobs for every item, in the worker (in-process runners only):
+#: the dynamic-split test uses it to pause a read while it asks for a split.
+PROBE_HOOK: Optional[Callable[[Context, object], None]] = None
+
+
+def _probe(ctx: Context, item) -> None:
+    hook = PROBE_HOOK
+    if hook is not None:
+        hook(ctx, item)
+
+
+@register
+class ProbeExportKeys(JobSpec):
+    """export_keys with a test hook: one record per key, with the range it was read in."""
+
+    name = "probe_export_keys"
+    parameters = {"kind": "kind (default Item)"}
+
+    def query(self, params: Params) -> Query:
+        return Query(kind=params.get("kind", "Item"))
+
+    def next(self, ctx: Context, key):
+        _probe(ctx, key)
+        yield {"namespace": ctx.namespace, "key": list(key.flat_path), "range": ctx.range}
+
+
+@register
+class ProbeCreatedBetween(JobSpec):
+    """created_between with a test hook: one record per entity whose created is in [from, to)."""
+
+    name = "probe_created_between"
+    parameters = {"from": "first day, YYYY-MM-DD", "to": "day after the last, YYYY-MM-DD"}
+
+    def query(self, params: Params) -> Query:
+        midnight = dt.time(tzinfo=dt.timezone.utc)
+        start = params.date("from")
+        end = params.date("to")
+        return Query(kind="Item", keys_only=False,
+                     filters=[("created", ">=", dt.datetime.combine(start, midnight)),
+                              ("created", "<", dt.datetime.combine(end, midnight))])
+
+    def next(self, ctx: Context, entity):
+        _probe(ctx, entity)
+        yield {"namespace": ctx.namespace, "key": list(entity.key.flat_path), "range": ctx.range}

@@ -1,0 +1,55 @@
+"""Our own error found inside whatever a runner wrapped it in (``failure_message``)."""
+from __future__ import annotations
+
+from pipeline.errors import JobFailed, UsageError
+from pipeline.launch.cli import failure_message
+
+
+def test_failure_message_finds_our_error_inside_a_runner_error():
+    text = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in process\n"
+            "pipeline.errors.JobFailed: job x failed on entity K(1) in namespace a: "
+            "ValueError: boom [while running 'Mapper/ReadRanges']")
+    msg = failure_message(RuntimeError(text))
+    assert msg == ("job x failed on entity K(1) in namespace a: ValueError: boom "
+                   "(in step Mapper/ReadRanges)")
+    # Without the step suffix, and with trailing lines.
+    msg = failure_message(RuntimeError("...\npipeline.errors.QueryError: bad query\nmore\n"))
+    assert msg == "bad query"
+
+
+def test_failure_message_from_a_multi_process_runner_error():
+    # The text FnApiRunner (multi_processing) raises, as a RuntimeError, for a JobFailed.
+    text = ('eam.runners.common.DoFnRunner.process\n  File "apache_beam/runners/common.py", '
+            "line 687, in apache_beam.runners.common.SimpleInvoker.invoke_process\n"
+            '  File "jobs/x.py", line 7, in process\n    raise JobFailed("...")\n'
+            "pipeline.errors.JobFailed: job x failed on entity K(1) in namespace a: ValueError: "
+            "boom [while running 'Mapper/ReadRanges']\n")
+    assert failure_message(RuntimeError(text)) == (
+        "job x failed on entity K(1) in namespace a: ValueError: boom (in step Mapper/ReadRanges)")
+
+
+def test_failure_message_ignores_other_libraries_errors_with_similar_names():
+    # Regression: the pattern had no left boundary, so these were reported as the mapper's own.
+    for text in ["click.exceptions.UsageError: no such option: --x",
+                 "apache_beam.io.gcp.bigquery_tools.BigQueryError: quota [while running 'W']",
+                 "mylib.QueryError: bad sql",
+                 "SomeJobFailed: other thing"]:
+        assert failure_message(RuntimeError(text)) is None, text
+    # ... while our classes are still found with or without their module, after any separator.
+    assert failure_message(RuntimeError("JobFailed: j failed")) == "j failed"
+    assert failure_message(RuntimeError("wrapped: UsageError: bad")) == "bad"
+
+
+def test_failure_message_takes_the_last_of_several():
+    text = ("pipeline.errors.JobFailed: first [while running 'A']\n"
+            "RuntimeError: wrapped\npipeline.errors.JobFailed: second [while running 'B']")
+    assert failure_message(Exception(text)) == "second (in step B)"
+
+
+def test_failure_message_of_our_own_errors_and_unrelated_ones():
+    assert failure_message(JobFailed("job y failed")) == "job y failed"
+    assert failure_message(UsageError("bad option")) == "bad option"
+    unrelated = RuntimeError("ValueError: boom [while running 'Mapper/ReadRanges']")
+    assert failure_message(unrelated) is None
+    assert failure_message(ValueError("something else entirely")) is None
+    assert failure_message(RuntimeError("")) is None

@@ -1,0 +1,69 @@
+"""One retry mechanism for Datastore calls (``pipeline.datastore.retry``)."""
+from __future__ import annotations
+
+import pytest
+from google.api_core import exceptions as gexc
+
+from pipeline.core.retry import RetryPolicy
+from pipeline.datastore import retry
+
+FAST = RetryPolicy(initial=0.001, maximum=0.001, deadline=5.0)
+
+
+def test_call_retries_transient_errors_only():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise gexc.ServiceUnavailable("busy")
+        return "ok"
+
+    retried = []
+    assert retry.call(flaky, "t", FAST, on_retry=retried.append) == "ok"
+    assert len(calls) == 3 and len(retried) == 2
+
+    def fatal():
+        calls.append(1)
+        raise gexc.PermissionDenied("no")
+
+    calls.clear()
+    with pytest.raises(gexc.PermissionDenied):
+        retry.call(fatal, "t", FAST)
+    assert len(calls) == 1
+
+    def always_busy():
+        calls.append(1)
+        raise gexc.DeadlineExceeded("slow")
+
+    calls.clear()
+    # Past the deadline the last error itself is raised (not a RetryError), for explain().
+    with pytest.raises(gexc.DeadlineExceeded):
+        retry.call(always_busy, "t", RetryPolicy(initial=0.001, maximum=0.001, deadline=0.05))
+    assert len(calls) >= 3
+
+
+def test_stream_resumes_from_the_position_its_target_keeps():
+    """A stream that fails mid-way is called again; its target resumes after the last item it
+    gave, so nothing is handed over twice and nothing is lost."""
+    given = []  # the items handed over so far: the target's own position
+    failures = iter([3, 7])  # fail once after the 3rd item and once after the 7th
+
+    def target():
+        fail_at = next(failures, None)
+        for i in range(len(given), 10):
+            if i == fail_at:
+                raise gexc.ServiceUnavailable(f"dropped at {i}")
+            given.append(i)
+            yield i
+
+    retried = []
+    out = list(retry.stream(target, "reading", FAST, on_retry=retried.append))
+    assert out == list(range(10)) and len(retried) == 2
+
+    def broken():
+        yield 1
+        raise gexc.PermissionDenied("no")
+
+    with pytest.raises(gexc.PermissionDenied):
+        list(retry.stream(broken, "reading", FAST))
