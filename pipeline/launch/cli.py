@@ -19,9 +19,10 @@ from pipeline.core.summary import format_summary
 from pipeline.errors import MapperError
 from pipeline.graph.build import build
 from pipeline.launch import logs
+from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.checks import check_before_launch
 from pipeline.launch.local_runner import LOCAL_ARGS, apply_residual_fix
-from pipeline.launch.options import MapperOptions, help_parser
+from pipeline.launch.options import help_parser
 from pipeline.launch.resolve import resolve
 from pipeline.sinks.bigquery.prepare import prepare as prepare_bigquery
 from pipeline.sinks.files.layout import SUMMARY_FILE, prepare_output

@@ -1,10 +1,13 @@
-"""The mapper's command-line options, as a Beam ``PipelineOptions`` subclass.
+"""The mapper's command-line options: plain argparse, so ``--help`` and a refused value need
+no Beam (``pipeline.launch.beam_options.MapperOptions`` adds the same arguments to Beam's
+``PipelineOptions``).
 
 Values are validated by argparse types, so a bad value stops the run before
-anything is read, with argparse's "argument --x: ..." message and exit code 2.
-Booleans take an explicit value (``--flag=true``) as Flex Templates pass them,
-and a bare ``--flag`` means true. Like Beam's own parser, ours takes no
-abbreviations: ``--shard 4`` is not ``--shards``.
+anything is read, with argparse's "argument --x: ..." message and exit code 2;
+numbers are bounded where Datastore or the mapper bounds them, and the message
+says what is accepted. Booleans take an explicit value (``--flag=true``) as Flex
+Templates pass them, and a bare ``--flag`` means true. Like Beam's own parser,
+ours takes no abbreviations: ``--shard 4`` is not ``--shards``.
 """
 from __future__ import annotations
 
@@ -12,9 +15,7 @@ import argparse
 import datetime as dt
 import logging
 import os
-from typing import Optional
-
-from apache_beam.options.pipeline_options import PipelineOptions
+from typing import Callable, Optional
 
 from pipeline.errors import UsageError
 from pipeline.sinks.bigquery.tables import parse_table
@@ -35,25 +36,58 @@ Example (against the emulator):
 """
 
 
-def _whole_number(text: str, minimum: int, accepted: str) -> int:
+#: Scatter keys sampled per namespace at most (``--shards`` × ``--oversampling``): the sample is
+#: one query's result, held in memory while the namespace is cut.
+MAX_SAMPLES = 100_000
+
+
+def _whole_number(text: str, minimum: int, maximum: Optional[int], accepted: str) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < minimum:
+    if v < minimum or (maximum is not None and v > maximum):
         raise argparse.ArgumentTypeError(f"{v} is not allowed: use {accepted}")
     return v
 
 
-def positive_int(text: str) -> int:
-    return _whole_number(text, 1, "a number of at least 1")
+def whole_number(minimum: int, maximum: Optional[int] = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [minimum, maximum]."""
+    accepted = (f"a number from {minimum} to {maximum:,}".replace(",", " ") if maximum is not None
+                else "a number of at least 1" if minimum == 1 else f"{minimum} or more")
+
+    def parse(text: str) -> int:
+        return _whole_number(text, minimum, maximum, accepted)
+
+    parse.__name__ = "whole number"
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    return _whole_number(text, 0, "0 or more")
+positive_int = whole_number(1)
+non_negative_int = whole_number(0)
+
+
+def seconds(maximum: float, zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number of seconds above 0 (or 0 too, with ``zero``), at most
+    ``maximum``."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not ((0 <= v if zero else 0 < v) and v <= maximum):
+            raise argparse.ArgumentTypeError(
+                f"{v} is not allowed: use a number {'from 0' if zero else 'above 0'} "
+                f"and at most {maximum:g}")
+        return v
+
+    parse.__name__ = "seconds"
+    return parse
 
 
 def positive_float(text: str) -> float:
+    """A number above 0 (no upper bound)."""
     try:
         v = float(text)
     except ValueError:
@@ -133,94 +167,104 @@ def bigquery_table_value(text: str) -> str:
     return text
 
 
-class MapperOptions(PipelineOptions):
-    """The mapper's own options, beside Beam's (``options.view_as(MapperOptions)``)."""
-
-    @classmethod
-    def _add_argparse_args(cls, parser):
-        g = parser.add_argument_group("datastore-mapper") if hasattr(parser, "add_argument_group") else parser
-        g.add_argument("--job", help="name of the registered job to run (see --list_jobs), or "
-                       "module:Class for an unregistered JobSpec")
-        g.add_argument("--list_jobs", nargs="?", const=True, default=False, type=parse_bool,
-                       help="print the registered jobs with their parameters and exit")
-        g.add_argument("--job_module", action="append", default=[],
-                       help="import this module first, to register its jobs (repeatable)")
-        g.add_argument("--params", action="append", type=key_value_list, default=[],
-                       help="the job's parameters as NAME=VALUE[,NAME=VALUE...] (repeatable)")
-        g.add_argument("--namespaces", type=name_list, default=None,
-                       help="comma-separated namespaces to read, overriding the job's query; "
-                       "__default__ is the default namespace (default: the job's choice, "
-                       "usually all namespaces)")
-        g.add_argument("--shards", type=positive_int, default=8,
-                       help="ranges per namespace, fewer for small namespaces (default 8)")
-        g.add_argument("--oversampling", type=positive_int, default=32,
-                       help="scatter samples per range (default 32)")
-        g.add_argument("--slice_entities", type=positive_int, default=2000,
-                       help="a slice (its queries, then a checkpoint) reads at most this many "
-                       "entities (default 2000)")
-        g.add_argument("--slice_seconds", type=positive_float, default=30.0,
-                       help="... or for at most this long (default 30)")
-        g.add_argument("--query_entities", type=positive_int, default=1000,
-                       help="a slice's queries each end at a scatter sample about this many "
-                       "entities ahead, so each query's key range is narrow (the emulator serves "
-                       "narrow ranges fastest; default 1000)")
-        g.add_argument("--max_counters", type=positive_int, default=1000,
-                       help="distinct counter names kept per job; more are summed as _overflow "
-                       "(default 1000)")
-        g.add_argument("--output", default=None,
-                       help="directory (local or gs://) for the job's records, one file per "
-                       "namespace as OUTPUT/JOB/namespaces/NAMESPACE.jsonl (__default__.jsonl for "
-                       "the default namespace), and its summary.json")
-        g.add_argument("--output_mode", choices=["refuse", "replace"], default="refuse",
-                       help="when OUTPUT/JOB already holds output: refuse (default) stops at "
-                       "launch; replace removes it first, so old and new files never mix")
-        g.add_argument("--job_file", nargs="?", const=True, default=False, type=parse_bool,
-                       help="also write OUTPUT/JOB/all.jsonl, every namespace's records in one "
-                       "file (default false)")
-        g.add_argument("--database", default=None,
-                       help="a named Datastore database (default: the default database)")
-        g.add_argument("--read_time", type=read_time_value, default=None,
-                       help="read a consistent snapshot as of this RFC 3339 time, or 'start' for "
-                       "the moment the run starts (Datastore keeps 1 hour, 7 days with "
-                       "point-in-time recovery)")
-        g.add_argument("--key_order", choices=["auto", "utf8", "utf16"], default="auto",
-                       help="how the backend orders strings in keys: utf8 (Datastore), utf16 "
-                       "(the emulator); auto picks by --emulator_host")
-        g.add_argument("--emulator_host", default=os.environ.get("DATASTORE_EMULATOR_HOST"),
-                       help="host:port of the Datastore emulator (default: "
-                       "$DATASTORE_EMULATOR_HOST); workers use it too")
-        g.add_argument("--progress_seconds", type=float, default=5.0,
-                       help="how often each worker logs its progress (0: never; default 5)")
-        g.add_argument("--allow_empty_kind", nargs="?", const=True, default=False, type=parse_bool,
-                       help="run even when the kind has no entities (default false: a typo in "
-                       "the kind is an error)")
-        g.add_argument("--bigquery_table", type=bigquery_table_value, default=None,
-                       help="stream the job's records into this BigQuery table: "
-                       "[PROJECT:]DATASET.TABLE; {namespace} in TABLE makes one table per "
-                       "namespace (escaped: see the README)")
-        g.add_argument("--bigquery_create", nargs="?", const=True, default=True, type=parse_bool,
-                       help="create the dataset and table when missing, with the job's schema "
-                       "(default true)")
-        g.add_argument("--bigquery_write_disposition", choices=["append", "empty"],
-                       default="append",
-                       help="append (default) to the table, or require it to be empty at launch")
-        g.add_argument("--bigquery_dead_letter", default=None,
-                       help="file (local or gs://) for rows BigQuery rejects, with its errors, as "
-                       "JSON lines (default OUTPUT/JOB/dead_letter.jsonl; needs --output then)")
-        g.add_argument("--bigquery_max_bad_rows", type=non_negative_int, default=0,
-                       help="fail the run when BigQuery rejects more rows than this (default 0)")
-        g.add_argument("--bigquery_schema_sample", type=positive_int, default=1000,
-                       help="entities read at launch to make the table schema of a job that "
-                       "streams whole entities (default 1000)")
-        g.add_argument("--bigquery_deadline", type=positive_float, default=120.0,
-                       help="seconds to keep retrying a BigQuery request on transient errors "
-                       "(default 120); the launch checks use at most 20")
-        g.add_argument("--bigquery_emulator_host",
-                       default=os.environ.get("BIGQUERY_EMULATOR_HOST"),
-                       help="host:port of a BigQuery emulator (default: "
-                       "$BIGQUERY_EMULATOR_HOST); no credentials are used then")
-        g.add_argument("--launch_checks", nargs="?", const=True, default=True, type=parse_bool,
-                       help="check namespaces, kind and indexes before launching (default true)")
+def add_mapper_arguments(parser) -> None:
+    """Add the mapper's own options to an argparse parser (ours, or Beam's)."""
+    g = parser.add_argument_group("datastore-mapper") if hasattr(parser, "add_argument_group") else parser
+    g.add_argument("--job", help="name of the registered job to run (see --list_jobs), or "
+                   "module:Class for an unregistered JobSpec")
+    g.add_argument("--list_jobs", nargs="?", const=True, default=False, type=parse_bool,
+                   help="print the registered jobs with their parameters and exit")
+    g.add_argument("--job_module", action="append", default=[],
+                   help="import this module first, to register its jobs (repeatable)")
+    g.add_argument("--params", action="append", type=key_value_list, default=[],
+                   help="the job's parameters as NAME=VALUE[,NAME=VALUE...] (repeatable)")
+    g.add_argument("--namespaces", type=name_list, default=None,
+                   help="comma-separated namespaces to read, overriding the job's query; "
+                   "__default__ is the default namespace (default: the job's choice, "
+                   "usually all namespaces)")
+    g.add_argument("--shards", type=whole_number(1, 10_000), default=8,
+                   help="ranges per namespace, fewer for small namespaces (default 8; "
+                   f"shards x oversampling at most {MAX_SAMPLES})")
+    g.add_argument("--oversampling", type=whole_number(1, 1_000), default=32,
+                   help="scatter samples per range (default 32)")
+    g.add_argument("--slice_entities", type=whole_number(1, 1_000_000), default=2000,
+                   help="a slice (its queries, then a checkpoint) reads at most this many "
+                   "entities (default 2000)")
+    g.add_argument("--slice_seconds", type=seconds(3600), default=30.0,
+                   help="... or for at most this long (default 30)")
+    g.add_argument("--query_entities", type=whole_number(1, 1_000_000), default=1000,
+                   help="a slice's queries each end at a scatter sample about this many "
+                   "entities ahead, so each query's key range is narrow (the emulator serves "
+                   "narrow ranges fastest; default 1000)")
+    g.add_argument("--max_counters", type=whole_number(1, 100_000), default=1000,
+                   help="distinct counter names kept per job; more are summed as _overflow "
+                   "(default 1000)")
+    g.add_argument("--output", default=None,
+                   help="directory (local or gs://) for the job's records, one file per "
+                   "namespace as OUTPUT/JOB/namespaces/NAMESPACE.jsonl (__default__.jsonl for "
+                   "the default namespace), and its summary.json")
+    g.add_argument("--output_mode", choices=["refuse", "replace", "resume"], default="refuse",
+                   help="when OUTPUT/JOB already holds a complete run's output: refuse "
+                   "(default) stops at launch; replace removes it first, so old and new "
+                   "files never mix. After a failed run: resume reads only the namespaces "
+                   "it did not complete (the leftovers of a failed run are cleared in the "
+                   "other modes)")
+    g.add_argument("--job_file", nargs="?", const=True, default=False, type=parse_bool,
+                   help="also write OUTPUT/JOB/all.jsonl, every namespace's records in one "
+                   "file (default false)")
+    g.add_argument("--database", default=None,
+                   help="a named Datastore database (default: the default database)")
+    g.add_argument("--read_time", type=read_time_value, default=None,
+                   help="read a consistent snapshot as of this RFC 3339 time, or 'start' for "
+                   "the moment the run starts (Datastore keeps 1 hour, 7 days with "
+                   "point-in-time recovery)")
+    g.add_argument("--key_order", choices=["auto", "utf8", "utf16"], default="auto",
+                   help="how the backend orders strings in keys: utf8 (Datastore), utf16 "
+                   "(the emulator); auto picks by --emulator_host")
+    g.add_argument("--emulator_host", default=os.environ.get("DATASTORE_EMULATOR_HOST"),
+                   help="host:port of the Datastore emulator (default: "
+                   "$DATASTORE_EMULATOR_HOST); workers use it too")
+    g.add_argument("--datastore_deadline", type=seconds(86_400), default=300.0,
+                   help="seconds to keep retrying a Datastore call on transient errors or "
+                   "silence (default 300); the launch checks use at most 20")
+    g.add_argument("--max_errors", type=whole_number(0, 1_000_000_000), default=0,
+                   help="entities the job may fail on (or whose records cannot be written) "
+                   "before the run fails; each goes to the dead-letter file (default 0: the "
+                   "first one fails the run, once it is written down)")
+    g.add_argument("--dead_letter", "--bigquery_dead_letter", dest="dead_letter",
+                   default=None,
+                   help="file (local or gs://) for the entities the job failed on and the "
+                   "rows BigQuery rejected, with the errors, as JSON lines (default "
+                   "OUTPUT/JOB/dead_letter.jsonl; needs --output then)")
+    g.add_argument("--progress_seconds", type=seconds(3600, zero=True), default=5.0,
+                   help="how often each worker logs its progress (0: never; default 5)")
+    g.add_argument("--allow_empty_kind", nargs="?", const=True, default=False, type=parse_bool,
+                   help="run even when the kind has no entities (default false: a typo in "
+                   "the kind is an error)")
+    g.add_argument("--bigquery_table", type=bigquery_table_value, default=None,
+                   help="stream the job's records into this BigQuery table: "
+                   "[PROJECT:]DATASET.TABLE; {namespace} in TABLE makes one table per "
+                   "namespace (escaped: see the README)")
+    g.add_argument("--bigquery_create", nargs="?", const=True, default=True, type=parse_bool,
+                   help="create the dataset and table when missing, with the job's schema "
+                   "(default true)")
+    g.add_argument("--bigquery_write_disposition", choices=["append", "empty"],
+                   default="append",
+                   help="append (default) to the table, or require it to be empty at launch")
+    g.add_argument("--bigquery_max_bad_rows", type=whole_number(0, 1_000_000_000), default=0,
+                   help="fail the run when BigQuery rejects more rows than this (default 0)")
+    g.add_argument("--bigquery_schema_sample", type=whole_number(1, 100_000), default=1000,
+                   help="entities read at launch to make the table schema of a job that "
+                   "streams whole entities (default 1000)")
+    g.add_argument("--bigquery_deadline", type=seconds(86_400), default=120.0,
+                   help="seconds to keep retrying a BigQuery request on transient errors "
+                   "(default 120); the launch checks use at most 20")
+    g.add_argument("--bigquery_emulator_host",
+                   default=os.environ.get("BIGQUERY_EMULATOR_HOST"),
+                   help="host:port of a BigQuery emulator (default: "
+                   "$BIGQUERY_EMULATOR_HOST); no credentials are used then")
+    g.add_argument("--launch_checks", nargs="?", const=True, default=True, type=parse_bool,
+                   help="check namespaces, kind and indexes before launching (default true)")
 
 
 def help_parser() -> argparse.ArgumentParser:
@@ -231,5 +275,5 @@ def help_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--project", help="the Google Cloud project (required)")
     parser.add_argument("--runner", help="Beam runner (default: FnApiRunner with 2 local workers)")
-    MapperOptions._add_argparse_args(parser)
+    add_mapper_arguments(parser)
     return parser

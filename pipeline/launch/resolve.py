@@ -18,8 +18,10 @@ from pipeline.config import (
     RunConfig,
 )
 from pipeline.core.keyorder import StringOrder, default_string_order
+from pipeline.core.retry import RetryPolicy
 from pipeline.errors import JobFailed, MapperError, UsageError
-from pipeline.launch.options import MapperOptions, parse_read_time
+from pipeline.launch.beam_options import MapperOptions
+from pipeline.launch.options import MAX_SAMPLES, parse_read_time
 from pipeline.sinks.files.layout import SUMMARY_FILE, job_path
 
 
@@ -48,6 +50,10 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None) -> RunC
                          "the emulator)")
     if not m.job:
         raise UsageError("--job is required; --list_jobs shows the registered jobs")
+    if m.shards * m.oversampling > MAX_SAMPLES:
+        raise UsageError(f"--shards {m.shards} x --oversampling {m.oversampling} = "
+                         f"{m.shards * m.oversampling} scatter keys per namespace: at most "
+                         f"{MAX_SAMPLES} are sampled; lower one of them")
     load_modules(m.job_module)
     job_cls = get_job(m.job)
     params = job_params(m.params, job_cls, now)
@@ -73,7 +79,7 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None) -> RunC
             query=rq, read_time=parse_read_time(m.read_time, now), order=order, shards=m.shards,
             oversampling=m.oversampling, slice_entities=m.slice_entities,
             slice_seconds=m.slice_seconds, query_entities=m.query_entities,
-            progress_seconds=m.progress_seconds),
+            retry=RetryPolicy(deadline=m.datastore_deadline), progress_seconds=m.progress_seconds),
         output=OutputConfig(
             directory=output,
             summary_path=job_path(output, job_cls.name, SUMMARY_FILE) if output else None,

@@ -12,7 +12,8 @@ import subprocess
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.launch.options import MapperOptions, help_parser
+from pipeline.launch.beam_options import MapperOptions
+from pipeline.launch.options import add_mapper_arguments, help_parser
 from tests.support.offline_gcp import METADATA, PARAMS, ROOT, fake_gcp_env
 
 #: MapperOptions a console user does not get, and why.
@@ -32,7 +33,7 @@ NOT_IN_TEMPLATE = {
 
 def mapper_option_dests() -> set:
     parser = argparse.ArgumentParser()
-    MapperOptions._add_argparse_args(parser)
+    add_mapper_arguments(parser)
     return {a.dest for a in parser._actions if a.dest != "help"}
 
 
@@ -82,7 +83,9 @@ SAMPLES = {  # name: (values the console accepts, values it refuses)
                   ["yesterday", "2026-11-27", "2026-11-27T12:00:00", "Start"]),
     "allow_empty_kind": (["true", "false"], ["yes", "True", "1", ""]),
     "launch_checks": (["true", "false"], ["no", ""]),
-    "output_mode": (["refuse", "replace"], ["", "Replace", "overwrite"]),
+    "output_mode": (["refuse", "replace", "resume"], ["", "Replace", "overwrite"]),
+    "datastore_deadline": (["300", "0.5", "60"], ["0", "-1", "x", "1e3", ""]),
+    "max_errors": (["0", "10", "1000"], ["-1", "x", "1.5", "", "01"]),
     "job_file": (["true", "false"], ["yes", ""]),
     "bigquery_table": (["my-proj:ds.t", "example.com:my-proj:ds.t", "my-proj.ds.t", "ds.t",
                         "ds_1.T-x_9", "ds.t_{namespace}", "p:ds.{namespace}", "p.ds.{namespace}-rows",
@@ -93,7 +96,7 @@ SAMPLES = {  # name: (values the console accepts, values it refuses)
                         "ds.", ".t", "p:{namespace}.t", "ds." + "t" * 1025]),
     "bigquery_create": (["true", "false"], ["yes", "True", ""]),
     "bigquery_write_disposition": (["append", "empty"], ["", "Append", "truncate", "WRITE_APPEND"]),
-    "bigquery_dead_letter": (["gs://my-bucket/dead.jsonl", "gs://my-bucket/a/b/dead_letter.jsonl"],
+    "dead_letter": (["gs://my-bucket/dead.jsonl", "gs://my-bucket/a/b/dead_letter.jsonl"],
                              ["gs://my-bucket", "gs://my-bucket/", "gs://my-bucket/dir/",
                               "/tmp/dead.jsonl", "dead.jsonl", "s3://b/x", "gs://B/x"]),
     "bigquery_max_bad_rows": (["0", "10", "1000"], ["-1", "x", "1.5", "", "01"]),

@@ -236,7 +236,7 @@ def test_misconfigurations_are_refused_before_reading(multi, bigquery_emulator, 
     r = run_mapper("count_keys", bq_args(bq, f"{ds}.t"), output=out, runner=IN_PROCESS)
     assert r.code == 2 and "declares no BigQuery schema" in r.stderr
     r = run_mapper("stream_entities", bq_args(bq, f"{ds}.t"), runner=IN_PROCESS)
-    assert r.code == 2 and "--bigquery_dead_letter" in r.stderr
+    assert r.code == 2 and "--dead_letter" in r.stderr
     assert not os.path.exists(out)
 
 

@@ -5,19 +5,13 @@ import argparse
 import datetime as dt
 
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.errors import UsageError
-from pipeline.launch.options import (
-    MapperOptions,
-    help_parser,
-    key_value_list,
-    name_list,
-    parse_bool,
-    parse_read_time,
-    positive_float,
-    positive_int,
-    read_time_value,
-)
+from pipeline.launch.beam_options import MapperOptions
+from pipeline.launch.options import (help_parser, key_value_list, name_list, parse_bool,
+                                     parse_read_time, positive_float, positive_int,
+                                     read_time_value, seconds, whole_number)
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
@@ -101,8 +95,6 @@ def test_key_value_list_and_name_list():
 
 
 def test_options_parse_through_beam():
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     m = PipelineOptions(["--job", "x", "--params", "a=1,b=2", "--params", "c=3", "--shards", "4",
                          "--allow_empty_kind", "--launch_checks=false"]).view_as(MapperOptions)
     assert m.job == "x" and m.params == [[("a", "1"), ("b", "2")], [("c", "3")]]
@@ -115,3 +107,27 @@ def test_the_cli_parser_takes_no_abbreviations():
     known, unknown = help_parser().parse_known_args(["--shard", "4", "--job_mod=x", "--shards=3"])
     assert known.shards == 3 and known.job_module == []
     assert unknown == ["--shard", "4", "--job_mod=x"]
+
+
+def test_bounded_numbers_say_what_is_accepted():
+    shards = whole_number(1, 10_000)
+    assert shards("1") == 1 and shards("10000") == 10_000
+    for bad, words in [("0", "from 1 to 10 000"), ("10001", "from 1 to 10 000"),
+                       ("1000000000", "from 1 to 10 000"), ("x", "not a whole number")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=words):
+            shards(bad)
+    wait = seconds(3600)
+    assert wait("0.5") == 0.5 and wait("3600") == 3600
+    for bad in ("0", "-1", "3601", "nan", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError, match="above 0 and at most 3600"):
+            wait(bad)
+    assert seconds(10, zero=True)("0") == 0.0
+
+
+def test_huge_option_values_are_refused_by_the_parser():
+    """Regression: --shards 1000000000 was accepted and crashed inside SplitNamespaces."""
+    for argv in (["--shards", "1000000000"], ["--oversampling", "5000"],
+                 ["--slice_entities", "2000000000"], ["--datastore_deadline", "0"],
+                 ["--max_errors", "-1"]):
+        with pytest.raises(SystemExit):
+            help_parser().parse_args(argv)

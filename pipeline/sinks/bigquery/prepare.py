@@ -50,12 +50,12 @@ def settings_from_options(run: RunConfig, options: Any) -> Optional[BigQuerySett
             "streamed: give it a bigquery_schema(params) method returning the table's fields "
             "(BigQuery's JSON schema), or use a job that streams whole entities "
             "(stream_entities)")
-    dead = options.bigquery_dead_letter
+    dead = options.dead_letter
     if not dead:
         if not run.output.directory:
             raise UsageError("--bigquery_table needs a place for rows BigQuery rejects: pass "
                              "--output (they go to OUTPUT/JOB/dead_letter.jsonl) or "
-                             "--bigquery_dead_letter=FILE")
+                             "--dead_letter=FILE")
         dead = job_path(run.output.directory, run.job.name, DEAD_LETTER_FILE)
     return BigQuerySettings(
         table=table, schema=(), create=bool(options.bigquery_create),
