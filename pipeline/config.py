@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import uuid
 from typing import Optional
 
 from pipeline.api.job import JobSpec, Params
@@ -31,6 +32,13 @@ class DatastoreTarget:
     database: Optional[str] = None
     emulator_host: Optional[str] = None
 
+    def describe(self) -> str:
+        """For messages: which Datastore the run talks to."""
+        if self.emulator_host:
+            return f"the Datastore emulator at {self.emulator_host}"
+        db = f", database {self.database}" if self.database else ""
+        return f"Datastore (project {self.project}{db})"
+
 
 @dataclasses.dataclass(frozen=True)
 class JobConfig:
@@ -43,6 +51,7 @@ class JobConfig:
     max_counters: int = 1000
     started: dt.datetime = dataclasses.field(
         default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    max_errors: int = 0  # entities the job may fail on before the run fails
 
     @property
     def metrics_namespace(self) -> str:
@@ -69,16 +78,33 @@ class ReadConfig:
     query_entities: int = 1000
     retry: RetryPolicy = RetryPolicy()
     progress_seconds: float = 5.0
+    read_time_option: Optional[str] = None  # --read_time as given ("start", a time, or None)
 
 
 @dataclasses.dataclass(frozen=True)
 class OutputConfig:
     """Where the run's files go: ``directory`` (``OUTPUT``, local or ``gs://``; None without
-    --output), the summary's path, and whether to compose ``OUTPUT/JOB/all.jsonl`` too."""
+    --output), the summary's path, whether to compose ``OUTPUT/JOB/all.jsonl`` too, and the
+    dead-letter file (``dead_letter``; None: nowhere, so the first failed entity fails the
+    run). ``run_id`` names this run's temporary files and its lease on the output."""
 
     directory: Optional[str] = None
     summary_path: Optional[str] = None
     job_file: bool = False
+    dead_letter: Optional[str] = None
+    run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: Namespaces a failed run completed (--output_mode=resume): not read again, their totals
+    #: and outputs carried over (``pipeline.sinks.files.prepare.ResumedNamespace``).
+    resumed: tuple = ()
+
+    @property
+    def dead_letter_parts(self) -> Optional[str]:
+        """Where workers write dead letters while the run goes on: beside the final file,
+        one file per slice, composed into it at the end."""
+        if not self.dead_letter:
+            return None
+        parent, _, _ = self.dead_letter.rstrip("/").rpartition("/")
+        return f"{parent}/.dead_letters-{self.run_id}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -84,6 +84,18 @@ class ResolvedQuery:
             parts.append(f"ancestor {self.ancestor!r}")
         return ", ".join(parts) + (" (keys only)" if self.keys_only else " (full entities)")
 
+    def fingerprint(self) -> dict:
+        """The query as plain JSON, equal for equal queries (a resumed run must read the same)."""
+        r = self.prop_range
+        return {"kind": self.kind,
+                "namespaces": None if self.namespaces is None else list(self.namespaces),
+                "equalities": [[p, repr(v)] for p, v in self.equalities],
+                "prop_range": None if r is None else {
+                    "prop": r.prop, "lo": repr(r.lo), "lo_inclusive": r.lo_inclusive,
+                    "hi": repr(r.hi), "hi_inclusive": r.hi_inclusive},
+                "ancestor": None if self.ancestor is None else [list(e) for e in self.ancestor],
+                "keys_only": self.keys_only}
+
     def with_namespaces(self, names) -> "ResolvedQuery":
         """The query over other namespaces (``--namespaces``), normalised as ``Query``'s are."""
         return dataclasses.replace(self, namespaces=normalise_namespaces(names))

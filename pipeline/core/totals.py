@@ -26,6 +26,7 @@ class SliceStats:
     seconds: float = 0.0
     counters: dict = dataclasses.field(default_factory=dict)
     worker: str = ""
+    errors: int = 0  # entities dead-lettered: the job failed on them or their records
 
 
 @dataclasses.dataclass
@@ -35,6 +36,7 @@ class NamespacePlanned:
     namespace: str
     ranges: int
     samples: int
+    retries: int = 0  # transient errors retried while sampling it
 
 
 @dataclasses.dataclass
@@ -52,9 +54,11 @@ class Totals:
     ranges: int = 0  # planned initial ranges (namespace and job level)
     samples: int = 0
     range_entities: dict = dataclasses.field(default_factory=dict)  # range id -> entities
+    errors: int = 0  # entities dead-lettered
 
     def add_slice(self, s: SliceStats, cap: int) -> None:
         self.entities += s.entities
+        self.errors += s.errors
         self.records += s.records
         self.slices += 1
         self.queries += s.queries
@@ -67,6 +71,7 @@ class Totals:
 
     def add(self, o: "Totals", cap: int) -> None:
         self.entities += o.entities
+        self.errors += o.errors
         self.records += o.records
         self.slices += o.slices
         self.queries += o.queries
@@ -84,6 +89,7 @@ class Totals:
         if isinstance(item, NamespacePlanned):
             self.ranges += item.ranges
             self.samples += item.samples
+            self.retries += item.retries
         elif isinstance(item, Totals):
             self.add(item, cap)
         else:
@@ -93,11 +99,23 @@ class Totals:
         return {
             "entities": self.entities, "records": self.records, "ranges": self.ranges,
             "samples": self.samples, "slices": self.slices, "queries": self.queries,
-            "retries": self.retries, "read_seconds": round(self.read_seconds, 3),
+            "retries": self.retries, "errors": self.errors,
+            "read_seconds": round(self.read_seconds, 3),
             "counters": dict(sorted(self.counters.items())), "workers": len(self.workers),
             "range_entities": dict(sorted(self.range_entities.items(),
                                           key=lambda kv: int(kv[0].rsplit("#", 1)[-1]))),
         }
+
+
+    def to_dict(self) -> dict:
+        """Everything, losslessly (a resumed run carries a completed namespace's totals over)."""
+        d = dataclasses.asdict(self)
+        d["workers"] = sorted(self.workers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Totals":
+        return cls(**{**d, "workers": set(d.get("workers", ()))})
 
 
 @dataclasses.dataclass(frozen=True)

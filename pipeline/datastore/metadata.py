@@ -5,6 +5,7 @@ from typing import Optional
 
 from google.cloud import datastore
 
+from pipeline.core.retry import RetryPolicy
 from pipeline.datastore.client import fetch
 
 
@@ -14,17 +15,17 @@ def namespace_of(key: datastore.Key) -> str:
     return "" if name in (1, "") else str(name)
 
 
-def list_namespaces(c: datastore.Client, read_time=None) -> list[str]:
+def list_namespaces(c: datastore.Client, policy: RetryPolicy, read_time=None) -> list[str]:
     """Every namespace with entities, sorted (``""`` is the default namespace)."""
     q = c.query(kind="__namespace__")
     q.keys_only()
-    return sorted(namespace_of(e.key) for e in fetch(q, read_time=read_time))
+    return sorted(namespace_of(e.key) for e in fetch(q, policy, read_time=read_time))
 
 
-def list_kinds(c: datastore.Client, namespace: str,
+def list_kinds(c: datastore.Client, namespace: str, policy: RetryPolicy,
                read_time: Optional[object] = None) -> list[str]:
     """The entity kinds of a namespace, without Datastore's own ``__*__`` kinds."""
     q = c.query(kind="__kind__", namespace=namespace or None)
     q.keys_only()
-    kinds = (str(e.key.id_or_name) for e in fetch(q, read_time=read_time))
+    kinds = (str(e.key.id_or_name) for e in fetch(q, policy, read_time=read_time))
     return sorted(k for k in kinds if not k.startswith("__"))

@@ -1,72 +1,115 @@
 """Retrying Datastore calls: one mechanism for every call the mapper makes.
 
-Transient errors (the service busy, a call timed out) are retried under a ``RetryPolicy``
-(``pipeline.core.retry``) with google-api-core's own ``Retry``: a unary call (listing, sampling,
-a bound search) with ``call``, a stream of entities that resumes where it stopped with
-``stream``. Each retry is logged with what was being done and the wait. When the deadline is
-reached the last error is raised as it was, so the caller can explain it.
+Transient errors (the service busy or unreachable, a call that timed out or went silent, and
+the client library's own ``RetryError``) are retried under a ``RetryPolicy``
+(``pipeline.core.retry``, ``--datastore_deadline``) with google-api-core's own retry helpers: a
+unary call (listing, sampling, a bound search) with ``call``, a stream of entities that resumes
+where it stopped with ``stream``. The client's own retry is switched off on every call
+(``CALL_OPTIONS``), so retries are never nested inside its 60 s default, and each attempt has
+the policy's timeout. Each retry is logged with what was being done, where, and the wait.
+
+Past the deadline the run ends with one line naming the service, the call and how long it was
+tried (``DatastoreUnavailable``); an error that is not transient is raised as it was, for the
+caller to explain.
 """
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import (
+    Retry,
+    RetryFailureReason,
     exponential_sleep_generator,
     retry_target,
     retry_target_stream,
 )
 
 from pipeline.core.retry import RetryPolicy
+from pipeline.errors import MapperError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Errors worth retrying: the service was busy or the call timed out.
+#: Errors worth retrying: the service was busy, unreachable or silent, or the client gave up
+#: on its own retries (RetryError).
 TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError,
              gexc.Aborted, gexc.TooManyRequests, gexc.ResourceExhausted, gexc.GatewayTimeout,
-             gexc.BadGateway)
+             gexc.BadGateway, gexc.RetryError)
+
+#: Passed as ``retry=`` on every client call: one attempt, no retry of the client's own.
+NO_CLIENT_RETRY = Retry(predicate=lambda exc: False, timeout=None)
+
+
+class DatastoreUnavailable(MapperError):
+    """Datastore kept failing transiently (or stayed silent) for the whole deadline."""
 
 
 def is_transient(err: BaseException) -> bool:
     return isinstance(err, TRANSIENT)
 
 
-def _last_error(errors: list, reason, timeout) -> tuple:
-    """Out of time (or not retryable): raise the last error itself, not a RetryError, so the
-    caller explains what failed."""
-    return errors[-1], getattr(errors[-1], "__cause__", None)
+def call_options(policy: RetryPolicy) -> dict:
+    """The keyword arguments every client call gets: no retry of its own, the policy's timeout."""
+    return {"retry": NO_CLIENT_RETRY, "timeout": policy.rpc_timeout}
 
 
-def _on_error(what: str, policy: RetryPolicy, on_retry: Optional[Callable[[Exception], None]]):
-    attempts = [0]
-
-    def on_error(err: Exception) -> None:
-        attempts[0] += 1
-        log.warning("%s: transient error (%s: %s); retry %d (for up to %.0f s)", what,
-                    type(err).__name__, err, attempts[0], policy.deadline)
-        if on_retry is not None:
-            on_retry(err)
-
-    return on_error
+def _short(err: BaseException) -> str:
+    text = " ".join(str(getattr(err, "message", None) or err).split())
+    return f"{type(err).__name__}: {text[:300]}"
 
 
-def _sleeps(policy: RetryPolicy) -> Iterator[float]:
-    return exponential_sleep_generator(policy.initial, policy.maximum, policy.multiplier)
+class _Attempts:
+    """Logs each retry and builds the final error; one per retried call."""
+
+    def __init__(self, what: str, where: str, policy: RetryPolicy,
+                 on_retry: Optional[Callable[[Exception], None]]):
+        self.what, self.where, self.policy, self.on_retry = what, where, policy, on_retry
+        self.started = time.monotonic()
+        self.count = 0
+
+    def sleeps(self) -> Iterator[float]:
+        p = self.policy
+        for delay in exponential_sleep_generator(p.initial, p.maximum, p.multiplier):
+            left = p.deadline - (time.monotonic() - self.started)
+            if delay < left:  # the retry helper gives up when the next wait passes the deadline
+                log.warning("%s (%s): transient error (%s); retry %d in %.1f s (giving up %.0f s "
+                            "after the first error)", self.what, self.where, self._last, self.count,
+                            delay, p.deadline)
+            yield delay
+
+    def on_error(self, err: Exception) -> None:
+        self.count += 1
+        self._last = _short(err)
+        if self.on_retry is not None:
+            self.on_retry(err)
+
+    def final_error(self, errors: list, reason, timeout) -> tuple:
+        last = errors[-1] if errors else None
+        if reason == RetryFailureReason.TIMEOUT:
+            elapsed = time.monotonic() - self.started
+            return DatastoreUnavailable(
+                f"{self.what}: {self.where} kept failing for {elapsed:.0f} s ({len(errors)} "
+                f"attempts; the deadline is {self.policy.deadline:g} s, --datastore_deadline); "
+                f"last error: {_short(last)}"), None
+        return last, getattr(last, "__cause__", None)
 
 
 def call(fn: Callable[[], T], what: str, policy: RetryPolicy = RetryPolicy(),
-         on_retry: Optional[Callable[[Exception], None]] = None) -> T:
+         on_retry: Optional[Callable[[Exception], None]] = None, where: str = "Datastore") -> T:
     """``fn()``, retrying transient errors under ``policy``."""
-    return retry_target(fn, is_transient, _sleeps(policy), timeout=policy.deadline,
-                        on_error=_on_error(what, policy, on_retry), exception_factory=_last_error)
+    a = _Attempts(what, where, policy, on_retry)
+    return retry_target(fn, is_transient, a.sleeps(), timeout=policy.deadline,
+                        on_error=a.on_error, exception_factory=a.final_error)
 
 
 def stream(gen: Callable[[], Iterable[T]], what: str, policy: RetryPolicy = RetryPolicy(),
-           on_retry: Optional[Callable[[Exception], None]] = None) -> Iterator[T]:
+           on_retry: Optional[Callable[[Exception], None]] = None,
+           where: str = "Datastore") -> Iterator[T]:
     """The items of ``gen()``; on a transient error ``gen()`` is called again, so it must
     resume where the items it already gave stop (the reader keeps that position)."""
-    return retry_target_stream(gen, is_transient, _sleeps(policy), timeout=policy.deadline,
-                               on_error=_on_error(what, policy, on_retry),
-                               exception_factory=_last_error)
+    a = _Attempts(what, where, policy, on_retry)
+    return retry_target_stream(gen, is_transient, a.sleeps(), timeout=policy.deadline,
+                               on_error=a.on_error, exception_factory=a.final_error)

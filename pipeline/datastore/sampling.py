@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Union
+from typing import Callable, Optional, Union
 
 from google.api_core import exceptions as gexc
 from google.cloud import datastore
@@ -27,7 +27,11 @@ log = logging.getLogger(__name__)
 Restriction = Union[KeyRange, ValueRange]
 
 
-def sample_scatter(c: datastore.Client, read: ReadConfig, namespace: str) -> list[KeyPath]:
+OnRetry = Optional[Callable[[Exception], None]]
+
+
+def sample_scatter(c: datastore.Client, read: ReadConfig, namespace: str,
+                   on_retry: OnRetry = None) -> list[KeyPath]:
     """Up to shards × oversampling scatter keys, with the query's equality filters and
     ancestor so the sample matches the data read; without them when the database
     lacks the index that combination needs."""
@@ -37,17 +41,18 @@ def sample_scatter(c: datastore.Client, read: ReadConfig, namespace: str) -> lis
         q = base_query(c, read.query, namespace, keys_only=True, with_filters=with_filters)
         q.order = ["__scatter__"]
         return [path_from_flat(e.key.flat_path)
-                for e in fetch(q, limit=limit, read_time=read.read_time)]
+                for e in fetch(q, read.retry, limit=limit, read_time=read.read_time)]
 
-    what = f"sampling scatter keys of {read.query.kind}"
+    what = f"sampling scatter keys of {read.query.kind} in namespace {namespace_label(namespace)}"
+    where = read.target.describe()
     try:
-        return retry.call(lambda: run(True), what, read.retry)
+        return retry.call(lambda: run(True), what, read.retry, on_retry, where)
     except gexc.FailedPrecondition as e:
         if not (read.query.equalities or read.query.ancestor):
             raise explain(e, read.query, namespace, what) from None
         log.warning("namespace %s: %s with the query's filters needs an index (%s); "
                     "sampling without them", namespace_label(namespace), what, e.message)
-        return retry.call(lambda: run(False), what, read.retry)
+        return retry.call(lambda: run(False), what, read.retry, on_retry, where)
 
 
 # The extremes of a type in Datastore's value order: an open side of a range is capped
@@ -73,7 +78,8 @@ def _same_type(value, given) -> bool:
     return type(value) is type(given)
 
 
-def find_bound(c: datastore.Client, read: ReadConfig, namespace: str, descending: bool):
+def find_bound(c: datastore.Client, read: ReadConfig, namespace: str, descending: bool,
+               on_retry: OnRetry = None):
     """The smallest (or largest) in-range value of the range property.
 
     Entities are scanned in the property's order until one whose values are all of
@@ -87,11 +93,12 @@ def find_bound(c: datastore.Client, read: ReadConfig, namespace: str, descending
     hi, hi_incl = (r.hi, r.hi_inclusive) if r.hi is not None else (cap_hi, True)
     q = value_query(c, read.query, namespace, r.prop, lo, lo_incl, hi, hi_incl,
                     order=[("-" if descending else "") + r.prop])
-    what = f"finding the {'largest' if descending else 'smallest'} {r.prop} of {read.query.kind}"
+    what = (f"finding the {'largest' if descending else 'smallest'} {r.prop} of "
+            f"{read.query.kind} in namespace {namespace_label(namespace)}")
 
     def scan():
         best, best_key = None, None
-        for entity in fetch(q, read_time=read.read_time):
+        for entity in fetch(q, read.retry, read_time=read.read_time):
             values = entity.get(r.prop)
             v = owner_value(values, r.lo, r.hi, r.lo_inclusive, r.hi_inclusive, read.order,
                             largest=descending)
@@ -105,25 +112,26 @@ def find_bound(c: datastore.Client, read: ReadConfig, namespace: str, descending
         return best
 
     try:
-        return retry.call(scan, what, read.retry)
+        return retry.call(scan, what, read.retry, on_retry, read.target.describe())
     except gexc.GoogleAPICallError as e:
         raise explain(e, read.query, namespace, what) from None
 
 
-def split_namespace(c: datastore.Client, read: ReadConfig,
-                    namespace: str) -> tuple[list[Restriction], int]:
-    """The namespace's initial ranges and how many samples they were cut from."""
-    samples = sample_scatter(c, read, namespace)
+def split_namespace(c: datastore.Client, read: ReadConfig, namespace: str,
+                    on_retry: OnRetry = None) -> tuple[list[Restriction], int]:
+    """The namespace's initial ranges and how many samples they were cut from (``on_retry``
+    hears of each transient error retried on the way)."""
+    samples = sample_scatter(c, read, namespace, on_retry)
     r = read.query.prop_range
     if r is None:
         return key_ranges(samples, read.shards, read.oversampling, read.order), len(samples)
     lo, lo_incl, hi, hi_incl = r.lo, r.lo_inclusive, r.hi, r.hi_inclusive
     if lo is None:
-        lo, lo_incl = find_bound(c, read, namespace, descending=False), True
+        lo, lo_incl = find_bound(c, read, namespace, descending=False, on_retry=on_retry), True
         if lo is None:
             return [], len(samples)
     if hi is None:
-        hi, hi_incl = find_bound(c, read, namespace, descending=True), True
+        hi, hi_incl = find_bound(c, read, namespace, descending=True, on_retry=on_retry), True
         if hi is None:
             return [], len(samples)
     n = range_count(len(samples), read.shards, read.oversampling)

@@ -7,14 +7,16 @@ import apache_beam as beam
 
 from pipeline.config import RunConfig
 from pipeline.graph.mapper import MapDatastore
+from pipeline.graph.summary import FinishRunFn
 from pipeline.sinks.bigquery.settings import BigQuerySettings
-from pipeline.sinks.bigquery.stream import CheckRejectedFn, StreamToBigQuery
+from pipeline.sinks.bigquery.stream import StreamToBigQuery
 from pipeline.sinks.files.write import WriteOutput
 
 
 def build(p: beam.Pipeline, run: RunConfig,
           bigquery: Optional[BigQuerySettings] = None) -> dict:
-    """Add the mapper to a pipeline; returns its {'records', 'summary', 'files'} PCollections.
+    """Add the mapper to a pipeline; returns its {'records', 'summary', 'files'} PCollections
+    (the summary once the run is finished: dead letters composed, summary.json written).
 
     With ``bigquery`` (--bigquery_table) the records are streamed into BigQuery (see
     ``pipeline.sinks.bigquery.stream``); ``namespace_completed`` runs once its rows are all
@@ -23,10 +25,14 @@ def build(p: beam.Pipeline, run: RunConfig,
     ``pipeline.sinks.files``), and ``namespace_completed`` runs once its file is complete.
     """
     if bigquery is not None:
-        stream = StreamToBigQuery(bigquery, run.job, run.read.target.project)
-        out = p | "Mapper" >> MapDatastore(run, stream, record_id=StreamToBigQuery.record_id)
-        out["summary"] = out["summary"] | "CheckRejected" >> beam.ParDo(
-            CheckRejectedFn(bigquery), beam.pvalue.AsList(stream.dead_letters))
+        stream = StreamToBigQuery(bigquery, run.job, run.read.target.project,
+                                  run.output.dead_letter_parts)
+        out = p | "Mapper" >> MapDatastore(run, stream, record_id=StreamToBigQuery.record_id,
+                                           encode=stream.encode)
+        out["summary"] = out["summary"] | "Finish" >> beam.ParDo(
+            FinishRunFn(run, bigquery), beam.pvalue.AsList(stream.dead_letters))
         return out
     write = WriteOutput(run.job, run.output) if run.output.directory else None
-    return p | "Mapper" >> MapDatastore(run, write)
+    out = p | "Mapper" >> MapDatastore(run, write, encode=write.encode if write else None)
+    out["summary"] = out["summary"] | "Finish" >> beam.ParDo(FinishRunFn(run))
+    return out

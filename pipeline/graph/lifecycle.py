@@ -1,18 +1,23 @@
 """Firing a job's lifecycle hooks (``pipeline.api.hooks``), and the steps that fire the
 job, range and namespace ones after the roll-up: ``JobStarted``, ``RangeCompleted``,
-``NamespaceCompleted``, ``JobCompleted``. (``namespace_started`` and ``range_started`` fire in
-``SplitNamespaces``, the slice hooks in ``ReadRanges``.)"""
+``NamespaceCompleted`` (which also records a completed namespace's manifest), ``JobCompleted``.
+(``namespace_started`` and ``range_started`` fire in ``SplitNamespaces``, the slice hooks in
+``ReadRanges``.)"""
 from __future__ import annotations
 
 import copy
+import json
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from pipeline.api import hooks
 from pipeline.api.hooks import HookContext
-from pipeline.config import JobConfig
+from pipeline.config import JobConfig, RunConfig
 from pipeline.core.totals import Totals
 from pipeline.errors import JobFailed
+from pipeline.sinks.files.layout import manifest_path
+from pipeline.sinks.files.prepare import manifest
 
 
 def fire(job: JobConfig, event: str, **fields) -> None:
@@ -61,18 +66,25 @@ class RangeCompletedFn(beam.DoFn):
 class NamespaceCompletedFn(beam.DoFn):
     """(namespace, Totals) or (namespace, (Totals, output)) -> (namespace, Totals),
     firing ``namespace_completed`` (with where the sink put the namespace's records, e.g.
-    its composed file, as ``ctx.output``)."""
+    its composed file, as ``ctx.output``), then, with --output, writing the namespace's
+    manifest: it is complete, and a resumed run need not read it again."""
 
-    def __init__(self, job: JobConfig):
-        self.job = job
+    def __init__(self, run: RunConfig):
+        self.run = run
 
     def process(self, kv):
         namespace, value = kv
         output = None
         if isinstance(value, tuple):
             value, output = value
-        fire(self.job, hooks.NAMESPACE_COMPLETED, namespace=namespace,
+        fire(self.run.job, hooks.NAMESPACE_COMPLETED, namespace=namespace,
              totals=copy.deepcopy(value), output=output)
+        out = self.run.output
+        if out.directory:
+            m = manifest(self.run, namespace, value.to_dict(), output)
+            with FileSystems.create(manifest_path(out.directory, self.run.job.name,
+                                                  namespace)) as f:
+                f.write(json.dumps(m, ensure_ascii=False, indent=1).encode("utf-8"))
         yield namespace, value
 
 

@@ -35,15 +35,22 @@ class RangeTask(NamedTuple):
 
 
 class ExpandNamespacesFn(beam.DoFn):
-    """All namespaces (``__namespace__``) or the listed ones, which must exist."""
+    """All namespaces (``__namespace__``) or the listed ones, which must exist; without those a
+    failed run completed (``skip``: --output_mode=resume)."""
 
-    def __init__(self, read: ReadConfig):
-        self.read = read
+    def __init__(self, read: ReadConfig, skip: frozenset = frozenset()):
+        self.read, self.skip = read, skip
 
-    def process(self, _):
+    def process(self, element):
+        for ns in self._namespaces():
+            if ns not in self.skip:
+                yield ns
+
+    def _namespaces(self):
         read = self.read
-        existing = retry.call(lambda: list_namespaces(client(read.target), read.read_time),
-                              "listing namespaces", read.retry)
+        existing = retry.call(
+            lambda: list_namespaces(client(read.target), read.retry, read.read_time),
+            "listing namespaces", read.retry, where=read.target.describe())
         wanted = read.query.namespaces
         if wanted is None:
             yield from existing
@@ -63,12 +70,15 @@ class SplitNamespaceFn(beam.DoFn):
         self.job, self.read = job, read
 
     def process(self, namespace: str):
-        ranges, samples = split_namespace(client(self.read.target), self.read, namespace)
+        retries = []
+        ranges, samples = split_namespace(client(self.read.target), self.read, namespace,
+                                          on_retry=retries.append)
         label = namespace_label(namespace)
         log.info("namespace %s: %d ranges from %d samples", label, len(ranges), samples)
         fire(self.job, hooks.NAMESPACE_STARTED, namespace=namespace,
              totals=Totals(ranges=len(ranges), samples=samples))
-        yield beam.pvalue.TaggedOutput(STATS, NamespacePlanned(namespace, len(ranges), samples))
+        yield beam.pvalue.TaggedOutput(STATS, NamespacePlanned(namespace, len(ranges), samples,
+                                                                retries=len(retries)))
         for i, r in enumerate(ranges):
             range_id = f"{label}#{i}"
             fire(self.job, hooks.RANGE_STARTED, namespace=namespace, range_id=range_id,

@@ -186,7 +186,8 @@ class _Slice:
                 return
             q, cursor = planned
             limit, got, timed_out = self.remaining, 0, False
-            it = fetch(q, limit=limit, start_cursor=cursor, read_time=self.read.read_time)
+            it = fetch(q, self.read.retry, limit=limit, start_cursor=cursor,
+                       read_time=self.read.read_time)
             state.queries += 1
             page_start = cursor
             try:
@@ -246,4 +247,5 @@ def read_slice(c: datastore.Client, read: ReadConfig, namespace: str, tracker,
     def retried(_err) -> None:
         state.retries += 1
 
-    return retry.stream(one.queries, positions.retrying(), read.retry, on_retry=retried)
+    return retry.stream(one.queries, positions.retrying(), read.retry, on_retry=retried,
+                        where=read.target.describe())

@@ -1,32 +1,81 @@
-"""The last step: the job's summary, built, logged and written as ``summary.json`` by the
-pipeline itself (so it exists on Dataflow too)."""
+"""The last steps: the job's summary is built and logged (``BuildSummaryFn``), then the run is
+finished (``FinishRunFn``): the dead letters composed into their file, ``summary.json`` written
+with the run's status, the lease released, and the run failed when more entities failed (or more
+rows were rejected) than allowed, once all of that is written."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.config import RunConfig
 from pipeline.core.summary import build_summary, format_summary, to_json_text
+from pipeline.errors import MapperError
+from pipeline.sinks.bigquery.settings import BigQuerySettings
+from pipeline.sinks.bigquery.stream import REJECTED_COUNTER
+from pipeline.sinks.files import deadletters, lease
 
 log = logging.getLogger(__name__)
 
 
-class WriteSummaryFn(beam.DoFn):
-    """{namespace: Totals} -> the summary (a dict), logged, and written when asked."""
+class BuildSummaryFn(beam.DoFn):
+    """{namespace: Totals} -> the summary (a dict), logged."""
 
     def __init__(self, run: RunConfig):
         self.run = run
 
     def process(self, per_namespace: dict):
-        job, read, output = self.run.job, self.run.read, self.run.output
+        job, read = self.run.job, self.run.read
         summary = build_summary(
             job.name, read.query.describe(), dict(job.params), job.started,
             dt.datetime.now(dt.timezone.utc), per_namespace, job.max_counters, read.read_time)
+        summary["run_id"] = self.run.output.run_id
         log.info("summary:\n%s", format_summary(summary))
-        if output.summary_path:
-            with FileSystems.create(output.summary_path) as f:
+        yield summary
+
+
+def run_failure(summary: dict, max_errors: int, bigquery: Optional[BigQuerySettings],
+                dead_letter: Optional[str]) -> Optional[str]:
+    """Why a run that read everything failed after all, or None: more entities failed than
+    --max_errors, or BigQuery rejected more rows than --bigquery_max_bad_rows."""
+    totals = summary.get("totals", {})
+    where = f"; the entities and the errors are in {dead_letter}" if dead_letter else ""
+    errors = totals.get("errors", 0)
+    if errors > max_errors:
+        return (f"{errors} entities failed, more than --max_errors={max_errors}{where}")
+    rejected = totals.get("counters", {}).get(REJECTED_COUNTER, 0)
+    if bigquery is not None and rejected > bigquery.max_bad_rows:
+        return (f"BigQuery rejected {rejected} row(s), more than --bigquery_max_bad_rows="
+                f"{bigquery.max_bad_rows}; the rows and BigQuery's errors are in "
+                f"{bigquery.dead_letter}")
+    return None
+
+
+class FinishRunFn(beam.DoFn):
+    """summary -> the summary as written: dead letters composed (``side``: the sinks' own
+    dead-letter files, waited for), ``summary.json`` with its status, the lease released;
+    then the run fails if it must."""
+
+    def __init__(self, run: RunConfig, bigquery: Optional[BigQuerySettings] = None):
+        self.run, self.bigquery = run, bigquery
+
+    def process(self, summary: dict, _written=()):
+        out, job = self.run.output, self.run.job
+        if out.dead_letter_parts:
+            n = deadletters.compose(out.dead_letter_parts, out.dead_letter)
+            summary["dead_letters"] = {"count": n, "file": out.dead_letter if n else None}
+        failure = run_failure(summary, job.max_errors, self.bigquery, out.dead_letter)
+        summary["status"] = "failed" if failure else "succeeded"
+        if failure:
+            summary["failure"] = failure
+        if out.summary_path:
+            with FileSystems.create(out.summary_path) as f:
                 f.write(to_json_text(summary).encode("utf-8"))
+        if out.directory:
+            lease.release(out.directory, job.name, out.run_id)
+        if failure:
+            raise MapperError(f"job {job.name}: {failure}")
         yield summary

@@ -1,15 +1,18 @@
-"""The checks made before anything is launched: fail fast, before a long run, on what the
-user can fix (a namespace that does not exist, a kind without entities, a missing index)."""
+"""The checks made before anything is launched: fail fast, within seconds and before a long
+run, on what the user can fix (Datastore unreachable or no credentials, a namespace that does
+not exist, a kind without entities, a missing index)."""
 from __future__ import annotations
 
 import logging
 
 from google.api_core import exceptions as gexc
 
-from pipeline.config import RunConfig
+from pipeline.config import DatastoreTarget, RunConfig
 from pipeline.core.keyrange import KeyRange
 from pipeline.core.namespaces import require_namespaces
-from pipeline.datastore.client import client, fetch
+from pipeline.core.retry import LAUNCH_RETRY
+from pipeline.datastore import retry
+from pipeline.datastore.client import EMULATOR_ENV, client, fetch
 from pipeline.datastore.errors import explain
 from pipeline.datastore.metadata import list_kinds, list_namespaces
 from pipeline.datastore.queries import key_range_query, value_query
@@ -24,10 +27,7 @@ def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[
     read = run.read
     c = client(read.target)
     rq = read.query
-    try:
-        existing = list_namespaces(c, read.read_time)
-    except gexc.GoogleAPICallError as e:
-        raise explain(e, rq, "", "listing namespaces") from None
+    existing = reachable_namespaces(c, run)
     if rq.namespaces is not None:
         try:
             require_namespaces(rq.namespaces, existing)
@@ -40,20 +40,46 @@ def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[
     for ns in namespaces:
         q = c.query(kind=rq.kind, namespace=ns or None)
         q.keys_only()
-        if list(fetch(q, limit=1, read_time=read.read_time)):
+        if list(fetch(q, LAUNCH_RETRY, limit=1, read_time=read.read_time)):
             found = ns
             break
     if found is None:
         if allow_empty_kind:
             log.warning("kind %s has no entities in the selected namespaces", rq.kind)
             return namespaces
-        kinds = sorted({k for ns in namespaces[:5] for k in list_kinds(c, ns)})
+        kinds = sorted({k for ns in namespaces[:5] for k in list_kinds(c, ns, LAUNCH_RETRY)})
         where = "the selected namespaces" if rq.namespaces is not None else "any namespace"
         raise UsageError(
             f"kind {rq.kind!r} has no entities in {where}; kinds found: "
             f"{', '.join(kinds) or '(none)'} (pass --allow_empty_kind=true to run anyway)")
     _probe_query(c, run, found)
     return namespaces
+
+
+def _unreachable_hint(target: DatastoreTarget) -> str:
+    if target.emulator_host:
+        return ("start it (`gcloud beta emulators datastore start --host-port "
+                f"{target.emulator_host}`), or point --emulator_host / {EMULATOR_ENV} at the "
+                "one that runs")
+    return (f"check the network and --project/--database; for the emulator pass --emulator_host "
+            f"HOST:PORT or set {EMULATOR_ENV}; credentials: `gcloud auth application-default "
+            "login`")
+
+
+def reachable_namespaces(c, run: RunConfig) -> list[str]:
+    """The namespaces, listed with the launch's short deadline: the first call of a run, so an
+    unreachable Datastore (or one that refuses the credentials) is one line within seconds."""
+    read = run.read
+    target = read.target
+    try:
+        return retry.call(lambda: list_namespaces(c, LAUNCH_RETRY, read.read_time),
+                          "listing namespaces", LAUNCH_RETRY, where=target.describe())
+    except retry.DatastoreUnavailable as e:
+        raise UsageError(f"{target.describe()} is unreachable (checked for "
+                         f"{LAUNCH_RETRY.deadline:.0f} s before reading anything): {e}; "
+                         f"{_unreachable_hint(target)}") from None
+    except gexc.GoogleAPICallError as e:
+        raise explain(e, read.query, "", "listing namespaces") from None
 
 
 def _probe_query(c, run: RunConfig, namespace: str) -> None:
@@ -67,6 +93,6 @@ def _probe_query(c, run: RunConfig, namespace: str) -> None:
             r = rq.prop_range
             q = value_query(c, rq, namespace, r.prop, r.lo, r.lo_inclusive, r.hi, r.hi_inclusive,
                             order=(r.prop, "__key__"))
-        list(fetch(q, limit=1, read_time=read.read_time))
+        list(fetch(q, LAUNCH_RETRY, limit=1, read_time=read.read_time))
     except gexc.GoogleAPICallError as e:
         raise explain(e, rq, namespace, "the read query") from None

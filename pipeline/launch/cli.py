@@ -1,13 +1,13 @@
 """``python -m pipeline``: run a mapper job locally or on Dataflow."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import re
 import sys
-import tempfile
 import time
 from typing import Optional, Sequence
 
@@ -18,14 +18,24 @@ from pipeline.api.registry import known_jobs, load_modules
 from pipeline.core.summary import format_summary
 from pipeline.errors import MapperError
 from pipeline.graph.build import build
-from pipeline.launch import logs
+from pipeline.launch import logs, processes
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.checks import check_before_launch
 from pipeline.launch.local_runner import LOCAL_ARGS, apply_residual_fix
 from pipeline.launch.options import help_parser
 from pipeline.launch.resolve import resolve
+from pipeline.launch.rundir import RunDir
 from pipeline.sinks.bigquery.prepare import prepare as prepare_bigquery
-from pipeline.sinks.files.layout import SUMMARY_FILE, prepare_output
+from pipeline.sinks.files import deadletters, lease
+from pipeline.sinks.files.layout import (
+    NAMESPACES_DIR,
+    SUMMARY_FILE,
+    files_under,
+    job_dir,
+    remove_tree,
+    shard_dir,
+)
+from pipeline.sinks.files.prepare import prepare_output
 
 log = logging.getLogger("pipeline")
 
@@ -62,17 +72,44 @@ def failure_message(err: BaseException) -> Optional[str]:
     return msg.strip() + (f" (in step {step})" if step else "")
 
 
+#: Exit codes: the run succeeded; it failed (on a worker, or past a limit); it was refused at
+#: launch (bad input, unreachable services); it was interrupted (Ctrl-C).
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: What the local runner raises when a worker process died under it (killed, out of memory).
+_WORKER_DIED = re.compile(r"Channel closed prematurely|Worker.*(?:died|exited)|"
+                          r"grpc.*(?:UNAVAILABLE|StatusCode\.CANCELLED).*(?:worker|Worker)|"
+                          r"SDK harness.*(?:crash|exit|died)", re.S)
+_STEP = re.compile(r"\[while running '([^']+)'\]")
+
+
+def worker_death_message(err: BaseException, log_path: Optional[str]) -> Optional[str]:
+    """One line for a worker process that died, naming the step and its log; None otherwise."""
+    text = f"{type(err).__name__}: {err}"
+    if not _WORKER_DIED.search(text):
+        return None
+    steps = _STEP.findall(text)
+    where = f" while running {steps[-1]}" if steps else ""
+    return (f"a worker process died (killed, or out of memory){where}; its output is in "
+            f"{log_path}" if log_path else f"a worker process died (killed, or out of memory){where}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the CLI; returns the exit code (2: bad input, 1: the run failed)."""
+    """Run the CLI; returns the exit code (see ``EXIT_*``; the README lists them)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logs.configure()
     known, _ = help_parser().parse_known_args(argv)  # --help, bad values: argparse exits 2
-    try:
-        if known.list_jobs:
+    if known.list_jobs:
+        try:
             print(list_jobs(known.job_module))
-            return 0
-        if not any(a == "--runner" or a.startswith("--runner=") for a in argv):
-            argv = LOCAL_ARGS + argv
+        except MapperError as e:
+            print(f"error: {failure_message(e)}", file=sys.stderr)
+            return EXIT_REFUSED
+        return EXIT_OK
+    if not any(a == "--runner" or a.startswith("--runner=") for a in argv):
+        argv = LOCAL_ARGS + argv
+    prepared = None
+    try:
         options = PipelineOptions(argv)
         runner = options.view_as(StandardOptions).runner or ""
         local = runner.split(".")[-1] in LOCAL_RUNNERS
@@ -80,51 +117,124 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             apply_residual_fix()
         run = resolve(options)
         m = options.view_as(MapperOptions)
-        tmp = None
-        if run.output.summary_path is None and local:
-            tmp = tempfile.mkdtemp(prefix="mapper-summary-")
-            run = dataclasses.replace(run, output=dataclasses.replace(
-                run.output, summary_path=os.path.join(tmp, SUMMARY_FILE)))
         namespaces = check_before_launch(run, m.allow_empty_kind) if m.launch_checks else None
-        prepare_output(run.output.directory, run.job.name, m.output_mode)
+        prepared = prepare_output(run, m.output_mode, local=local)
+        run = prepared.run
         bigquery = prepare_bigquery(run, m, namespaces)
-        out_dir = run.output.directory
-        log.info("job %s: %s; %s", run.job.name, run.read.query.describe(),
-                 f"output {out_dir}/{run.job.name}/" if out_dir else "no output location")
-        if bigquery is not None:
-            log.info("streaming records into BigQuery table %s; rejected rows go to %s",
-                     bigquery.table, bigquery.dead_letter)
-        started = time.monotonic()
+    except (MapperError, KeyboardInterrupt) as e:
+        if prepared is not None:
+            _release(prepared.run)  # refused after taking the lease: nothing was launched
+        if isinstance(e, KeyboardInterrupt):
+            print("interrupted before the run started: nothing was read", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(f"error: {failure_message(e)}", file=sys.stderr)
+        return EXIT_REFUSED
+    out_dir = run.output.directory
+    log.info("job %s: %s; %s", run.job.name, run.read.query.describe(),
+             f"output {out_dir}/{run.job.name}/" if out_dir else "no output location")
+    if bigquery is not None:
+        log.info("streaming records into BigQuery table %s; rejected rows go to %s",
+                 bigquery.table, bigquery.dead_letter)
+    if not local:
+        return _launch_remote(options, run, bigquery, runner)
+    return _run_locally(options, run, bigquery, prepared.lease)
+
+
+def _launch_remote(options, run, bigquery, runner: str) -> int:
+    try:
         p = beam.Pipeline(options=options)
         build(p, run, bigquery)
-        if not local:
-            p.run()
-            log.info("launched on %s; not waiting for a remote runner's result here", runner)
-            return 0
-        worker_log = os.path.join(tempfile.gettempdir(), f"mapper-workers-{os.getpid()}.log")
-        try:
-            with logs.worker_stderr_to(worker_log):
-                p.run().wait_until_finish()
-        except Exception:
-            log.info("the local workers' raw output is in %s", worker_log)
+        p.run()
+    except MapperError as e:
+        _release(run)
+        print(f"error: {failure_message(e)}", file=sys.stderr)
+        return EXIT_REFUSED
+    except Exception:
+        _release(run)
+        raise
+    log.info("launched on %s; not waiting for a remote runner's result here", runner)
+    return EXIT_OK
+
+
+def _release(run) -> None:
+    out = run.output
+    if out.directory:
+        lease.release(out.directory, run.job.name, out.run_id)
+
+
+def _finish_failed(run) -> Optional[str]:
+    """After a failed or interrupted local run: its dead letters composed into their file, its
+    temporary shards removed, its lease released; returns a line about the dead letters."""
+    out = run.output
+    note = None
+    try:
+        if out.dead_letter_parts:
+            n = deadletters.compose(out.dead_letter_parts, out.dead_letter)
+            if n:
+                note = f"{n} dead letter(s) in {out.dead_letter}"
+        if out.directory:
+            remove_tree(shard_dir(out.directory, run.job.name, out.run_id))
+    except Exception as e:  # a clean-up that fails must not hide why the run failed
+        log.warning("could not clean up after the run: %s", e)
+    _release(run)
+    return note
+
+
+def _run_locally(options, run, bigquery, held) -> int:
+    rundir = RunDir()
+    if run.output.summary_path is None:
+        run = dataclasses.replace(run, output=dataclasses.replace(
+            run.output, summary_path=os.path.join(rundir.path, SUMMARY_FILE)))
+    worker_log = rundir.file("workers.log")
+    started = time.monotonic()
+    heartbeat = (lease.Heartbeat(run.output.directory, run.job.name, held) if held
+                 else contextlib.nullcontext())
+    try:
+        p = beam.Pipeline(options=options)
+        build(p, run, bigquery)
+        with heartbeat, logs.worker_stderr_to(worker_log):
+            p.run().wait_until_finish()
+    except KeyboardInterrupt:
+        processes.stop(processes.descendants(os.getpid()))
+        note = _finish_failed(run)
+        rundir.remove()
+        done = _complete_namespaces(run)
+        print(f"interrupted: the run stopped after {time.monotonic() - started:.0f} s"
+              + (f"; {done} namespace file(s) were complete" if done is not None else "")
+              + "; its temporary files were removed, the output is incomplete (run again to "
+              "start over, or --output_mode=resume to read only what is missing)"
+              + (f"; {note}" if note else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # a runner wraps errors raised on workers
+        note = _finish_failed(run)
+        msg = worker_death_message(e, worker_log) or failure_message(e)
+        if msg is None:
+            log.error("the local workers' raw output is in %s", worker_log)
             raise
-        else:
-            os.unlink(worker_log)
-        wall = time.monotonic() - started
-        summary_path = run.output.summary_path
+        print(f"error: {msg}" + (f"; {note}" if note else ""), file=sys.stderr)
+        if worker_log not in msg:
+            print(f"(the workers' raw output is in {worker_log})", file=sys.stderr)
+        return EXIT_FAILED
+    wall = time.monotonic() - started
+    summary_path = run.output.summary_path
+    try:
         if summary_path and os.path.exists(summary_path):
             with open(summary_path, encoding="utf-8") as f:
                 summary = json.load(f)
             print(format_summary(summary))
-            print(f"wall time {wall:.1f} s" + (f"; summary written to {summary_path}"
-                                               if tmp is None else ""))
-        return 0
-    except MapperError as e:
-        print(f"error: {failure_message(e)}", file=sys.stderr)
-        return 2
-    except Exception as e:  # a runner wraps errors raised on workers
-        msg = failure_message(e)
-        if msg is None:
-            raise
-        print(f"error: {msg}", file=sys.stderr)
-        return 1
+            dead = (summary.get("dead_letters") or {})
+            print(f"wall time {wall:.1f} s"
+                  + (f"; summary written to {summary_path}" if run.output.directory else "")
+                  + (f"; {dead['count']} dead letter(s) in {dead['file']}" if dead.get("count")
+                     else ""))
+    finally:
+        rundir.remove()
+    return EXIT_OK
+
+
+def _complete_namespaces(run) -> Optional[int]:
+    out = run.output
+    if not out.directory:
+        return None
+    return len([p for p in files_under(job_dir(out.directory, run.job.name))
+                if f"/{NAMESPACES_DIR}/" in p])

@@ -24,9 +24,12 @@ _NOISE = ("semi_persistent_directory", "summary:\n", "Error processing instructi
 
 
 def _unescape(text: str) -> str:
+    """The message of a worker's log entry, as protobuf's text format escaped it: non-ASCII
+    arrives either as octal escapes of its UTF-8 bytes (``\\303\\274``) or already as text
+    (``ü``, ``データ``); both come back as the text they were."""
     try:
-        return codecs.escape_decode(text.encode("latin-1", "backslashreplace"))[0].decode(
-            "utf-8", "replace")
+        raw = text.encode("utf-8")  # text that is already Unicode stays as it is
+        return codecs.escape_decode(raw)[0].decode("utf-8")
     except Exception:  # keep the raw text rather than lose the line
         return text
 
@@ -69,8 +72,11 @@ def worker_stderr_to(path: str) -> Iterator[None]:
                 if isinstance(h, logging.StreamHandler) and _is_fd2(getattr(h, "stream", None))]
     old_stderr = sys.stderr
     terminal = None
-    with open(path, "ab") as sink:
-        os.dup2(sink.fileno(), 2)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)  # made by RunDir.file
+    try:
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
     try:
         if _is_fd2(old_stderr):
             terminal = os.fdopen(os.dup(saved_fd), "w", buffering=1, encoding="utf-8",

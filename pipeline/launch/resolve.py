@@ -22,7 +22,7 @@ from pipeline.core.retry import RetryPolicy
 from pipeline.errors import JobFailed, MapperError, UsageError
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.options import MAX_SAMPLES, parse_read_time
-from pipeline.sinks.files.layout import SUMMARY_FILE, job_path
+from pipeline.sinks.files.layout import DEAD_LETTER_FILE, SUMMARY_FILE, job_path
 
 
 def job_params(pairs_lists, job_cls, now: dt.datetime) -> Params:
@@ -70,17 +70,24 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None) -> RunC
     order = (default_string_order(m.emulator_host) if m.key_order == "auto"
              else StringOrder(m.key_order))
     output = m.output.rstrip("/") if m.output else None
+    dead_letter = m.dead_letter or (job_path(output, job_cls.name, DEAD_LETTER_FILE)
+                                    if output else None)
+    if m.max_errors and not dead_letter:
+        raise UsageError(f"--max_errors {m.max_errors} needs a place for the entities that fail: "
+                         "pass --output (they go to OUTPUT/JOB/dead_letter.jsonl) or "
+                         "--dead_letter=FILE")
     return RunConfig(
         job=JobConfig(spec=job, name=job_cls.name, params=params, max_counters=m.max_counters,
-                      started=now),
+                      started=now, max_errors=m.max_errors),
         read=ReadConfig(
             target=DatastoreTarget(project=project, database=m.database,
                                    emulator_host=m.emulator_host),
             query=rq, read_time=parse_read_time(m.read_time, now), order=order, shards=m.shards,
             oversampling=m.oversampling, slice_entities=m.slice_entities,
             slice_seconds=m.slice_seconds, query_entities=m.query_entities,
-            retry=RetryPolicy(deadline=m.datastore_deadline), progress_seconds=m.progress_seconds),
+            retry=RetryPolicy(deadline=m.datastore_deadline), progress_seconds=m.progress_seconds,
+            read_time_option=m.read_time),
         output=OutputConfig(
             directory=output,
             summary_path=job_path(output, job_cls.name, SUMMARY_FILE) if output else None,
-            job_file=bool(m.job_file)))
+            job_file=bool(m.job_file), dead_letter=dead_letter))

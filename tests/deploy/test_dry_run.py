@@ -15,7 +15,7 @@ from apache_beam.portability.api import beam_runner_api_pb2
 
 from pipeline.graph.build import build
 from pipeline.graph.read import RangeRestrictions, ReadRangeFn
-from pipeline.graph.summary import WriteSummaryFn
+from pipeline.graph.summary import FinishRunFn
 from pipeline.launch.resolve import resolve
 from tests.support.offline_gcp import DATAFLOW_ARGS, ROOT
 
@@ -67,11 +67,10 @@ def test_dataflow_dry_run_translates_the_mapper_and_stages_our_sdist(offline_gcp
     assert isinstance(fn, ReadRangeFn)
     assert fn.job.name == "count_keys" and fn.read.target.project == "my-project"
     assert fn.job.params.text("by_parent") == "true"
-    summary = beam_runner_api_pb2.ParDoPayload.FromString(
-        t["Mapper/Summary"].spec.payload)
-    summary_fn = pickler.loads(summary.do_fn.payload)[0]
-    assert isinstance(summary_fn, WriteSummaryFn)
-    assert summary_fn.run.output.summary_path == "gs://bucket-name/out/count_keys/summary.json"
+    finish = beam_runner_api_pb2.ParDoPayload.FromString(t["Finish"].spec.payload)
+    finish_fn = pickler.loads(finish.do_fn.payload)[0]
+    assert isinstance(finish_fn, FinishRunFn)
+    assert finish_fn.run.output.summary_path == "gs://bucket-name/out/count_keys/summary.json"
 
     # Workers run Beam 2.77's container and pip-install the sdist Beam built from setup.py.
     (env,) = proto.components.environments.values()

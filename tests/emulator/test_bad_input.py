@@ -60,7 +60,7 @@ def test_unknown_job_lists_registered_jobs():
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--shards", "0"], ["--shards", "at least 1"]),
+    (["--shards", "0"], ["--shards", "use a number from 1 to 10 000"]),
     (["--shards", "abc"], ["--shards", "'abc' is not a whole number"]),
     (["--slice_seconds", "-1"], ["--slice_seconds", "above 0"]),
     (["--read_time", "yesterday"], ["--read_time", "'yesterday' is not an RFC 3339 time"]),

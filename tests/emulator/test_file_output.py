@@ -27,6 +27,14 @@ def ok(result) -> None:
                               f"stdout:\n{result.stdout[-2000:]}")
 
 
+NAMESPACES = ["__default__", "acme", "small", "empty"]
+
+
+def layout(labels) -> list:
+    """A completed namespace's files: its records and its manifest."""
+    return [f for label in labels for f in (f"namespaces/{label}.jsonl", f"manifests/{label}.json")]
+
+
 def all_files(root) -> list:
     return sorted(os.path.relpath(os.path.join(d, f), root)
                   for d, _, fs in os.walk(root) for f in fs)
@@ -47,10 +55,9 @@ def test_every_entity_once_in_its_namespace_file_and_the_job_file_is_the_union(m
                         runner=TWO_WORKERS)
     ok(result)
     job = out / "export_keys"
-    # Layout: one file per namespace (even the empty one), the job file, the summary; no temp files.
-    assert all_files(job) == sorted(["all.jsonl", "summary.json", "namespaces/__default__.jsonl",
-                                     "namespaces/acme.jsonl", "namespaces/small.jsonl",
-                                     "namespaces/empty.jsonl"])
+    # Layout: one file per namespace (even the empty one) and its manifest, the job file, the
+    # summary; no temp files, no lease.
+    assert all_files(job) == sorted(["all.jsonl", "summary.json", *layout(NAMESPACES)])
     assert set(result.files) == {"__default__", "acme", "small", "empty"}
     assert result.files["empty"] == []
     for ns, paths in multi.items():
@@ -82,9 +89,7 @@ def test_rerun_is_refused_by_default_and_replace_replaces_completely(multi, tmp_
     replaced = run_mapper("export_keys", [*SMALL, "--output_mode=replace"], output=str(out))
     ok(replaced)
     # Old and new never mix: the stale file and the old job file are gone, the rest is new.
-    assert all_files(job) == sorted(["summary.json", "namespaces/__default__.jsonl",
-                                     "namespaces/acme.jsonl", "namespaces/small.jsonl",
-                                     "namespaces/empty.jsonl"])
+    assert all_files(job) == sorted(["summary.json", *layout(NAMESPACES)])
     assert Counter(tuple(r["key"]) for r in replaced.files["small"]) == Counter(
         tuple(p) for p in multi["small"][3:])
 
@@ -185,7 +190,7 @@ def test_export_entities_round_trips_and_writes_a_matching_schema(emulator, tmp_
     ok(result)
     job = out / "export_entities"
     assert all_files(job) == sorted(["all.jsonl", "schema.json", "summary.json",
-                                     "namespaces/__default__.jsonl", "namespaces/acme.jsonl"])
+                                     *layout(["__default__", "acme"])])
     schema = json.loads((job / "schema.json").read_text(encoding="utf-8"))
     check_schema_valid(schema)
     for row in result.records:
@@ -270,9 +275,8 @@ def test_gs_output_every_entity_once_and_the_job_file_is_the_union(multi, gcs_em
     prefix = "exports/export_keys/"
     blobs = {b.name[len(prefix):]: b for b in gcs_emulator_env.client.list_blobs(bucket.name,
                                                                                   prefix=prefix)}
-    assert sorted(blobs) == sorted(["all.jsonl", "summary.json", "namespaces/__default__.jsonl",
-                                    "namespaces/acme.jsonl", "namespaces/small.jsonl",
-                                    "namespaces/empty.jsonl"])  # no temp objects left
+    assert sorted(blobs) == sorted(["all.jsonl", "summary.json",
+                                    *layout(NAMESPACES)])  # no temp objects, no lease left
 
     def rows(name):
         text = blobs[name].download_as_bytes().decode("utf-8")

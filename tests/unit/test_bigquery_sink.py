@@ -1,16 +1,19 @@
-"""The streaming sink's pure pieces: a job's table choice, the rejected-rows check, a
-namespace's output (``pipeline.sinks.bigquery.stream``)."""
+"""The streaming sink's pure pieces: a job's table choice, a namespace's output, a record
+checked as a row (``pipeline.sinks.bigquery.stream``), and the limits the finished run checks
+(``pipeline.graph.summary.run_failure``)."""
 from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import JobFailed, MapperError
+from pipeline.core.records import RecordError
+from pipeline.errors import JobFailed
+from pipeline.graph.summary import run_failure
 from pipeline.sinks.bigquery.settings import BigQuerySettings
 from pipeline.sinks.bigquery.stream import (
     REJECTED_COUNTER,
     ROWS_COUNTER,
-    CheckRejectedFn,
     _resolve_choice,
+    streamable_row,
     streamed_output,
 )
 from pipeline.sinks.bigquery.tables import TableSpec
@@ -51,22 +54,41 @@ def summary(rejected):
 
 
 @pytest.mark.parametrize("max_bad, rejected", [(0, None), (0, 0), (3, 3), (5, 1)])
-def test_check_rejected_passes_the_summary_through(max_bad, rejected):
-    s = summary(rejected)
-    assert list(CheckRejectedFn(settings(max_bad)).process(s, [])) == [s]
+def test_rejected_rows_within_the_limit_do_not_fail_the_run(max_bad, rejected):
+    assert run_failure(summary(rejected), 0, settings(max_bad), None) is None
 
 
-def test_check_rejected_passes_a_summary_without_totals():
-    assert list(CheckRejectedFn(settings(0)).process({}, [])) == [{}]
+def test_a_summary_without_totals_does_not_fail_the_run():
+    assert run_failure({}, 0, settings(0), None) is None
 
 
 @pytest.mark.parametrize("max_bad, rejected", [(0, 1), (3, 4)])
-def test_check_rejected_fails_the_run(max_bad, rejected):
-    with pytest.raises(MapperError) as e:
-        list(CheckRejectedFn(settings(max_bad)).process(summary(rejected), []))
-    assert f"rejected {rejected} row(s)" in str(e.value)
-    assert f"--bigquery_max_bad_rows={max_bad}" in str(e.value)
-    assert "/tmp/out/job/dead_letter.jsonl" in str(e.value)
+def test_more_rejected_rows_than_allowed_fail_the_run(max_bad, rejected):
+    msg = run_failure(summary(rejected), 0, settings(max_bad), None)
+    assert f"rejected {rejected} row(s)" in msg
+    assert f"--bigquery_max_bad_rows={max_bad}" in msg
+    assert "/tmp/out/job/dead_letter.jsonl" in msg
+
+
+@pytest.mark.parametrize("max_errors, errors, fails", [(0, 0, False), (0, 1, True), (3, 3, False),
+                                                       (3, 4, True)])
+def test_more_failed_entities_than_allowed_fail_the_run(max_errors, errors, fails):
+    s = {"totals": {"errors": errors, "counters": {}}}
+    msg = run_failure(s, max_errors, None, "gs://b/out/job/dead_letter.jsonl")
+    if not fails:
+        assert msg is None
+        return
+    assert f"{errors} entities failed, more than --max_errors={max_errors}" in msg
+    assert "gs://b/out/job/dead_letter.jsonl" in msg
+
+
+def test_a_record_is_checked_as_a_row_before_it_is_streamed():
+    assert streamable_row({"a": 1, "b": [float("nan")]}) == {"a": 1, "b": ["NaN"]}
+    circular: dict = {}
+    circular["self"] = circular
+    for bad, words in [(["not", "a", "dict"], "dict of column"), (circular, "circular")]:
+        with pytest.raises(RecordError, match=words):
+            streamable_row(bad)
 
 
 def test_streamed_output():

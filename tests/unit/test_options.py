@@ -9,9 +9,18 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.errors import UsageError
 from pipeline.launch.beam_options import MapperOptions
-from pipeline.launch.options import (help_parser, key_value_list, name_list, parse_bool,
-                                     parse_read_time, positive_float, positive_int,
-                                     read_time_value, seconds, whole_number)
+from pipeline.launch.options import (
+    help_parser,
+    key_value_list,
+    name_list,
+    parse_bool,
+    parse_read_time,
+    positive_float,
+    positive_int,
+    read_time_value,
+    seconds,
+    whole_number,
+)
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)

@@ -37,10 +37,31 @@ def test_call_retries_transient_errors_only():
         raise gexc.DeadlineExceeded("slow")
 
     calls.clear()
-    # Past the deadline the last error itself is raised (not a RetryError), for explain().
-    with pytest.raises(gexc.DeadlineExceeded):
-        retry.call(always_busy, "t", RetryPolicy(initial=0.001, maximum=0.001, deadline=0.05))
+    # Past the deadline: one error naming the call, the service, how long, and the last error.
+    with pytest.raises(retry.DatastoreUnavailable) as e:
+        retry.call(always_busy, "listing namespaces",
+                   RetryPolicy(initial=0.001, maximum=0.001, deadline=0.05),
+                   where="the Datastore emulator at 127.0.0.1:9")
     assert len(calls) >= 3
+    msg = str(e.value)
+    assert msg.startswith("listing namespaces: the Datastore emulator at 127.0.0.1:9 kept failing")
+    assert "--datastore_deadline" in msg and "DeadlineExceeded: slow" in msg
+
+
+def test_the_clients_own_retry_error_is_transient():
+    """google-api-core raises RetryError when the client's own retry gives up: retried too."""
+    calls = []
+
+    def gave_up():
+        calls.append(1)
+        if len(calls) < 2:
+            raise gexc.RetryError("Timeout of 60.0s exceeded", gexc.ServiceUnavailable("down"))
+        return "ok"
+
+    assert retry.call(gave_up, "t", FAST) == "ok" and len(calls) == 2
+    opts = retry.call_options(RetryPolicy(rpc_timeout=7.0))
+    assert opts["timeout"] == 7.0
+    assert opts["retry"] is retry.NO_CLIENT_RETRY
 
 
 def test_stream_resumes_from_the_position_its_target_keeps():

@@ -12,6 +12,7 @@ import google.auth.exceptions
 from google.api_core import exceptions as gexc
 
 from pipeline.config import RunConfig
+from pipeline.core.retry import LAUNCH_RETRY
 from pipeline.datastore.client import client as datastore_client
 from pipeline.datastore.client import fetch
 from pipeline.datastore.errors import explain
@@ -22,7 +23,6 @@ from pipeline.sinks.bigquery import service
 from pipeline.sinks.bigquery.export_schema import columns_from_rows, typed_row
 from pipeline.sinks.bigquery.settings import STREAMING_RETRY, BigQuerySettings
 from pipeline.sinks.bigquery.tables import check_table_name, parse_table
-from pipeline.sinks.files.layout import DEAD_LETTER_FILE, job_path
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,11 @@ def settings_from_options(run: RunConfig, options: Any) -> Optional[BigQuerySett
             "streamed: give it a bigquery_schema(params) method returning the table's fields "
             "(BigQuery's JSON schema), or use a job that streams whole entities "
             "(stream_entities)")
-    dead = options.dead_letter
+    dead = run.output.dead_letter
     if not dead:
-        if not run.output.directory:
-            raise UsageError("--bigquery_table needs a place for rows BigQuery rejects: pass "
-                             "--output (they go to OUTPUT/JOB/dead_letter.jsonl) or "
-                             "--dead_letter=FILE")
-        dead = job_path(run.output.directory, run.job.name, DEAD_LETTER_FILE)
+        raise UsageError("--bigquery_table needs a place for rows BigQuery rejects: pass "
+                         "--output (they go to OUTPUT/JOB/dead_letter.jsonl) or "
+                         "--dead_letter=FILE")
     return BigQuerySettings(
         table=table, schema=(), create=bool(options.bigquery_create),
         disposition=options.bigquery_write_disposition,
@@ -71,7 +69,7 @@ def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None)
     c = datastore_client(read.target)
     if namespaces is None:
         namespaces = (list(read.query.namespaces) if read.query.namespaces is not None
-                      else list_namespaces(c, read.read_time))
+                      else list_namespaces(c, LAUNCH_RETRY, read.read_time))
     if len(namespaces) > SAMPLE_NAMESPACES:
         step = len(namespaces) / SAMPLE_NAMESPACES
         namespaces = [namespaces[int(i * step)] for i in range(SAMPLE_NAMESPACES)]
@@ -80,7 +78,8 @@ def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None)
     for ns in namespaces:
         q = base_query(c, read.query, ns, keys_only=False)
         try:
-            got = list(fetch(q, limit=min(per, n - len(rows)), read_time=read.read_time))
+            got = list(fetch(q, LAUNCH_RETRY, limit=min(per, n - len(rows)),
+                             read_time=read.read_time))
         except gexc.GoogleAPICallError as e:
             raise explain(e, read.query, ns, "sampling entities for the BigQuery schema") from None
         rows.extend(typed_row(e) for e in got)

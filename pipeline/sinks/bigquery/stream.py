@@ -10,9 +10,9 @@ cannot be pointed at an emulator, so this is a DoFn over google-cloud-bigquery's
   it), so a retried bundle sends the same ids;
 - rows are batched per table within the API's row and byte limits; a request is retried with
   backoff up to a deadline on transient errors, and rows rejected as transient are re-sent;
-- rows BigQuery rejects go, with its errors, to the dead-letter file and are counted
+- rows BigQuery rejects go, with its errors, to the run's dead-letter file and are counted
   (``bigquery_rejected``); the run fails at its end, once that file is written, when there are
-  more than ``--bigquery_max_bad_rows``;
+  more than ``--bigquery_max_bad_rows`` (``pipeline.graph.summary.FinishRunFn``);
 - datasets and tables are created with the same client (``--bigquery_create``).
 
 Everything that can be checked is checked at launch, with a short deadline (see
@@ -21,7 +21,6 @@ any read.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import time
@@ -34,7 +33,8 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import exponential_sleep_generator
 
 from pipeline.config import JobConfig
-from pipeline.core.namespaces import namespace_label
+from pipeline.core import deadletters
+from pipeline.core.records import RecordError
 from pipeline.core.totals import NamespaceOutput
 from pipeline.errors import JobFailed, MapperError
 from pipeline.sinks.bigquery.export_schema import UNMAPPED_COUNTER, encode_fitting
@@ -129,11 +129,7 @@ class InsertRowsFn(beam.DoFn):
             if unmapped:
                 self._unmapped_metric.inc(unmapped)
             return row, unmapped
-        if not isinstance(record, dict):
-            raise JobFailed(f"job {self.job.name} yielded a {type(record).__name__} in namespace "
-                            f"{namespace_label(namespace)}; streaming to BigQuery needs each "
-                            "record to be a dict of column -> value")
-        return json_ready(record), 0
+        return record, 0  # made ready by streamable_row, in the reading step
 
     def _count(self, namespace: str, table: str, rows: int, rejected: int,
                unmapped: int = 0) -> None:
@@ -200,14 +196,11 @@ class InsertRowsFn(beam.DoFn):
                 time.sleep(next(sleeps))
 
     def _dead(self, items: list, table: str, errors: list):
-        now = dt.datetime.now(dt.timezone.utc).isoformat()
         for (row_id, row, namespace), errs in zip(items, errors):
             self._count(namespace, table, 0, 1)
             self._rejected_metric.inc()
-            yield beam.pvalue.TaggedOutput(DEAD, {
-                "namespace": namespace, "table": table, "insert_id": row_id,
-                "errors": errs, "row": json.dumps(row, ensure_ascii=False, sort_keys=True),
-                "time": now})
+            yield beam.pvalue.TaggedOutput(DEAD, deadletters.bigquery_rejection(
+                self.job.name, namespace, table, row_id, errs, row))
 
 
 def _windowed(out):
@@ -251,20 +244,43 @@ def streamed_output(tables: dict) -> NamespaceOutput:
     return NamespaceOutput(", ".join(sorted(tables)), counters)
 
 
+def streamable_row(record: Any) -> dict:
+    """A job's record -> the row insertAll is sent (``json_ready``), checked in the reading step:
+    a record that is not a dict of column -> value, or that JSON cannot hold (circular, too
+    deep), is its entity's dead letter, never a failed bundle."""
+    if not isinstance(record, dict):
+        raise RecordError(f"streaming to BigQuery needs each record to be a dict of column -> "
+                          f"value, not a {type(record).__name__}")
+    try:
+        row = json_ready(record)
+        json.dumps(row, allow_nan=False)
+    except RecursionError:
+        raise RecordError("the record is nested too deeply (circular?) to be streamed") from None
+    except (TypeError, ValueError) as e:
+        raise RecordError(f"the record cannot be sent as JSON: {e}") from None
+    return row
+
+
 class StreamToBigQuery(beam.PTransform):
     """(records, namespaces) -> (namespace, NamespaceOutput), once that namespace's rows are
-    all sent; rejected rows are written to the dead-letter file (``dead_letters`` attribute:
-    the PCollection of written file names, for a step that must wait for it).
+    all sent; rejected rows are written as dead letters into ``parts`` (the run's dead-letter
+    parts, composed at the end; ``dead_letters`` attribute: the PCollection of written file
+    names, for a step that must wait for it).
 
-    The records arrive as (namespace, (insert id, record)): build the mapper with
-    ``record_id=StreamToBigQuery.record_id``."""
+    The records arrive as (namespace, (insert id, row)): build the mapper with
+    ``record_id=StreamToBigQuery.record_id`` and ``encode=stream.encode``."""
 
     record_id = staticmethod(insert_id)
 
-    def __init__(self, settings: BigQuerySettings, job: JobConfig, project: str):
+    def __init__(self, settings: BigQuerySettings, job: JobConfig, project: str, parts: str):
         super().__init__()
-        self.settings, self.job, self.project = settings, job, project
+        self.settings, self.job, self.project, self.parts = settings, job, project, parts
         self.dead_letters = None
+
+    @property
+    def encode(self):
+        """Each record as the row it is sent as (typed rows are fitted to the columns later)."""
+        return streamable_row if self.settings.columns is None else None
 
     def expand(self, pvalue):
         records, namespaces = pvalue
@@ -276,27 +292,10 @@ class StreamToBigQuery(beam.PTransform):
             | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, ensure_ascii=False,
                                                                 sort_keys=True))
             | "WriteDeadLetters" >> beam.io.WriteToText(
-                s.dead_letter, shard_name_template="", num_shards=1))
+                f"{self.parts}/bigquery-rejected", file_name_suffix=".jsonl"))
         empty = namespaces | "NoRowsYet" >> beam.Map(lambda ns: (ns, {}))
         return (
             (inserted.counts, empty)
             | "AllCounts" >> beam.Flatten()
             | "CountsPerNamespace" >> beam.CombinePerKey(_sum_counts)
             | "Streamed" >> beam.MapTuple(lambda ns, tables: (ns, streamed_output(tables))))
-
-
-class CheckRejectedFn(beam.DoFn):
-    """After the summary and the dead-letter file: fail the run when BigQuery rejected more rows
-    than ``--bigquery_max_bad_rows`` in all."""
-
-    def __init__(self, settings: BigQuerySettings):
-        self.settings = settings
-
-    def process(self, summary: dict, _written):
-        rejected = summary.get("totals", {}).get("counters", {}).get(REJECTED_COUNTER, 0)
-        if rejected > self.settings.max_bad_rows:
-            raise MapperError(
-                f"BigQuery rejected {rejected} row(s), more than --bigquery_max_bad_rows="
-                f"{self.settings.max_bad_rows}; the rows and BigQuery's errors are in "
-                f"{self.settings.dead_letter}")
-        yield summary

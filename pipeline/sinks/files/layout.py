@@ -8,13 +8,19 @@ Layout under ``OUTPUT/JOB/`` (``OUTPUT`` a local directory or ``gs://bucket/pref
     all.jsonl                      the whole job (every namespace file, in namespace order), with
                                    ``--job_file=true``; it lives outside ``namespaces/`` so no
                                    namespace name can collide with it
-    summary.json                   the run's summary
+    summary.json                   the run's summary, written last ("status": succeeded or failed)
     schema.json                    the BigQuery schema of a job writing typed rows
-    dead_letter.jsonl              rows BigQuery rejected (when streaming)
+    dead_letter.jsonl              the entities the job failed on and the rows BigQuery rejected
+    manifests/<namespace>.json     a namespace completed: its totals and the run's identity
+                                   (job, parameters, query, read time), for --output_mode=resume
+    failed-runs/<run id>/          what a failed run left that must not be lost (its dead letters)
+    .lease.json                    the lease of the run writing here (``lease.py``)
     .shards-<run id>/              temporary shards while the run writes; removed after success
+    .dead_letters-<run id>/        dead letters as the workers write them; composed at the end
 
 The suffix is the job's ``file_suffix`` (default ``.jsonl``). What is already there is the
-launch's business (``prepare_output``): refused, or replaced, never mixed with a new run's.
+launch's business (``prepare.prepare_output``): a complete run's output is refused, replaced,
+or never mixed with a new run's; a dead run's leftovers are cleared, or resumed.
 """
 from __future__ import annotations
 
@@ -23,11 +29,12 @@ import logging
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.namespaces import namespace_label
-from pipeline.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 NAMESPACES_DIR = "namespaces"
+MANIFESTS_DIR = "manifests"
+FAILED_RUNS_DIR = "failed-runs"
 JOB_FILE_STEM = "all"
 SHARDS_PREFIX = ".shards-"
 DEFAULT_SUFFIX = ".jsonl"
@@ -52,6 +59,11 @@ def namespace_path(output: str, job_name: str, namespace: str, suffix: str = DEF
 
 def job_file_path(output: str, job_name: str, suffix: str = DEFAULT_SUFFIX) -> str:
     return FileSystems.join(job_dir(output, job_name), JOB_FILE_STEM + suffix)
+
+
+def manifest_path(output: str, job_name: str, namespace: str) -> str:
+    return FileSystems.join(job_dir(output, job_name), MANIFESTS_DIR,
+                            namespace_label(namespace) + ".json")
 
 
 def shard_dir(output: str, job_name: str, run_id: str) -> str:
@@ -84,23 +96,3 @@ def existing_output(output: str, job_name: str) -> list[str]:
 
 def remove_output(output: str, job_name: str) -> None:
     remove_tree(job_dir(output, job_name))
-
-
-def prepare_output(output: str | None, job_name: str, mode: str = "refuse") -> None:
-    """``--output_mode``: refuse to write where a previous run left output (OUTPUT/JOB holds
-    anything), or remove that output first (``replace``), so old and new files never mix."""
-    if not output:
-        return
-    found = existing_output(output, job_name)
-    if not found:
-        return
-    where = job_dir(output, job_name)
-    if mode == "replace":
-        log.info("--output_mode=replace: removing the previous output in %s (%d files)",
-                 where, len(found))
-        remove_output(output, job_name)
-        return
-    raise UsageError(
-        f"{where} already holds output of a previous run ({len(found)} entries, e.g. "
-        f"{sorted(found)[0]}): pass --output_mode=replace to replace it, or choose another "
-        "--output")

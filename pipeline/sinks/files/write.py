@@ -22,7 +22,7 @@ from apache_beam.options.value_provider import StaticValueProvider
 
 from pipeline.config import JobConfig, OutputConfig
 from pipeline.core.namespaces import namespace_label
-from pipeline.core.records import record_json
+from pipeline.core.records import RecordError, record_json
 from pipeline.core.totals import NamespaceOutput
 from pipeline.sinks.bigquery import export_schema
 from pipeline.sinks.files.compose import compose
@@ -86,12 +86,12 @@ class ComposeNamespaceFn(beam.DoFn):
 
 
 class _ComposeJobFileFn(beam.DoFn):
-    def __init__(self, destination: Optional[str]):
-        self.destination = destination
+    def __init__(self, destination: Optional[str], extra: tuple = ()):
+        self.destination, self.extra = destination, extra
 
     def process(self, pairs):
         if self.destination:
-            ordered = [p for _, p in sorted(pairs)]
+            ordered = [p for _, p in sorted([*pairs, *self.extra])]
             if ordered:
                 compose(ordered, self.destination, delete_sources=False)
             elif not FileSystems.exists(self.destination):
@@ -118,20 +118,24 @@ class WriteNamespaceFiles(beam.PTransform):
     PCollection[(namespace, final path)], one per namespace.
 
     ``namespaces`` (optional second input: every namespace of the run) makes a namespace without
-    records get its (empty) file too. ``job_file``: also compose ``OUTPUT/JOB/all<suffix>``.
+    records get its (empty) file too. ``job_file``: also compose ``OUTPUT/JOB/all<suffix>``,
+    with the files of ``existing`` ((namespace, path) pairs a resumed run keeps) in their place.
     """
 
-    def __init__(self, output: str, job_name: str, encoder: Optional[Callable[[Any], str]] = None,
+    def __init__(self, output: str, job_name: str,
+                 encoder: Optional[Callable[[Any], str]] = record_json,
                  *, suffix: str = DEFAULT_SUFFIX, job_file: bool = False,
-                 run_id: Optional[str] = None, shards: Optional[int] = None):
+                 run_id: Optional[str] = None, shards: Optional[int] = None,
+                 existing: tuple = ()):
         super().__init__()
         self.output = output.rstrip("/")
         self.job_name = job_name
-        self.encoder = encoder or record_json
+        self.encoder = encoder  # None: the records are lines already
         self.suffix = suffix or DEFAULT_SUFFIX
         self.job_file = job_file
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.shards = shards
+        self.existing = tuple(existing)
 
     @property
     def shard_dir(self) -> str:
@@ -144,9 +148,10 @@ class WriteNamespaceFiles(beam.PTransform):
             records, namespaces = pvalue, None
         encoder = self.encoder
         shards = self.shard_dir
+        if encoder is not None:
+            records = records | "Encode" >> beam.Map(lambda kv: (kv[0], encoder(kv[1])))
         files = (
             records
-            | "Encode" >> beam.Map(lambda kv: (kv[0], encoder(kv[1])))
             | "WriteShards" >> fileio.WriteToFiles(
                 path=shards, destination=lambda kv: kv[0], sink=lambda dest: _LineSink(),
                 file_naming=_shard_naming,
@@ -164,9 +169,24 @@ class WriteNamespaceFiles(beam.PTransform):
         job_file = job_file_path(self.output, self.job_name, self.suffix) if self.job_file else None
         (paths
          | "AllNamespaceFiles" >> beam.combiners.ToList()
-         | "ComposeJobFile" >> beam.ParDo(_ComposeJobFileFn(job_file))
+         | "ComposeJobFile" >> beam.ParDo(_ComposeJobFileFn(job_file, self.existing))
          | "RemoveShards" >> beam.ParDo(_CleanupFn(shards)))
         return paths
+
+
+class _CheckedLine:
+    """The job's ``encode``, held to one line of text per record."""
+
+    def __init__(self, encode: Callable[[Any], str]):
+        self.encode_fn = encode
+
+    def __call__(self, record: Any) -> str:
+        text = self.encode_fn(record)
+        if not isinstance(text, str):
+            raise RecordError(f"encode() returned a {type(text).__name__}, not a line of text")
+        if "\n" in text or "\r" in text:
+            raise RecordError("encode() returned text with a line break: one record is one line")
+        return text
 
 
 class SchemaFn(beam.CombineFn):
@@ -205,21 +225,32 @@ class WriteOutput(beam.PTransform):
     """(records, namespaces) -> (namespace, NamespaceOutput): the mapper's files sink.
 
     The job's ``encode`` and ``file_suffix`` choose the format (default: JSON lines,
-    ``.jsonl``). A job with ``typed_rows`` yields the export format's typed rows: their schema
-    is merged first (a CombineFn), each row is then encoded as that schema says, and the schema
-    is written to ``OUTPUT/JOB/schema.json`` once every namespace file is composed.
+    ``.jsonl``); the records arrive encoded (``encode``: the reading step applies it, so a
+    record that cannot be written is its entity's dead letter). A job with ``typed_rows``
+    yields the export format's typed rows: their schema is merged first (a CombineFn), each
+    row is then encoded as that schema says, and the schema is written to
+    ``OUTPUT/JOB/schema.json`` once every namespace file is composed.
     """
 
     def __init__(self, job: JobConfig, output: OutputConfig):
         super().__init__()
         self.job, self.output = job, output
 
+    @property
+    def encode(self) -> Optional[Callable[[Any], str]]:
+        """A record -> its line, in the reading step (typed rows wait for their schema)."""
+        spec = self.job.spec
+        return None if spec.typed_rows else _CheckedLine(spec.encode)
+
     def expand(self, pvalue):
         records, namespaces = pvalue
         spec, name, out = self.job.spec, self.job.name, self.output
+        existing = tuple((r.namespace, r.output) for r in out.resumed if r.output)
+        files_options = dict(suffix=spec.file_suffix, job_file=out.job_file, run_id=out.run_id,
+                             existing=existing)
         if not spec.typed_rows:
             files = (records, namespaces) | "NamespaceFiles" >> WriteNamespaceFiles(
-                out.directory, name, spec.encode, suffix=spec.file_suffix, job_file=out.job_file)
+                out.directory, name, None, **files_options)
         else:
             schema = (records
                       | "Rows" >> beam.Values()
@@ -228,7 +259,7 @@ class WriteOutput(beam.PTransform):
                 lambda kv, result: (kv[0], export_schema.encode(kv[1], result)),
                 result=beam.pvalue.AsSingleton(schema))
             files = (lines, namespaces) | "NamespaceFiles" >> WriteNamespaceFiles(
-                out.directory, name, str, suffix=spec.file_suffix, job_file=out.job_file)
+                out.directory, name, None, **files_options)
             (files
              | "AllFiles" >> beam.combiners.ToList()
              | "WriteSchema" >> beam.ParDo(_WriteSchemaFn(job_path(out.directory, name,

@@ -1,0 +1,241 @@
+"""The output's launch-time work: what ``OUTPUT/JOB`` already holds, decided before anything is
+read, and this run's lease on it.
+
+- Nothing there: the run takes its lease (which proves the location is a writable directory).
+- A complete run's output (``summary.json`` with status ``succeeded``): ``refuse`` (default)
+  stops, ``replace`` removes it first, ``resume`` has nothing to do and says so.
+- Another run holding a live lease: refused, naming that run, in every mode.
+- The leftovers of a dead run (failed, killed, interrupted: no complete summary, no live
+  lease): cleared, so a failed run never blocks its re-run; its dead letters are kept under
+  ``failed-runs/RUN/``. With ``resume`` the namespaces it completed (each has a manifest) are
+  kept, checked against this run (job, parameters, query, read time), and not read again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+from typing import Optional
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.config import RunConfig
+from pipeline.core.deadletters import identity
+from pipeline.core.namespaces import namespace_label
+from pipeline.errors import UsageError
+from pipeline.sinks.files import deadletters, lease
+from pipeline.sinks.files.layout import (
+    DEAD_LETTER_FILE,
+    FAILED_RUNS_DIR,
+    MANIFESTS_DIR,
+    SUMMARY_FILE,
+    files_under,
+    job_dir,
+    job_path,
+    remove_tree,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumedNamespace:
+    """A namespace a failed run completed: not read again; its totals and output carried over."""
+
+    namespace: str
+    totals: dict  # Totals.to_dict()
+    output: Optional[str]
+
+
+def manifest(run: RunConfig, namespace: str, totals: dict, output: Optional[str]) -> dict:
+    """What a completed namespace's manifest records (``NamespaceCompleted`` writes it)."""
+    return {"job": run.job.name, "params": dict(run.job.params),
+            "query": run.read.query.fingerprint(),
+            "read_time": run.read.read_time.isoformat() if run.read.read_time else None,
+            "namespace": namespace, "output": output, "totals": totals,
+            "run_id": run.output.run_id,
+            "completed": dt.datetime.now(dt.timezone.utc).isoformat()}
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with FileSystems.open(path) as f:
+            return json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _probe_directory(output: str, job_name: str) -> None:
+    """OUTPUT is a directory this process can write (the lease then proves it)."""
+    if "://" in output and not output.startswith("gs://"):
+        raise UsageError(f"--output {output}: use a local directory or gs://BUCKET/PATH")
+    if output.startswith("gs://"):
+        return
+    path = os.path.abspath(output)
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"--output {output} is a file, not a directory")
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"--output {output} is not writable ({probe} does not let this user "
+                         "create files)")
+
+
+def _take_lease(run: RunConfig, local: bool) -> dict:
+    out = run.output
+    try:
+        return lease.take(out.directory, run.job.name, out.run_id, local)
+    except Exception as e:
+        raise UsageError(f"--output {out.directory} is not writable: {type(e).__name__}: "
+                         f"{str(e)[:300]}") from None
+
+
+def _keep_dead_letters(run: RunConfig, found: list[str], old_run: str) -> list[dict]:
+    """A dead run's dead letters (its final file and the parts its workers wrote), moved to
+    ``failed-runs/RUN/dead_letter.jsonl``; returns them."""
+    out = run.output
+    final = job_path(out.directory, run.job.name, DEAD_LETTER_FILE)
+    parts = [p for p in found if "/.dead_letters-" in p.replace("\\", "/")]
+    sources = ([final] if final in found else []) + parts
+    if not sources:
+        return []
+    letters = deadletters.read_letters(sources)
+    seen: dict = {}
+    for letter in letters:
+        seen.setdefault(identity(letter), letter)
+    kept = job_path(out.directory, run.job.name, f"{FAILED_RUNS_DIR}/{old_run}/{DEAD_LETTER_FILE}")
+    deadletters._write_whole(kept, deadletters._lines(seen.values()))
+    log.info("kept the %d dead letter(s) of the failed run %s in %s", len(seen), old_run, kept)
+    return list(seen.values())
+
+
+def _check_manifest(run: RunConfig, m: dict, path: str) -> None:
+    want = {"job": run.job.name, "params": dict(run.job.params),
+            "query": run.read.query.fingerprint()}
+    for field, value in want.items():
+        if m.get(field) != value:
+            raise UsageError(
+                f"--output_mode=resume: {path} was written by a run with another {field} "
+                f"({m.get(field)!r}, this run: {value!r}): resume only the same job, parameters "
+                "and query, or use --output_mode=replace")
+
+
+def _resume(run: RunConfig, found: list[str], manifests: list[str]) -> tuple:
+    """(the run, with the failed run's read time; its completed namespaces)."""
+    if run.job.spec.typed_rows:
+        raise UsageError(f"--output_mode=resume: job {run.job.name} writes typed rows, whose files "
+                         "are encoded by the schema of the whole run, so a completed namespace "
+                         "cannot be kept: use --output_mode=replace")
+    resumed, read_times = [], set()
+    for path in sorted(manifests):
+        m = _read_json(path)
+        if m is None:
+            continue  # unreadable: that namespace is read again
+        _check_manifest(run, m, path)
+        if m.get("output") and not m["output"].startswith("gs://") and \
+                not FileSystems.exists(m["output"]):
+            continue  # its file is gone: read it again
+        read_times.add(m.get("read_time"))
+        resumed.append(ResumedNamespace(m["namespace"], m["totals"], m.get("output")))
+    if len(read_times) > 1:
+        raise UsageError(f"--output_mode=resume: the manifests name different read times "
+                         f"{sorted(map(str, read_times))}: use --output_mode=replace")
+    read = run.read
+    if read_times:
+        (recorded,) = read_times
+        current = read.read_time.isoformat() if read.read_time else None
+        if recorded != current:
+            if read.read_time is None or recorded is None or not _asked_start(run):
+                raise UsageError(f"--output_mode=resume: the failed run read at {recorded}, this "
+                                 f"one at {current}: resume with the same --read_time (or "
+                                 "start, which resumes the failed run's snapshot)")
+            read = dataclasses.replace(read, read_time=dt.datetime.fromisoformat(recorded))
+            log.info("--output_mode=resume: reading the failed run's snapshot, %s", recorded)
+    return dataclasses.replace(run, read=read), resumed
+
+
+def _asked_start(run: RunConfig) -> bool:
+    """--read_time start resolves to the launch time: a resumed run takes the failed run's."""
+    return (run.read.read_time_option or "").strip().lower() == "start"
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedOutput:
+    run: RunConfig  # with the output's run state (resumed namespaces, a resumed read time)
+    lease: Optional[dict] = None
+
+
+def prepare_output(run: RunConfig, mode: str = "refuse", local: bool = True) -> PreparedOutput:
+    """Decide what ``OUTPUT/JOB`` holds (see the module's docstring) and take the lease."""
+    out = run.output
+    if not out.directory:
+        return PreparedOutput(run)
+    name = run.job.name
+    where = job_dir(out.directory, name)
+    _probe_directory(out.directory, name)
+    found = files_under(where)
+    if not found:
+        if mode == "resume":
+            log.info("--output_mode=resume: %s holds nothing to resume; reading everything", where)
+        return PreparedOutput(run, _take_lease(run, local))
+    held = lease.read_lease(out.directory, name)
+    if held is not None:
+        live, why = lease.alive(held)
+        if live:
+            raise UsageError(f"{where} is being written by another run: {why}; wait for it, "
+                             "or choose another --output")
+    summary = _read_json(job_path(out.directory, name, SUMMARY_FILE)) \
+        if job_path(out.directory, name, SUMMARY_FILE) in found else None
+    complete = summary is not None and summary.get("status", "succeeded") == "succeeded"
+    if complete:
+        if mode == "replace":
+            log.info("--output_mode=replace: removing the previous output in %s (%d files)",
+                     where, len(found))
+            remove_tree(where)
+            return PreparedOutput(run, _take_lease(run, local))
+        if mode == "resume":
+            raise UsageError(f"--output_mode=resume: {where} holds a complete run's output, "
+                             "nothing to resume: use --output_mode=replace to run again")
+        raise UsageError(
+            f"{where} already holds output of a previous run ({len(found)} entries, e.g. "
+            f"{sorted(found)[0]}): pass --output_mode=replace to replace it, or choose another "
+            "--output")
+    # The leftovers of a dead run.
+    old_run = (held or {}).get("run_id") or (summary or {}).get("run_id") or "unknown"
+    manifests = [p for p in found if f"/{MANIFESTS_DIR}/" in p.replace("\\", "/")]
+    resumed: list = []
+    if mode == "resume" and manifests:
+        run, resumed = _resume(run, found, manifests)
+    letters = _keep_dead_letters(run, found, old_run)
+    keep = {m for r in resumed for m in (r.output,) if m}
+    keep |= {p for p in manifests if any(p.endswith(f"/{namespace_label(r.namespace)}.json")
+                                          for r in resumed)}
+    preserved = f"/{FAILED_RUNS_DIR}/"
+    cleared = [p for p in found if p not in keep and preserved not in p.replace("\\", "/")]
+    if cleared:
+        FileSystems.delete(cleared)
+    for d in (p for p in {os.path.dirname(c) for c in cleared} if not p.startswith("gs://")):
+        _remove_empty_dirs(d, where)
+    log.info("%s: cleared %d file(s) that the dead run %s left%s", where, len(cleared), old_run,
+             f"; resuming {len(resumed)} namespace(s) it completed" if resumed else "")
+    resumed_namespaces = {r.namespace for r in resumed}
+    carried = [d for d in letters if d.get("namespace") in resumed_namespaces]
+    run = dataclasses.replace(run, output=dataclasses.replace(out, resumed=tuple(resumed)))
+    held_now = _take_lease(run, local)
+    if carried and run.output.dead_letter_parts:
+        deadletters.write_part(run.output.dead_letter_parts, "resumed.jsonl", carried)
+    return PreparedOutput(run, held_now)
+
+
+def _remove_empty_dirs(path: str, top: str) -> None:
+    top = os.path.abspath(top)
+    path = os.path.abspath(path)
+    while path.startswith(top) and path != top:
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+        path = os.path.dirname(path)
