@@ -489,14 +489,18 @@ class FaultProxy:
         reading.register(src, selectors.EVENT_READ)
         writing.register(dst, selectors.EVENT_WRITE)
         try:
-            self._forward(conn, direction, src, dst, reading, writing)
+            try:
+                self._forward(conn, direction, src, dst, reading, writing)
+            except OSError:  # a peer reset or vanished (or a cut closed dst): abort unless cut
+                with self._changed:
+                    if conn.fate is None:
+                        conn.fate, conn.fated_at = "abort", time.monotonic()
+                    self._changed.notify_all()
             if conn.fate == "cut":
-                self._drain(conn, src, reading)
-        except OSError:  # a peer reset or vanished: abort the other side too
-            with self._changed:
-                if conn.fate is None:
-                    conn.fate, conn.fated_at = "abort", time.monotonic()
-                self._changed.notify_all()
+                try:
+                    self._drain(conn, src, reading)
+                except OSError:
+                    pass
         finally:
             reading.close()
             writing.close()
@@ -631,6 +635,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=0.0, help="delay: seconds per chunk")
     parser.add_argument("--jitter", type=float, default=0.0, help="delay: up to this many more")
     args = parser.parse_args(argv)
+    fault_options = {"rate": 1.0, "limit": DEFAULT_LIMIT, "duration": None, "after_bytes": None,
+                     "after_seconds": None, "delay": 0.0, "jitter": 0.0}
+    stray = [name for name, default in fault_options.items() if getattr(args, name) != default]
+    if args.fault is None and stray:
+        parser.error(f"--{stray[0].replace('_', '-')} needs --fault")
     fault: Fault | None = None
     if args.fault is not None:
         try:

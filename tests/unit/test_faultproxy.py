@@ -272,7 +272,7 @@ def test_stall_ends_with_its_duration(echo: Server, make_proxy: Callable[..., Fa
 
 
 def refused(proxy: FaultProxy) -> bool:
-    """Whether the proxy reset a new connection (its RST may even beat connect()), else it echoes."""
+    """Whether the proxy reset a new connection (its RST may beat connect()); else it echoes."""
     try:
         with connect(proxy) as sock:
             return roundtrip(sock) != b"ping"
@@ -416,8 +416,14 @@ def test_cli_prints_the_host_and_stops_on_ctrl_c(echo: Server) -> None:
     assert last.startswith("faultproxy: stopped after 1 connections") and "delay 2" in last
 
 
-def test_cli_refuses_a_remote_target(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("args, message", [
+    (["--target", "10.0.0.1:8081"], "127.0.0.1"),
+    (["--target", "127.0.0.1:8081", "--rate", "0.5"], "--rate needs --fault"),
+    (["--target", "127.0.0.1:8081", "--fault", "reset", "--limit", "0"], "limit"),
+])
+def test_cli_rejects_bad_arguments(args: list[str], message: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["--target", "10.0.0.1:8081"])
+        main(args)
     assert exit_info.value.code == 2
-    assert "127.0.0.1" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
