@@ -22,12 +22,25 @@ import sys
 from typing import Optional, Sequence
 
 from pipeline.api.registry import known_jobs, load_modules
-from pipeline.launch.cli import main as cli_main
 from pipeline.launch.options import help_parser
 
 JOB_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 JOBS_MODULES_ENV = "MAPPER_JOBS_MODULES"
 WORKER_IMAGE_ENV = "MAPPER_WORKER_IMAGE"
+
+#: The mapper's options (by dest) a console user does not get, and why; every other mapper
+#: option is a template parameter (``metadata.json``, checked both ways by the tests).
+NOT_IN_TEMPLATE = {
+    "list_jobs": "it prints the registry and exits: a command-line aid, it launches nothing",
+    "job_module": "it would make the launcher import an arbitrary module; the launcher imports "
+                  f"only the job modules built into its image (jobs, and ${JOBS_MODULES_ENV}): "
+                  "see the README, 'Your own jobs in the template'",
+    "emulator_host": "the Datastore emulator is for local runs and tests, not Dataflow",
+    "key_order": "auto picks Datastore's (utf8) order on Dataflow; utf16 is the emulator's",
+    "progress_seconds": "how often workers log progress: a debugging knob",
+    "bigquery_emulator_host": "the BigQuery emulator is for local runs and tests, not Dataflow",
+    "query_entities": "how wide each query's key range is: an emulator-speed knob",
+}
 
 
 class TemplateRefused(Exception):
@@ -97,6 +110,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as e:  # e.g. a baked module that fails to import
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
+    # Imported here, after the checks: the CLI imports Beam, which keeps Beam (and anything a
+    # refused option could have loaded through it) off the refusal path.
+    from pipeline.launch.cli import main as cli_main
+
     return cli_main(args)
 
 
