@@ -14,11 +14,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.options import add_mapper_arguments, help_parser
-from pipeline.launch.template import NOT_IN_TEMPLATE
+from pipeline.launch.template import MAPPER_OPTIONS, NOT_IN_TEMPLATE
 from tests.support.offline_gcp import METADATA, PARAMS, ROOT, fake_gcp_env
 
 #: The mapper options a console user does not get, with the reasons, are the launcher's own
-#: (pipeline.launch.template.NOT_IN_TEMPLATE).
+#: (pipeline.launch.template.NOT_IN_TEMPLATE): it refuses them.
 
 
 # --- metadata.json ----------------------------------------------------------------------------
@@ -56,6 +56,14 @@ def test_metadata_and_the_cli_parser_match_both_ways():
     help_text = help_parser().format_help()
     for name in PARAMS:
         assert f"--{name}" in help_text
+
+
+def test_the_template_launcher_accepts_exactly_the_parameters():
+    """The launcher's allow-list of mapper options is metadata.json's parameters (by dest; an
+    alias such as --bigquery_dead_letter goes with its option), nothing of NOT_IN_TEMPLATE."""
+    assert {a.dest for a in MAPPER_OPTIONS.values()} == set(PARAMS)
+    assert set(PARAMS) <= set(MAPPER_OPTIONS)
+    assert MAPPER_OPTIONS["bigquery_dead_letter"].dest == "dead_letter"
 
 
 SAMPLES = {  # name: (values the console accepts, values it refuses)
