@@ -14,19 +14,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.options import add_mapper_arguments, help_parser
+from pipeline.launch.template import MAPPER_OPTIONS, NOT_IN_TEMPLATE
 from tests.support.offline_gcp import METADATA, PARAMS, ROOT, fake_gcp_env
 
-#: MapperOptions a console user does not get, and why.
-NOT_IN_TEMPLATE = {
-    "list_jobs": "prints the registry and exits: a command-line aid, launches nothing",
-    "job_module": "would make the launcher import an arbitrary module; the template image's "
-                  "jobs are fixed when it is built (MAPPER_JOBS_MODULES)",
-    "emulator_host": "the Datastore emulator is for local runs and tests, not Dataflow",
-    "key_order": "auto picks Datastore's (utf8) order on Dataflow; utf16 is the emulator's",
-    "progress_seconds": "how often workers log progress: a debugging knob",
-    "bigquery_emulator_host": "the BigQuery emulator is for local runs and tests, not Dataflow",
-    "query_entities": "how wide each query's key range is: an emulator-speed knob",
-}
+#: The mapper options a console user does not get, with the reasons, are the launcher's own
+#: (pipeline.launch.template.NOT_IN_TEMPLATE): it refuses them.
 
 
 # --- metadata.json ----------------------------------------------------------------------------
@@ -64,6 +56,14 @@ def test_metadata_and_the_cli_parser_match_both_ways():
     help_text = help_parser().format_help()
     for name in PARAMS:
         assert f"--{name}" in help_text
+
+
+def test_the_template_launcher_accepts_exactly_the_parameters():
+    """The launcher's allow-list of mapper options is metadata.json's parameters (by dest; an
+    alias such as --bigquery_dead_letter goes with its option), nothing of NOT_IN_TEMPLATE."""
+    assert {a.dest for a in MAPPER_OPTIONS.values()} == set(PARAMS)
+    assert set(PARAMS) <= set(MAPPER_OPTIONS)
+    assert MAPPER_OPTIONS["bigquery_dead_letter"].dest == "dead_letter"
 
 
 SAMPLES = {  # name: (values the console accepts, values it refuses)
