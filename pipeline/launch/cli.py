@@ -35,7 +35,7 @@ from pipeline.sinks.files.layout import (
     remove_tree,
     shard_dir,
 )
-from pipeline.sinks.files.prepare import prepare_output
+from pipeline.sinks.files.prepare import plan_output, take_output
 
 log = logging.getLogger("pipeline")
 
@@ -108,7 +108,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_OK
     if not any(a == "--runner" or a.startswith("--runner=") for a in argv):
         argv = LOCAL_ARGS + argv
-    prepared = None
+    plan = held = None
     try:
         options = PipelineOptions(argv)
         runner = options.view_as(StandardOptions).runner or ""
@@ -118,12 +118,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run = resolve(options)
         m = options.view_as(MapperOptions)
         namespaces = check_before_launch(run, m.allow_empty_kind) if m.launch_checks else None
-        prepared = prepare_output(run, m.output_mode, local=local)
-        run = prepared.run
+        plan = plan_output(run, m.output_mode)
+        run = plan.run
         bigquery = prepare_bigquery(run, m, namespaces)
+        held = take_output(plan, local=local)  # the last check: nothing under OUTPUT before it
     except (MapperError, KeyboardInterrupt) as e:
-        if prepared is not None:
-            _release(prepared.run)  # refused after taking the lease: nothing was launched
+        if held is not None:
+            _release(plan.run)
         if isinstance(e, KeyboardInterrupt):
             print("interrupted before the run started: nothing was read", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -137,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  bigquery.table, bigquery.dead_letter)
     if not local:
         return _launch_remote(options, run, bigquery, runner)
-    return _run_locally(options, run, bigquery, prepared.lease)
+    return _run_locally(options, run, bigquery, held)
 
 
 def _launch_remote(options, run, bigquery, runner: str) -> int:

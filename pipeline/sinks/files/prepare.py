@@ -163,16 +163,22 @@ def _asked_start(run: RunConfig) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class PreparedOutput:
+class OutputPlan:
+    """What ``plan_output`` decided, nothing done yet: ``take_output`` does it, once every
+    other launch check has passed (a refused launch changes nothing under the output)."""
+
     run: RunConfig  # with the output's run state (resumed namespaces, a resumed read time)
-    lease: Optional[dict] = None
+    remove_all: bool = False  # --output_mode=replace of a complete run's output
+    clear: tuple = ()  # files a dead run left, to remove
+    old_run: Optional[str] = None
+    found: tuple = ()  # what OUTPUT/JOB held
 
 
-def prepare_output(run: RunConfig, mode: str = "refuse", local: bool = True) -> PreparedOutput:
-    """Decide what ``OUTPUT/JOB`` holds (see the module's docstring) and take the lease."""
+def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
+    """Decide what ``OUTPUT/JOB`` holds (see the module's docstring); refuse what must be."""
     out = run.output
     if not out.directory:
-        return PreparedOutput(run)
+        return OutputPlan(run)
     name = run.job.name
     where = job_dir(out.directory, name)
     _probe_directory(out.directory, name)
@@ -180,22 +186,18 @@ def prepare_output(run: RunConfig, mode: str = "refuse", local: bool = True) -> 
     if not found:
         if mode == "resume":
             log.info("--output_mode=resume: %s holds nothing to resume; reading everything", where)
-        return PreparedOutput(run, _take_lease(run, local))
+        return OutputPlan(run)
     held = lease.read_lease(out.directory, name)
     if held is not None:
         live, why = lease.alive(held)
         if live:
             raise UsageError(f"{where} is being written by another run: {why}; wait for it, "
                              "or choose another --output")
-    summary = _read_json(job_path(out.directory, name, SUMMARY_FILE)) \
-        if job_path(out.directory, name, SUMMARY_FILE) in found else None
-    complete = summary is not None and summary.get("status", "succeeded") == "succeeded"
-    if complete:
+    summary_file = job_path(out.directory, name, SUMMARY_FILE)
+    summary = _read_json(summary_file) if summary_file in found else None
+    if summary is not None and summary.get("status", "succeeded") == "succeeded":
         if mode == "replace":
-            log.info("--output_mode=replace: removing the previous output in %s (%d files)",
-                     where, len(found))
-            remove_tree(where)
-            return PreparedOutput(run, _take_lease(run, local))
+            return OutputPlan(run, remove_all=True, found=tuple(found))
         if mode == "resume":
             raise UsageError(f"--output_mode=resume: {where} holds a complete run's output, "
                              "nothing to resume: use --output_mode=replace to run again")
@@ -209,25 +211,41 @@ def prepare_output(run: RunConfig, mode: str = "refuse", local: bool = True) -> 
     resumed: list = []
     if mode == "resume" and manifests:
         run, resumed = _resume(run, found, manifests)
-    letters = _keep_dead_letters(run, found, old_run)
-    keep = {m for r in resumed for m in (r.output,) if m}
+    keep = {r.output for r in resumed if r.output}
     keep |= {p for p in manifests if any(p.endswith(f"/{namespace_label(r.namespace)}.json")
                                           for r in resumed)}
     preserved = f"/{FAILED_RUNS_DIR}/"
-    cleared = [p for p in found if p not in keep and preserved not in p.replace("\\", "/")]
-    if cleared:
-        FileSystems.delete(cleared)
-    for d in (p for p in {os.path.dirname(c) for c in cleared} if not p.startswith("gs://")):
-        _remove_empty_dirs(d, where)
-    log.info("%s: cleared %d file(s) that the dead run %s left%s", where, len(cleared), old_run,
-             f"; resuming {len(resumed)} namespace(s) it completed" if resumed else "")
-    resumed_namespaces = {r.namespace for r in resumed}
-    carried = [d for d in letters if d.get("namespace") in resumed_namespaces]
+    clear = tuple(p for p in found if p not in keep and preserved not in p.replace("\\", "/"))
     run = dataclasses.replace(run, output=dataclasses.replace(out, resumed=tuple(resumed)))
-    held_now = _take_lease(run, local)
-    if carried and run.output.dead_letter_parts:
-        deadletters.write_part(run.output.dead_letter_parts, "resumed.jsonl", carried)
-    return PreparedOutput(run, held_now)
+    return OutputPlan(run, clear=clear, old_run=old_run, found=tuple(found))
+
+
+def take_output(plan: OutputPlan, local: bool = True) -> Optional[dict]:
+    """Carry the plan out (remove a replaced output, clear a dead run's leftovers keeping its
+    dead letters) and take this run's lease; returns the lease (None without --output)."""
+    run = plan.run
+    out = run.output
+    if not out.directory:
+        return None
+    where = job_dir(out.directory, run.job.name)
+    if plan.remove_all:
+        log.info("--output_mode=replace: removing the previous output in %s (%d files)",
+                 where, len(plan.found))
+        remove_tree(where)
+    elif plan.found:
+        letters = _keep_dead_letters(run, list(plan.found), plan.old_run)
+        if plan.clear:
+            FileSystems.delete(list(plan.clear))
+        for d in {os.path.dirname(c) for c in plan.clear if not c.startswith("gs://")}:
+            _remove_empty_dirs(d, where)
+        log.info("%s: cleared %d file(s) that the dead run %s left%s", where, len(plan.clear),
+                 plan.old_run, f"; resuming {len(out.resumed)} namespace(s) it completed"
+                 if out.resumed else "")
+        resumed = {r.namespace for r in out.resumed}
+        carried = [d for d in letters if d.get("namespace") in resumed]
+        if carried and out.dead_letter_parts:
+            deadletters.write_part(out.dead_letter_parts, "resumed.jsonl", carried)
+    return _take_lease(run, local)
 
 
 def _remove_empty_dirs(path: str, top: str) -> None:
