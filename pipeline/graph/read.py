@@ -34,6 +34,7 @@ from pipeline.graph.progress import PROGRESS
 from pipeline.graph.slices import SliceState, read_slice
 from pipeline.graph.trackers import KeyRangeTracker, ValueRangeTracker
 from pipeline.sinks.files.deadletters import write_part
+from pipeline.sinks.files.lease import WorkerHeartbeat
 
 #: (job name, namespace, entity key's flat path, index among the entity's records) -> an id.
 RecordId = Callable[[str, str, tuple, int], str]
@@ -140,6 +141,8 @@ class ReadRangeFn(beam.DoFn):
                 yield task.namespace, record
         if letters:
             self._write_letters(task, start, letters)
+        if self.output.directory:  # a remote run's lease lives on its workers' renewals
+            WorkerHeartbeat.maybe_renew(self.output.directory, job.name, self.output.run_id)
         seconds = time.monotonic() - started
         self._report(task, state, counters, records, len(letters))
         stats = SliceStats(

@@ -36,18 +36,26 @@ def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[
         namespaces = list(rq.namespaces)
     else:
         namespaces = existing
+    resumed = {r.namespace for r in run.output.resumed}
+    to_read = [ns for ns in namespaces if ns not in resumed]
+    if resumed and not to_read:
+        return namespaces  # a resumed run with nothing left to read: nothing to check
     found = None
-    for ns in namespaces:
+    for ns in to_read:
         q = c.query(kind=rq.kind, namespace=ns or None)
         q.keys_only()
-        if list(fetch(q, LAUNCH_RETRY, limit=1, read_time=read.read_time)):
+        if _launch_call(run, lambda: list(fetch(q, LAUNCH_RETRY, limit=1,
+                                                read_time=read.read_time)),
+                        f"looking for {rq.kind} entities", ns):
             found = ns
             break
     if found is None:
         if allow_empty_kind:
             log.warning("kind %s has no entities in the selected namespaces", rq.kind)
             return namespaces
-        kinds = sorted({k for ns in namespaces[:5] for k in list_kinds(c, ns, LAUNCH_RETRY)})
+        kinds = sorted({k for ns in to_read[:5]
+                        for k in _launch_call(run, lambda: list_kinds(c, ns, LAUNCH_RETRY),
+                                              "listing kinds", ns)})
         where = "the selected namespaces" if rq.namespaces is not None else "any namespace"
         raise UsageError(
             f"kind {rq.kind!r} has no entities in {where}; kinds found: "
@@ -66,33 +74,36 @@ def _unreachable_hint(target: DatastoreTarget) -> str:
             "login`")
 
 
-def reachable_namespaces(c, run: RunConfig) -> list[str]:
-    """The namespaces, listed with the launch's short deadline: the first call of a run, so an
-    unreachable Datastore (or one that refuses the credentials) is one line within seconds."""
+def _launch_call(run: RunConfig, fn, what: str, namespace: str):
+    """A launch check's call: retried for the launch's short deadline; an unreachable
+    Datastore (or one that refuses the credentials) is one line within seconds."""
     read = run.read
     target = read.target
     try:
-        return retry.call(lambda: list_namespaces(c, LAUNCH_RETRY, read.read_time),
-                          "listing namespaces", LAUNCH_RETRY, where=target.describe())
+        return retry.call(fn, what, LAUNCH_RETRY, where=target.describe())
     except retry.DatastoreUnavailable as e:
         raise UsageError(f"{target.describe()} is unreachable (checked for "
                          f"{LAUNCH_RETRY.deadline:.0f} s before reading anything): {e}; "
                          f"{_unreachable_hint(target)}") from None
     except gexc.GoogleAPICallError as e:
-        raise explain(e, read.query, "", "listing namespaces") from None
+        raise explain(e, read.query, namespace, what) from None
+
+
+def reachable_namespaces(c, run: RunConfig) -> list[str]:
+    """The namespaces, listed: the first call of a run."""
+    return _launch_call(run, lambda: list_namespaces(c, LAUNCH_RETRY, run.read.read_time),
+                        "listing namespaces", "")
 
 
 def _probe_query(c, run: RunConfig, namespace: str) -> None:
     """Run the read query's exact shape once (limit 1): a missing index shows here."""
     read = run.read
     rq = read.query
-    try:
-        if rq.prop_range is None:
-            q = key_range_query(c, rq, namespace, KeyRange(order=read.order), rq.keys_only)
-        else:
-            r = rq.prop_range
-            q = value_query(c, rq, namespace, r.prop, r.lo, r.lo_inclusive, r.hi, r.hi_inclusive,
-                            order=(r.prop, "__key__"))
-        list(fetch(q, LAUNCH_RETRY, limit=1, read_time=read.read_time))
-    except gexc.GoogleAPICallError as e:
-        raise explain(e, rq, namespace, "the read query") from None
+    if rq.prop_range is None:
+        q = key_range_query(c, rq, namespace, KeyRange(order=read.order), rq.keys_only)
+    else:
+        r = rq.prop_range
+        q = value_query(c, rq, namespace, r.prop, r.lo, r.lo_inclusive, r.hi, r.hi_inclusive,
+                        order=(r.prop, "__key__"))
+    _launch_call(run, lambda: list(fetch(q, LAUNCH_RETRY, limit=1, read_time=read.read_time)),
+                 "the read query", namespace)

@@ -21,7 +21,7 @@ from pipeline.graph.build import build
 from pipeline.launch import logs, processes
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.checks import check_before_launch
-from pipeline.launch.local_runner import LOCAL_ARGS, apply_residual_fix
+from pipeline.launch.local_runner import LOCAL_ARGS, apply_residual_fix, current_step
 from pipeline.launch.options import help_parser
 from pipeline.launch.resolve import resolve
 from pipeline.launch.rundir import RunDir
@@ -55,6 +55,16 @@ def list_jobs(modules: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _our_error_names() -> set[str]:
+    """MapperError and every subclass of it (DatastoreUnavailable, ComposeError, ...)."""
+    names, todo = set(), [MapperError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
 def failure_message(err: BaseException) -> Optional[str]:
     """Our own error, found inside whatever a runner wrapped it in."""
     text = str(err)
@@ -63,8 +73,9 @@ def failure_message(err: BaseException) -> Optional[str]:
         m = re.match(r"(.*?)(?: \[while running '([^']+)'\])?$", text, flags=re.S)
         return m.group(1).strip() + (f" (in step {m.group(2)})" if m.group(2) else "")
     # Not preceded by a word or a dot: click.exceptions.UsageError or BigQueryError are not ours.
-    matches = re.findall(r"(?<![\w.])(?:pipeline\.errors\.)?"
-                         r"(?:MapperError|UsageError|QueryError|JobFailed)"
+    names = "|".join(sorted(_our_error_names()))
+    matches = re.findall(r"(?<![\w.])(?:pipeline\.[\w.]+\.)?"
+                         rf"(?:{names})"
                          r": (.+?)(?: \[while running '([^']+)'\])?$", text, flags=re.M)
     if not matches:
         return None
@@ -88,7 +99,7 @@ def worker_death_message(err: BaseException, log_path: Optional[str]) -> Optiona
     text = f"{type(err).__name__}: {err}"
     if not _WORKER_DIED.search(text):
         return None
-    steps = _STEP.findall(text)
+    steps = _STEP.findall(text) or [s for s in (current_step(),) if s]
     where = f" while running {steps[-1]}" if steps else ""
     return (f"a worker process died (killed, or out of memory){where}; its output is in "
             f"{log_path}" if log_path else f"a worker process died (killed, or out of memory){where}")
@@ -117,9 +128,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             apply_residual_fix()
         run = resolve(options)
         m = options.view_as(MapperOptions)
-        namespaces = check_before_launch(run, m.allow_empty_kind) if m.launch_checks else None
-        plan = plan_output(run, m.output_mode)
+        plan = plan_output(run, m.output_mode)  # decides only: nothing is written yet
         run = plan.run
+        namespaces = (check_before_launch(run, m.allow_empty_kind) if m.launch_checks
+                      else None)
         bigquery = prepare_bigquery(run, m, namespaces)
         held = take_output(plan, local=local)  # the last check: nothing under OUTPUT before it
     except (MapperError, KeyboardInterrupt) as e:

@@ -30,11 +30,28 @@ LOCAL_ARGS = ["--runner=FnApiRunner", "--direct_running_mode=multi_processing",
               "--direct_num_workers=2"]
 
 _lock = threading.Lock()
+#: The step the runner last sent a bundle of (for a message when a worker dies under it).
+_current_step: list = [None]
+
+
+def current_step() -> str | None:
+    return _current_step[0]
+
+
+def _step_of(stage) -> str | None:
+    """A fused stage's first step of ours, as the graph names it (``Mapper/ReadRanges``)."""
+    for t in getattr(stage, "transforms", ()):
+        parts = t.unique_name.split("/")
+        if parts and parts[0] in ("Mapper", "Finish") and parts[-1] and "Reshuffle" not in t.unique_name:
+            return "/".join(parts[:2])
+    return None
 
 
 def _process_bundle(self, inputs, expected_outputs, fired_timers, expected_output_timers,
                     dry_run=False):
     """ParallelBundleManager.process_bundle of Beam 2.77, keeping residual roots."""
+    _current_step[0] = _step_of(getattr(self.bundle_context_manager, "stage", None)) or \
+        _current_step[0]
     part_inputs = [{} for _ in range(self._num_workers)]
     timer_inputs = [fired_timers if i == 0 else {} for i in range(self._num_workers)]
     for name, input in inputs.items():

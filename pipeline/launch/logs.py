@@ -13,6 +13,8 @@ import logging
 import os
 import re
 import sys
+import threading
+import traceback
 from typing import Iterator
 
 _WORKER_LOGGER = "apache_beam.runners.portability.local_job_service"
@@ -61,11 +63,39 @@ def configure(level: int = logging.INFO) -> None:
         worker.addFilter(WorkerLogFilter())
 
 
+class _RunnerTracebacksToLog(logging.Filter):
+    """While a local run goes on, Beam's own errors in this process (a worker that died, a
+    channel closed) go to the workers' log with their tracebacks, not to the terminal: the CLI
+    reports the failure as one line, naming that log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("apache_beam") and (record.exc_info or
+                                                      record.levelno >= logging.ERROR):
+            try:
+                os.write(2, (logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+                             .format(record) + "\n").encode("utf-8", "replace"))
+            except OSError:
+                pass
+            return False
+        return True
+
+
+def _thread_exception_to_log(args) -> None:
+    """A runner thread's uncaught exception (a worker subprocess that exited): to the log."""
+    text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+    try:
+        os.write(2, f"Exception in thread {getattr(args.thread, 'name', '?')}:\n{text}".encode(
+            "utf-8", "replace"))
+    except OSError:
+        pass
+
+
 @contextlib.contextmanager
 def worker_stderr_to(path: str) -> Iterator[None]:
     """Send what local worker processes print to their stderr (Beam prints a job's
-    failure there as a raw traceback, before the CLI reports it) to a file, while
-    this process's own logs and messages still reach the terminal."""
+    failure there as a raw traceback, before the CLI reports it) to a file, with the runner's
+    own tracebacks from this process, while this process's own logs and messages still
+    reach the terminal."""
     sys.stderr.flush()
     saved_fd = os.dup(2)
     handlers = [h for h in logging.getLogger().handlers
@@ -77,6 +107,8 @@ def worker_stderr_to(path: str) -> Iterator[None]:
         os.dup2(fd, 2)
     finally:
         os.close(fd)
+    to_log = _RunnerTracebacksToLog()
+    saved_hook = threading.excepthook
     try:
         if _is_fd2(old_stderr):
             terminal = os.fdopen(os.dup(saved_fd), "w", buffering=1, encoding="utf-8",
@@ -84,8 +116,14 @@ def worker_stderr_to(path: str) -> Iterator[None]:
             sys.stderr = terminal
             for h in handlers:
                 h.setStream(terminal)
+        for h in handlers:
+            h.addFilter(to_log)
+        threading.excepthook = _thread_exception_to_log
         yield
     finally:
+        threading.excepthook = saved_hook
+        for h in handlers:
+            h.removeFilter(to_log)
         if terminal is not None:
             terminal.flush()
         os.dup2(saved_fd, 2)

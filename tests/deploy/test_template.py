@@ -14,9 +14,16 @@ import sys
 
 import pytest
 
-from pipeline.launch.template import (DATAFLOW_FLAGS, DATAFLOW_OPTIONS, INJECTED,
-                                      MAPPER_OPTIONS, NOT_IN_TEMPLATE, REFUSED,
-                                      TemplateRefused, template_argv)
+from pipeline.launch.template import (
+    DATAFLOW_FLAGS,
+    DATAFLOW_OPTIONS,
+    INJECTED,
+    MAPPER_OPTIONS,
+    NOT_IN_TEMPLATE,
+    REFUSED,
+    TemplateRefused,
+    template_argv,
+)
 from pipeline.launch.template import main as template_main
 from tests.support.offline_gcp import DATAFLOW_ARGS, ROOT, fake_gcp_env
 
@@ -59,7 +66,10 @@ def launcher_env(monkeypatch):
 
 def beam_parser():
     """Beam 2.77's own parser, as PipelineOptions builds it (MapperOptions included)."""
-    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+    from apache_beam.options.pipeline_options import (
+        PipelineOptions,
+        _BeamArgumentParser,
+    )
 
     import pipeline.launch.beam_options  # noqa: F401  (MapperOptions, as the CLI has it)
 
