@@ -13,12 +13,12 @@ class CountKeys(JobSpec):
     """
 
     name = "count_keys"
-    parameters = {"kind": "the kind to count (default Item)",
+    parameters = {"kind": "the kind to count (default Item; A|B for several, * for every kind)",
                   "by_parent": "true: also count children per parent kind (default false)"}
 
     def query(self, params: Params) -> Query:
         self.by_parent = params.flag("by_parent", False)
-        return Query(kind=params.get("kind", "Item"))
+        return Query(kind=params.kinds("kind", "Item"))
 
     def next(self, ctx: Context, key) -> None:
         c = ctx.counters
@@ -39,12 +39,12 @@ class CountByProperty(JobSpec):
     """
 
     name = "count_by_property"
-    parameters = {"kind": "the kind to read (default Item)",
+    parameters = {"kind": "the kind to read (default Item; A|B for several, * for every kind)",
                   "property": "the property whose values are counted (default category)"}
 
     def query(self, params: Params) -> Query:
         self.prop = params.get("property", "category")
-        return Query(kind=params.get("kind", "Item"), keys_only=False)
+        return Query(kind=params.kinds("kind", "Item"), keys_only=False)
 
     def next(self, ctx: Context, entity) -> None:
         c = ctx.counters

@@ -17,7 +17,7 @@ class CreatedBetween(JobSpec):
     """
 
     name = "created_between"
-    parameters = {"kind": "the kind to read (default Item)",
+    parameters = {"kind": "the kind to read (default Item; A|B for several, * for every kind)",
                   "property": "the timestamp property (default created)",
                   "from": "first day, YYYY-MM-DD (default yesterday, UTC)",
                   "to": "day after the last, YYYY-MM-DD (default from + 1 day)"}
@@ -27,7 +27,7 @@ class CreatedBetween(JobSpec):
         end = params.date("to", start + dt.timedelta(days=1))
         self.prop = params.get("property", "created")
         midnight = dt.time(tzinfo=dt.timezone.utc)
-        return Query(kind=params.get("kind", "Item"), keys_only=False,
+        return Query(kind=params.kinds("kind", "Item"), keys_only=False,
                      filters=[(self.prop, ">=", dt.datetime.combine(start, midnight)),
                               (self.prop, "<", dt.datetime.combine(end, midnight))])
 

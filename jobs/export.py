@@ -1,4 +1,5 @@
-"""Export every key of a kind as a record: namespace and key path."""
+"""Exports: every key of a kind (or of several, or all) as a record; whole entities as
+BigQuery-loadable rows."""
 from __future__ import annotations
 
 from pipeline import Context, JobSpec, Params, Query, register
@@ -13,12 +14,12 @@ class ExportKeys(JobSpec):
     """
 
     name = "export_keys"
-    parameters = {"kind": "the kind to export (default Item)",
+    parameters = {"kind": "the kind to export (default Item; A|B for several, * for every kind)",
                   "full": "true: read full entities instead of keys only (default false)"}
 
     def query(self, params: Params) -> Query:
         full = params.flag("full", False)
-        return Query(kind=params.get("kind", "Item"), keys_only=not full)
+        return Query(kind=params.kinds("kind", "Item"), keys_only=not full)
 
     def next(self, ctx: Context, item):
         key = getattr(item, "key", None) or item  # an entity, or a key
@@ -30,6 +31,10 @@ class ExportKeys(JobSpec):
 class ExportEntities(JobSpec):
     """Full entities as BigQuery-loadable JSON lines, plus OUTPUT/JOB/schema.json for `bq load`.
 
+    With several kinds (``kind=A|B``) or all of them (``kind=*``: an export of the whole
+    database) each (namespace, kind) has its file, ``namespaces/NAMESPACE/KIND.jsonl``, and each
+    kind its schema, ``schemas/KIND.json``: one BigQuery table per kind.
+
     One row per entity: ``__key__`` as a record {namespace, path: [{kind, id, name}], id, name},
     then every property (see ``pipeline.sinks.bigquery.export_schema`` for the conversion and for what
     happens to mixed types, names differing only in case and invalid column names). Floats
@@ -37,11 +42,11 @@ class ExportEntities(JobSpec):
     """
 
     name = "export_entities"
-    parameters = {"kind": "the kind to export (default Item)"}
+    parameters = {"kind": "the kind to export (default Item; A|B for several, * for every kind)"}
     typed_rows = True
 
     def query(self, params: Params) -> Query:
-        return Query(kind=params.get("kind", "Item"), keys_only=False)
+        return Query(kind=params.kinds("kind", "Item"), keys_only=False)
 
     def next(self, ctx: Context, entity):
         ctx.counters.inc("entities")

@@ -20,12 +20,12 @@ class LogLifecycle(JobSpec):
     """
 
     name = "log_lifecycle"
-    parameters = {"kind": "the kind to read (default Item)",
+    parameters = {"kind": "the kind to read (default Item; A|B for several, * for every kind)",
                   "slices": "true: also log slice_started / slice_completed (default true)"}
 
     def query(self, params: Params) -> Query:
         self.log_slices = params.flag("slices", True)
-        return Query(kind=params.get("kind", "Item"))
+        return Query(kind=params.kinds("kind", "Item"))
 
     def next(self, ctx: Context, key) -> None:
         ctx.counters.inc("keys")

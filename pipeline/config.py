@@ -93,9 +93,12 @@ class OutputConfig:
     job_file: bool = False
     dead_letter: Optional[str] = None
     run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:12])
-    #: Namespaces a failed run completed (--output_mode=resume): not read again, their totals
-    #: and outputs carried over (``pipeline.sinks.files.prepare.ResumedNamespace``).
+    #: Units a failed run completed (--output_mode=resume): not read again, their totals and
+    #: outputs carried over (``pipeline.sinks.files.prepare.ResumedUnit``).
     resumed: tuple = ()
+    #: The output is on a case-insensitive file system: names with capitals get a suffix there
+    #: (``pipeline.core.units.path_part``).
+    case_insensitive: bool = False
 
     @property
     def dead_letter_parts(self) -> Optional[str]:

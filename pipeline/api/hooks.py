@@ -47,7 +47,9 @@ class HookContext:
     - ``job``, ``params``: the job's name and the run's parameters (as in ``next``).
     - ``namespace`` (``""`` is the default namespace): namespace, range and slice events;
       None for job events.
-    - ``range_id`` (e.g. ``acme#3``, the *initial* range): range and slice events.
+    - ``kind``: range and slice events, the kind the range is of (a job may read several).
+    - ``range_id`` (e.g. ``acme#3``, the *initial* range; ``acme/Order#3`` when the job reads
+      several kinds): range and slice events.
     - ``range``: the bounds, described: the initial range (``range_started``) or what is
       left of the range when the slice starts (slice events).
     - ``totals``: a ``pipeline.Totals`` rolled up to this level — the slice's
@@ -57,7 +59,11 @@ class HookContext:
       (``ranges``, ``samples``); the other "started" events get empty totals.
     - ``namespaces``: ``job_completed`` only: namespace -> its Totals.
     - ``output``: the namespace's output file, complete (``namespace_completed`` with
-      ``--output``, e.g. ``OUTPUT/JOB/namespaces/acme.jsonl``); None without ``--output``.
+      ``--output``, e.g. ``OUTPUT/JOB/namespaces/acme.jsonl``; or the namespace's tables when
+      streaming); None without a sink. A job reading several kinds has an output per kind:
+      ``outputs`` maps each kind to it, and ``output`` joins them.
+    - ``kinds`` (a property): the totals per kind, when the job reads several kinds
+      (``namespace_completed``, ``job_completed``).
     """
 
     event: str
@@ -69,6 +75,8 @@ class HookContext:
     totals: Totals = dataclasses.field(default_factory=Totals)
     namespaces: Optional[dict] = None
     output: Optional[str] = None
+    kind: Optional[str] = None
+    outputs: Optional[dict] = None
 
     @property
     def counters(self) -> dict:
@@ -80,11 +88,18 @@ class HookContext:
         """Entities handed to the job at this level."""
         return self.totals.entities
 
+    @property
+    def kinds(self) -> dict:
+        """A namespace's (or the job's) totals per kind, when the job reads several kinds."""
+        return self.totals.kinds
+
     def where(self) -> str:
         """Where the hook ran, for messages: ``namespace acme, range acme#3``."""
         parts = []
         if self.namespace is not None:
             parts.append(f"namespace {namespace_label(self.namespace)}")
+        if self.kind is not None:
+            parts.append(f"kind {self.kind}")
         if self.range_id is not None:
             parts.append(f"range {self.range_id}")
         return ", ".join(parts)

@@ -9,10 +9,10 @@ The mapper calls these and never probes a job for attributes it might have.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar, Iterable, Mapping, Optional, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Optional, Sequence, Union
 
 from pipeline.api.hooks import HookContext
-from pipeline.api.query import Query
+from pipeline.api.query import ALL_KINDS, ALL_KINDS_TEXT, Query
 from pipeline.core.counters import add_count
 from pipeline.core.records import record_json
 from pipeline.errors import UsageError
@@ -74,6 +74,22 @@ class Params(Mapping[str, str]):
             return value == "true"
         raise UsageError(f"job parameter {name}={raw!r} is not true or false")
 
+    def kinds(self, name: str = "kind", default: str = "Item") -> Union[str, tuple, Any]:
+        """A kind parameter: one kind (``kind=Order``), several separated by ``|``
+        (``'kind=Order|Customer'``: ``--params`` already splits on commas), or ``*`` for every
+        kind of each namespace (``'kind=*'``): what ``Query(kind=...)`` takes."""
+        raw = self._values.get(name, default)
+        if raw.strip() == ALL_KINDS_TEXT:
+            return ALL_KINDS
+        names = [k.strip() for k in raw.split("|")]
+        if any(not k for k in names):
+            raise UsageError(f"job parameter {name}={raw!r}: an empty kind name; give kinds as "
+                             "A|B, or * for every kind")
+        if ALL_KINDS_TEXT in names:
+            raise UsageError(f"job parameter {name}={raw!r}: * (every kind) cannot be combined "
+                             "with kind names")
+        return names[0] if len(names) == 1 else tuple(names)
+
     def text(self, name: str, default: Optional[str] = None) -> str:
         raw = self._values.get(name, default)
         if raw is None:
@@ -107,18 +123,20 @@ class Counters:
 
 
 class Context:
-    """What ``next`` knows about where it is: job, parameters, namespace, range, counters."""
+    """What ``next`` knows about where it is: job, parameters, namespace and kind, range,
+    counters."""
 
-    __slots__ = ("job", "params", "namespace", "range_id", "range", "counters")
+    __slots__ = ("job", "params", "namespace", "range_id", "range", "counters", "kind")
 
     def __init__(self, job: str, params: Params, namespace: str, range_id: str, range_desc: str,
-                 counters: Counters):
+                 counters: Counters, kind: str = ""):
         self.job = job
         self.params = params
         self.namespace = namespace
         self.range_id = range_id
         self.range = range_desc
         self.counters = counters
+        self.kind = kind  # the kind of the entities of this range
 
 
 class JobSpec:

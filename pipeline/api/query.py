@@ -1,12 +1,14 @@
-"""What a job asks to read: one kind, some namespaces, filters, an ancestor.
+"""What a job asks to read: one kind, several or all of them, some namespaces, filters, an
+ancestor.
 
 A job builds a ``Query`` from its parameters; ``resolve`` checks it once, when
-the pipeline is built, and turns it into the plain data workers read with.
+the pipeline is built, and turns it into the plain data workers read with. Each
+(namespace, kind) is then split and read on its own.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple, Union
 
 from pipeline.core.keyorder import KeyPath, path_from_flat
 from pipeline.core.namespaces import normalise_namespaces
@@ -21,6 +23,26 @@ from pipeline.errors import QueryError
 ALL_NAMESPACES: Optional[Tuple[str, ...]] = None
 DEFAULT_NAMESPACE_ONLY: Tuple[str, ...] = ("",)
 
+
+class _AllKinds:
+    """Every kind of each namespace read (listed from ``__kind__``, Datastore's own ``__*__``
+    kinds left out), each queried on its own."""
+
+    def __repr__(self) -> str:
+        return "ALL_KINDS"
+
+    def __reduce__(self):
+        return (_all_kinds, ())
+
+
+def _all_kinds() -> "_AllKinds":
+    return ALL_KINDS
+
+
+ALL_KINDS = _AllKinds()
+#: How a kind parameter (and ``Query.kind``) says every kind: ``kind=*``.
+ALL_KINDS_TEXT = "*"
+
 EQUALITY_OPS = ("=", "==")
 INEQUALITY_OPS = ("<", "<=", ">", ">=")
 
@@ -29,7 +51,8 @@ INEQUALITY_OPS = ("<", "<=", ">", ">=")
 class Query:
     """The entities a job reads.
 
-    kind: the entity kind.
+    kind: the entity kind, a list of kinds, or ``ALL_KINDS`` (also written ``"*"``): every kind
+        of each namespace read. Each (namespace, kind) is split and read on its own.
     namespaces: ``ALL_NAMESPACES`` (None, the default), ``DEFAULT_NAMESPACE_ONLY``,
         or a sequence of names ("" is the default namespace).
     filters: (property, op, value) triples; op is one of = < <= > >=. Equality
@@ -40,7 +63,7 @@ class Query:
         full entities.
     """
 
-    kind: str
+    kind: Union[str, Sequence[str], _AllKinds]
     namespaces: Optional[Sequence[str]] = ALL_NAMESPACES
     filters: Sequence[Tuple[str, str, Any]] = ()
     ancestor: Optional[Sequence[Any]] = None
@@ -63,15 +86,25 @@ class ResolvedQuery:
     """A job's ``Query`` checked and normalised once, at launch: the plain data workers read
     with (``namespaces`` None means every namespace; ``""`` is the default one)."""
 
-    kind: str
+    kinds: Optional[Tuple[str, ...]]  # None: every kind of each namespace
     namespaces: Optional[Tuple[str, ...]]
     equalities: Tuple[Tuple[str, Any], ...]
     prop_range: Optional[PropertyRange]
     ancestor: Optional[KeyPath]
     keys_only: bool
 
+    @property
+    def per_kind(self) -> bool:
+        """Several kinds (or all): outputs are per (namespace, kind), not per namespace."""
+        return self.kinds is None or len(self.kinds) > 1
+
+    def kinds_text(self) -> str:
+        if self.kinds is None:
+            return "every kind"
+        return ("kind " if len(self.kinds) == 1 else "kinds ") + ", ".join(self.kinds)
+
     def describe(self) -> str:
-        parts = [f"kind {self.kind}"]
+        parts = [self.kinds_text()]
         for prop, value in self.equalities:
             parts.append(f"{prop} = {value!r}")
         r = self.prop_range
@@ -87,7 +120,7 @@ class ResolvedQuery:
     def fingerprint(self) -> dict:
         """The query as plain JSON, equal for equal queries (a resumed run must read the same)."""
         r = self.prop_range
-        return {"kind": self.kind,
+        return {"kinds": None if self.kinds is None else list(self.kinds),
                 "namespaces": None if self.namespaces is None else list(self.namespaces),
                 "equalities": [[p, repr(v)] for p, v in self.equalities],
                 "prop_range": None if r is None else {
@@ -112,14 +145,31 @@ def _namespaces(value: Optional[Sequence[str]]) -> Optional[Tuple[str, ...]]:
     return names
 
 
+def _kinds(value) -> Optional[Tuple[str, ...]]:
+    """One kind, a list, or ALL_KINDS ("*") -> the kinds (None: all), checked."""
+    if value is ALL_KINDS or value == ALL_KINDS_TEXT:
+        return None
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names:
+        raise QueryError("Query.kind must name an entity kind, a list of kinds, or ALL_KINDS")
+    out = []
+    for kind in names:
+        if kind is ALL_KINDS or kind == ALL_KINDS_TEXT:
+            raise QueryError(f"Query.kind {list(names)!r}: '*' (every kind) cannot be combined "
+                             "with kind names; give '*' alone, or the kinds")
+        if not kind or not isinstance(kind, str):
+            raise QueryError(f"Query.kind {list(names)!r}: {kind!r} does not name an entity kind")
+        if kind.startswith("__"):  # Datastore reserves kinds that start with __
+            raise QueryError(f"kind {kind!r} is a Datastore metadata kind, not an entity kind")
+        out.append(kind)
+    return tuple(dict.fromkeys(out))
+
+
 def resolve(query: Query) -> ResolvedQuery:
     """Check a job's query and normalise it; every problem is a QueryError."""
     if not isinstance(query, Query):
         raise QueryError(f"a job's query() must return pipeline.Query, got {type(query).__name__}")
-    if not query.kind or not isinstance(query.kind, str):
-        raise QueryError("Query.kind must name an entity kind")
-    if query.kind.startswith("__"):
-        raise QueryError(f"kind {query.kind!r} is a Datastore metadata kind, not an entity kind")
+    kinds = _kinds(query.kind)
     equalities = []
     inequalities: dict[str, list] = {}
     for f in query.filters:
@@ -176,7 +226,7 @@ def resolve(query: Query) -> ResolvedQuery:
         except ValueError as e:
             raise QueryError(f"Query.ancestor: {e}; give a flat path like ('Parent', 'p1')") from None
     return ResolvedQuery(
-        kind=query.kind,
+        kinds=kinds,
         namespaces=_namespaces(query.namespaces),
         equalities=tuple(equalities),
         prop_range=prop_range,

@@ -1,9 +1,10 @@
-"""Counters rolled up as data: slice -> range -> namespace -> job.
+"""Counters rolled up as data: slice -> range -> (namespace, kind) -> namespace -> job.
 
-The reading step emits one ``SliceStats`` per slice; the splitting step one ``NamespacePlanned``
-per namespace (so empty namespaces appear too). The roll-up (``pipeline.graph.rollup``) folds
-them into ``Totals`` per range, per namespace and for the job: what hooks get as ``ctx.totals``
-and what the summary is made of. Plain data: no Beam here.
+The reading step emits one ``SliceStats`` per slice; the splitting step one ``UnitPlanned`` per
+unit, a kind in a namespace (so empty units appear too). The roll-up (``pipeline.graph.rollup``)
+folds them into ``Totals`` per range, per unit, per namespace and for the job: what hooks get as
+``ctx.totals`` and what the summary is made of. A namespace's (and the job's) totals keep each
+kind's own in ``kinds`` when the job reads several kinds. Plain data: no Beam here.
 """
 from __future__ import annotations
 
@@ -27,16 +28,20 @@ class SliceStats:
     counters: dict = dataclasses.field(default_factory=dict)
     worker: str = ""
     errors: int = 0  # entities dead-lettered: the job failed on them or their records
+    kind: str = ""
 
 
 @dataclasses.dataclass
-class NamespacePlanned:
-    """A namespace's plan: how many initial ranges it was cut into, from how many samples."""
+class UnitPlanned:
+    """A unit's plan (a kind in a namespace): how many initial ranges it was cut into, from how
+    many samples."""
 
     namespace: str
     ranges: int
     samples: int
     retries: int = 0  # transient errors retried while sampling it
+    kind: str = ""
+    range_id: str = ""  # none: the roll-up keys a plan record apart from its ranges
 
 
 @dataclasses.dataclass
@@ -55,6 +60,7 @@ class Totals:
     samples: int = 0
     range_entities: dict = dataclasses.field(default_factory=dict)  # range id -> entities
     errors: int = 0  # entities dead-lettered
+    kinds: dict = dataclasses.field(default_factory=dict)  # kind -> Totals (several kinds read)
 
     def add_slice(self, s: SliceStats, cap: int) -> None:
         self.entities += s.entities
@@ -83,10 +89,17 @@ class Totals:
         self.samples += o.samples
         for k, v in o.range_entities.items():
             self.range_entities[k] = self.range_entities.get(k, 0) + v
+        for kind, t in o.kinds.items():
+            self.kinds.setdefault(kind, Totals()).add(t, cap)
+
+    def add_kind(self, kind: str, t: "Totals", cap: int) -> None:
+        """A unit's totals into its namespace's (or the job's), kept apart under its kind."""
+        self.add(t, cap)
+        self.kinds.setdefault(kind, Totals()).add(t, cap)
 
     def add_item(self, item, cap: int) -> None:
         """A SliceStats, NamespacePlanned or Totals: one level of the roll-up."""
-        if isinstance(item, NamespacePlanned):
+        if isinstance(item, UnitPlanned):
             self.ranges += item.ranges
             self.samples += item.samples
             self.retries += item.retries
@@ -96,6 +109,12 @@ class Totals:
             self.add_slice(item, cap)
 
     def to_json(self) -> dict:
+        out = self._json()
+        if self.kinds:
+            out["kinds"] = {k: t._json() for k, t in sorted(self.kinds.items())}
+        return out
+
+    def _json(self) -> dict:
         return {
             "entities": self.entities, "records": self.records, "ranges": self.ranges,
             "samples": self.samples, "slices": self.slices, "queries": self.queries,
@@ -103,19 +122,22 @@ class Totals:
             "read_seconds": round(self.read_seconds, 3),
             "counters": dict(sorted(self.counters.items())), "workers": len(self.workers),
             "range_entities": dict(sorted(self.range_entities.items(),
-                                          key=lambda kv: int(kv[0].rsplit("#", 1)[-1]))),
+                                          key=lambda kv: (kv[0].rsplit("#", 1)[0],
+                                                          int(kv[0].rsplit("#", 1)[-1])))),
         }
 
 
     def to_dict(self) -> dict:
-        """Everything, losslessly (a resumed run carries a completed namespace's totals over)."""
-        d = dataclasses.asdict(self)
+        """Everything, losslessly (a resumed run carries a completed unit's totals over)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["workers"] = sorted(self.workers)
+        d["kinds"] = {k: t.to_dict() for k, t in self.kinds.items()}
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Totals":
-        return cls(**{**d, "workers": set(d.get("workers", ()))})
+        kinds = {k: cls.from_dict(t) for k, t in d.get("kinds", {}).items()}
+        return cls(**{**d, "workers": set(d.get("workers", ())), "kinds": kinds})
 
 
 @dataclasses.dataclass(frozen=True)

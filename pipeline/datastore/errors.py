@@ -11,9 +11,10 @@ from pipeline.core.namespaces import namespace_label
 from pipeline.errors import MapperError, QueryError
 
 
-def index_yaml(rq: ResolvedQuery, sort_prop: Optional[str]) -> str:
-    """The composite index a query needs: equality properties, then the sort property."""
-    lines = ["indexes:", f"- kind: {rq.kind}"]
+def index_yaml(rq: ResolvedQuery, sort_prop: Optional[str], kind: str) -> str:
+    """The composite index a query of ``kind`` needs: equality properties, then the sort
+    property."""
+    lines = ["indexes:", f"- kind: {kind}"]
     if rq.ancestor:
         lines.append("  ancestor: yes")
     lines.append("  properties:")
@@ -24,16 +25,30 @@ def index_yaml(rq: ResolvedQuery, sort_prop: Optional[str]) -> str:
     return "\n".join(lines)
 
 
-def explain(err: Exception, rq: ResolvedQuery, namespace: str, what: str) -> MapperError:
-    """Turn a client error into a message that says what to do."""
+def missing_indexes(rq: ResolvedQuery, kinds: list) -> QueryError:
+    """The read query needs a composite index for several kinds: one message naming them all,
+    with the index.yaml that adds every one."""
+    sort_prop = rq.prop_range.prop if rq.prop_range else None
+    entries = "\n".join(index_yaml(rq, sort_prop, k).split("\n", 1)[1] for k in kinds)
+    return QueryError(
+        f"the read query ({rq.describe()}) needs a composite index per kind, and the database "
+        f"lacks one for the kinds {', '.join(kinds)}. Add these entries to index.yaml and deploy "
+        f"them with `gcloud datastore indexes create index.yaml`, then wait until they are "
+        f"serving:\nindexes:\n{entries}")
+
+
+def explain(err: Exception, rq: ResolvedQuery, namespace: str, what: str,
+            kind: Optional[str] = None) -> MapperError:
+    """Turn a client error (of a query of ``kind``) into a message that says what to do."""
     ns = namespace_label(namespace)
     if isinstance(err, gexc.FailedPrecondition) and "index" in str(err).lower():
         sort_prop = rq.prop_range.prop if rq.prop_range else None
+        kind = kind or (rq.kinds[0] if rq.kinds and len(rq.kinds) == 1 else "KIND")
         return QueryError(
             f"{what} in namespace {ns} needs a composite index that the database lacks "
-            f"({rq.describe()}). Add this entry to index.yaml and deploy it with "
+            f"(kind {kind}: {rq.describe()}). Add this entry to index.yaml and deploy it with "
             f"`gcloud datastore indexes create index.yaml`, then wait until it is serving:\n"
-            f"{index_yaml(rq, sort_prop)}\n(Datastore said: {err.message})")
+            f"{index_yaml(rq, sort_prop, kind)}\n(Datastore said: {err.message})")
     if isinstance(err, (gexc.PermissionDenied, gexc.Unauthenticated)):
         return MapperError(f"{what} in namespace {ns}: access denied ({err.message}); the account "
                            "running the job needs the Datastore User role")

@@ -6,6 +6,7 @@ from typing import Optional
 from google.cloud import datastore
 
 from pipeline.core.retry import RetryPolicy
+from pipeline.core.units import entity_kinds
 from pipeline.datastore.client import fetch
 
 
@@ -27,5 +28,13 @@ def list_kinds(c: datastore.Client, namespace: str, policy: RetryPolicy,
     """The entity kinds of a namespace, without Datastore's own ``__*__`` kinds."""
     q = c.query(kind="__kind__", namespace=namespace or None)
     q.keys_only()
-    kinds = (str(e.key.id_or_name) for e in fetch(q, policy, read_time=read_time))
-    return sorted(k for k in kinds if not k.startswith("__"))
+    return entity_kinds(e.key.id_or_name for e in fetch(q, policy, read_time=read_time))
+
+
+def kinds_of(c: datastore.Client, kinds: Optional[tuple], namespace: str, policy: RetryPolicy,
+             read_time: Optional[object] = None) -> list[str]:
+    """The kinds a query reads in a namespace: the ones it lists (``kinds``), or all of the
+    namespace's (``kinds`` None: ALL_KINDS), listed from ``__kind__``."""
+    if kinds is not None:
+        return list(kinds)
+    return list_kinds(c, namespace, policy, read_time)

@@ -1,4 +1,5 @@
-"""Splitting one namespace: sample its scatter keys (or find its value bounds) and cut ranges.
+"""Splitting one unit (a kind in a namespace): sample its scatter keys (or find its value
+bounds) and cut ranges.
 
 The queries live here; the cutting itself is ``pipeline.core.splitting`` (pure functions).
 """
@@ -30,7 +31,7 @@ Restriction = Union[KeyRange, ValueRange]
 OnRetry = Optional[Callable[[Exception], None]]
 
 
-def sample_scatter(c: datastore.Client, read: ReadConfig, namespace: str,
+def sample_scatter(c: datastore.Client, read: ReadConfig, namespace: str, kind: str,
                    on_retry: OnRetry = None) -> list[KeyPath]:
     """Up to shards × oversampling scatter keys, with the query's equality filters and
     ancestor so the sample matches the data read; without them when the database
@@ -38,18 +39,18 @@ def sample_scatter(c: datastore.Client, read: ReadConfig, namespace: str,
     limit = read.shards * read.oversampling
 
     def run(with_filters: bool) -> list[KeyPath]:
-        q = base_query(c, read.query, namespace, keys_only=True, with_filters=with_filters)
+        q = base_query(c, read.query, namespace, kind, keys_only=True, with_filters=with_filters)
         q.order = ["__scatter__"]
         return [path_from_flat(e.key.flat_path)
                 for e in fetch(q, read.retry, limit=limit, read_time=read.read_time)]
 
-    what = f"sampling scatter keys of {read.query.kind} in namespace {namespace_label(namespace)}"
+    what = f"sampling scatter keys of {kind} in namespace {namespace_label(namespace)}"
     where = read.target.describe()
     try:
         return retry.call(lambda: run(True), what, read.retry, on_retry, where)
     except gexc.FailedPrecondition as e:
         if not (read.query.equalities or read.query.ancestor):
-            raise explain(e, read.query, namespace, what) from None
+            raise explain(e, read.query, namespace, what, kind) from None
         log.warning("namespace %s: %s with the query's filters needs an index (%s); "
                     "sampling without them", namespace_label(namespace), what, e.message)
         return retry.call(lambda: run(False), what, read.retry, on_retry, where)
@@ -78,8 +79,8 @@ def _same_type(value, given) -> bool:
     return type(value) is type(given)
 
 
-def find_bound(c: datastore.Client, read: ReadConfig, namespace: str, descending: bool,
-               on_retry: OnRetry = None):
+def find_bound(c: datastore.Client, read: ReadConfig, namespace: str, kind: str,
+               descending: bool, on_retry: OnRetry = None):
     """The smallest (or largest) in-range value of the range property.
 
     Entities are scanned in the property's order until one whose values are all of
@@ -91,10 +92,10 @@ def find_bound(c: datastore.Client, read: ReadConfig, namespace: str, descending
     cap_lo, cap_hi = _type_caps(given)
     lo, lo_incl = (r.lo, r.lo_inclusive) if r.lo is not None else (cap_lo, True)
     hi, hi_incl = (r.hi, r.hi_inclusive) if r.hi is not None else (cap_hi, True)
-    q = value_query(c, read.query, namespace, r.prop, lo, lo_incl, hi, hi_incl,
+    q = value_query(c, read.query, namespace, kind, r.prop, lo, lo_incl, hi, hi_incl,
                     order=[("-" if descending else "") + r.prop])
     what = (f"finding the {'largest' if descending else 'smallest'} {r.prop} of "
-            f"{read.query.kind} in namespace {namespace_label(namespace)}")
+            f"{kind} in namespace {namespace_label(namespace)}")
 
     def scan():
         best, best_key = None, None
@@ -114,24 +115,26 @@ def find_bound(c: datastore.Client, read: ReadConfig, namespace: str, descending
     try:
         return retry.call(scan, what, read.retry, on_retry, read.target.describe())
     except gexc.GoogleAPICallError as e:
-        raise explain(e, read.query, namespace, what) from None
+        raise explain(e, read.query, namespace, what, kind) from None
 
 
-def split_namespace(c: datastore.Client, read: ReadConfig, namespace: str,
-                    on_retry: OnRetry = None) -> tuple[list[Restriction], int]:
-    """The namespace's initial ranges and how many samples they were cut from (``on_retry``
-    hears of each transient error retried on the way)."""
-    samples = sample_scatter(c, read, namespace, on_retry)
+def split_unit(c: datastore.Client, read: ReadConfig, namespace: str, kind: str,
+               on_retry: OnRetry = None) -> tuple[list[Restriction], int]:
+    """The initial ranges of ``kind`` in ``namespace`` and how many samples they were cut from
+    (``on_retry`` hears of each transient error retried on the way)."""
+    samples = sample_scatter(c, read, namespace, kind, on_retry)
     r = read.query.prop_range
     if r is None:
         return key_ranges(samples, read.shards, read.oversampling, read.order), len(samples)
     lo, lo_incl, hi, hi_incl = r.lo, r.lo_inclusive, r.hi, r.hi_inclusive
     if lo is None:
-        lo, lo_incl = find_bound(c, read, namespace, descending=False, on_retry=on_retry), True
+        lo, lo_incl = find_bound(c, read, namespace, kind, descending=False,
+                                 on_retry=on_retry), True
         if lo is None:
             return [], len(samples)
     if hi is None:
-        hi, hi_incl = find_bound(c, read, namespace, descending=True, on_retry=on_retry), True
+        hi, hi_incl = find_bound(c, read, namespace, kind, descending=True,
+                                 on_retry=on_retry), True
         if hi is None:
             return [], len(samples)
     n = range_count(len(samples), read.shards, read.oversampling)

@@ -32,7 +32,8 @@ def build(p: beam.Pipeline, run: RunConfig,
         out["summary"] = out["summary"] | "Finish" >> beam.ParDo(
             FinishRunFn(run, bigquery), beam.pvalue.AsList(stream.dead_letters))
         return out
-    write = WriteOutput(run.job, run.output) if run.output.directory else None
+    write = (WriteOutput(run.job, run.output, run.read.query.per_kind) if run.output.directory
+             else None)
     out = p | "Mapper" >> MapDatastore(run, write, encode=write.encode if write else None)
     out["summary"] = out["summary"] | "Finish" >> beam.ParDo(FinishRunFn(run))
     return out

@@ -1,6 +1,7 @@
 """Firing a job's lifecycle hooks (``pipeline.api.hooks``), and the steps that fire the
 job, range and namespace ones after the roll-up: ``JobStarted``, ``RangeCompleted``,
-``NamespaceCompleted`` (which also records a completed namespace's manifest), ``JobCompleted``.
+``UnitCompleted`` (no hook: it records a completed unit's manifest), ``NamespaceCompleted``,
+``JobCompleted``.
 (``namespace_started`` and ``range_started`` fire in ``SplitNamespaces``, the slice hooks in
 ``ReadRanges``.)"""
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pipeline.api.hooks import HookContext
 from pipeline.config import JobConfig, RunConfig
 from pipeline.core.totals import Totals
 from pipeline.errors import JobFailed
+from pipeline.core.units import unit_for
 from pipeline.sinks.files.layout import manifest_path
 from pipeline.sinks.files.prepare import manifest
 
@@ -47,45 +49,62 @@ class JobStartedFn(beam.DoFn):
 
 
 class RangeCompletedFn(beam.DoFn):
-    """((namespace, range id), Totals) -> (namespace, Totals), firing ``range_completed``.
+    """((namespace, kind, range id), Totals) -> ((namespace, kind), Totals), firing
+    ``range_completed``.
 
-    The key (namespace, "") carries the namespace's plan record, not a range: no hook.
+    The key (namespace, kind, "") carries the unit's plan record, not a range: no hook.
     """
 
     def __init__(self, job: JobConfig):
         self.job = job
 
     def process(self, kv):
-        (namespace, range_id), totals = kv
+        (namespace, kind, range_id), totals = kv
         if range_id:
-            fire(self.job, hooks.RANGE_COMPLETED, namespace=namespace, range_id=range_id,
-                 totals=copy.deepcopy(totals))
-        yield namespace, totals
+            fire(self.job, hooks.RANGE_COMPLETED, namespace=namespace, kind=kind,
+                 range_id=range_id, totals=copy.deepcopy(totals))
+        yield (namespace, kind), totals
+
+
+class UnitCompletedFn(beam.DoFn):
+    """((namespace, kind), Totals or (Totals, output)) -> (namespace, (kind, Totals, output)):
+    with --output, the unit's manifest is written: it is complete, and a resumed run need not
+    read it again."""
+
+    def __init__(self, run: RunConfig, case_insensitive: bool = False):
+        self.run, self.case_insensitive = run, case_insensitive
+
+    def process(self, kv):
+        (namespace, kind), value = kv
+        output = None
+        if isinstance(value, tuple):
+            value, output = value
+        out = self.run.output
+        if out.directory:
+            part = unit_for(namespace, kind, self.run.read.query.per_kind,
+                            self.case_insensitive).part
+            m = manifest(self.run, namespace, kind, part, value.to_dict(), output)
+            with FileSystems.create(manifest_path(out.directory, self.run.job.name, part)) as f:
+                f.write(json.dumps(m, ensure_ascii=False, indent=1).encode("utf-8"))
+        yield namespace, (kind, value, output)
 
 
 class NamespaceCompletedFn(beam.DoFn):
-    """(namespace, Totals) or (namespace, (Totals, output)) -> (namespace, Totals),
-    firing ``namespace_completed`` (with where the sink put the namespace's records, e.g.
-    its composed file, as ``ctx.output``), then, with --output, writing the namespace's
-    manifest: it is complete, and a resumed run need not read it again."""
+    """(namespace, NamespaceDone) -> (namespace, Totals), firing ``namespace_completed`` with
+    where the sink put the namespace's records as ``ctx.output`` (its file, or its tables; for a
+    job reading several kinds each kind's, joined, and ``ctx.outputs``: kind -> output)."""
 
     def __init__(self, run: RunConfig):
         self.run = run
 
     def process(self, kv):
-        namespace, value = kv
-        output = None
-        if isinstance(value, tuple):
-            value, output = value
+        namespace, done = kv
+        outputs = done.outputs or None
+        output = ", ".join(sorted(outputs.values())) if outputs else None
         fire(self.run.job, hooks.NAMESPACE_COMPLETED, namespace=namespace,
-             totals=copy.deepcopy(value), output=output)
-        out = self.run.output
-        if out.directory:
-            m = manifest(self.run, namespace, value.to_dict(), output)
-            with FileSystems.create(manifest_path(out.directory, self.run.job.name,
-                                                  namespace)) as f:
-                f.write(json.dumps(m, ensure_ascii=False, indent=1).encode("utf-8"))
-        yield namespace, value
+             totals=copy.deepcopy(done.totals), output=output,
+             outputs=dict(outputs) if outputs and self.run.read.query.per_kind else None)
+        yield namespace, done.totals
 
 
 class JobCompletedFn(beam.DoFn):

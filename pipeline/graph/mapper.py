@@ -3,16 +3,21 @@
 ::
 
     Create ─ JobStarted ─ ExpandNamespaces ─ Reshuffle ─ SplitNamespaces ─ Reshuffle ─ ReadRanges
-                                                               │ NamespacePlanned        │ records, SliceStats
-                                                               └────────── Flatten ──────┘
-    RangeTotals → RangeCompleted → NamespaceTotals → NamespaceCompleted → JobTotals → JobCompleted → Summary
+                                                    units │ UnitPlanned            │ records, SliceStats
+                                                          └──────── Flatten ───────┘
+    RangeTotals → RangeCompleted → UnitTotals (+ the sink's outputs) → UnitCompleted
+      → NamespaceTotals → NamespaceCompleted → JobTotals → JobCompleted → Summary
 
-A sink (``write``) is a PTransform over ``(records, namespaces)`` returning, per namespace, a
-``NamespaceOutput``; ``NamespaceCompleted`` consumes it (a CoGroupByKey with the namespace's
-totals), so ``namespace_completed`` runs after the sink is done with that namespace. The
+A unit is a kind in a namespace: one per namespace for a job reading one kind, one per
+(namespace, kind) for a job reading several or all. Each unit is split and read on its own.
+
+A sink (``write``) is a PTransform over ``(records, units)`` (records as (Unit, record)) returning,
+per unit, ((namespace, kind), ``NamespaceOutput``); ``UnitCompleted`` consumes it (a
+CoGroupByKey with the unit's totals), so ``namespace_completed`` runs after the sink is done with
+that namespace. The
 sink's ``encode`` turns each record into what it writes, in ``ReadRanges``, so a record that
-cannot be written is a dead letter of its entity. Namespaces a failed run completed
-(--output_mode=resume) are not read; their totals join the job's before ``JobTotals``.
+cannot be written is a dead letter of its entity. Units a failed run completed
+(--output_mode=resume) are not read; their totals join their namespace's.
 """
 from __future__ import annotations
 
@@ -22,25 +27,22 @@ import apache_beam as beam
 
 from pipeline.config import RunConfig
 from pipeline.core.totals import Totals
-from pipeline.graph.lifecycle import (
-    JobCompletedFn,
-    JobStartedFn,
-    NamespaceCompletedFn,
-    RangeCompletedFn,
-)
-from pipeline.graph.namespaces import STATS, ExpandNamespacesFn, SplitNamespaceFn
+from pipeline.graph.lifecycle import (JobCompletedFn, JobStartedFn, NamespaceCompletedFn,
+                                      RangeCompletedFn, UnitCompletedFn)
+from pipeline.graph.namespaces import STATS, UNITS, ExpandNamespacesFn, SplitNamespaceFn
 from pipeline.graph.read import ReadRangeFn, RecordId
-from pipeline.graph.rollup import JobSummaryFn, TotalsFn, by_range, totals_with_output
+from pipeline.graph.rollup import (JobSummaryFn, NamespaceTotalsFn, TotalsFn, by_range,
+                                   totals_with_output)
 from pipeline.graph.summary import BuildSummaryFn
 
 
 class MapDatastore(beam.PTransform):
-    """PBegin -> {'records': (namespace, record), 'summary': dict (not yet written: see
-    ``FinishRunFn``), 'files': (namespace, NamespaceOutput) or None}.
+    """PBegin -> {'records': (Unit, record), 'summary': dict (not yet written: see
+    ``FinishRunFn``), 'files': ((namespace, kind), NamespaceOutput) or None}.
 
-    ``write`` (optional): the sink, a PTransform over ``(records, namespaces)`` returning
-    (namespace, NamespaceOutput) once per namespace; ``record_id`` (optional): the records
-    reach it as (namespace, (id, record)) (see ``ReadRangeFn``); ``encode`` (optional): each
+    ``write`` (optional): the sink, a PTransform over ``(records, units)`` returning
+    ((namespace, kind), NamespaceOutput) once per unit; ``record_id`` (optional): the records
+    reach it as (Unit, (id, record)) (see ``ReadRangeFn``); ``encode`` (optional): each
     record as the sink writes it.
     """
 
@@ -55,45 +57,50 @@ class MapDatastore(beam.PTransform):
 
     def expand(self, pbegin):
         job, read, output = self.run.job, self.run.read, self.run.output
-        resumed = {r.namespace: Totals.from_dict(r.totals) for r in output.resumed}
+        cap, per_kind = job.max_counters, read.query.per_kind
+        case = output.case_insensitive
+        resumed = [(r.namespace, (r.kind, Totals.from_dict(r.totals), r.output))
+                   for r in output.resumed]
         namespaces = (
             pbegin
             | "Start" >> beam.Create([None])
             | "JobStarted" >> beam.ParDo(JobStartedFn(job))
-            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(read, frozenset(resumed))))
+            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(read)))
         split = (
             namespaces
             | "ReshuffleNamespaces" >> beam.Reshuffle()
-            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(job, read)).with_outputs(
-                STATS, main="ranges"))
+            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(
+                job, read, frozenset((ns, kind) for ns, (kind, _, _) in resumed), case))
+            .with_outputs(STATS, UNITS, main="ranges"))
         read_out = (
             split.ranges
             | "ReshuffleRanges" >> beam.Reshuffle()
             | "ReadRanges" >> beam.ParDo(ReadRangeFn(
                 job, read, output, self.record_id, self.encode)).with_outputs(
                 STATS, main="records"))
-        namespace_totals = (
+        unit_totals = (
             (split[STATS], read_out[STATS])
             | "AllStats" >> beam.Flatten()
             | "ByRange" >> beam.Map(by_range)
-            | "RangeTotals" >> beam.CombinePerKey(TotalsFn(job.max_counters))
-            | "RangeCompleted" >> beam.ParDo(RangeCompletedFn(job))  # -> (namespace, Totals)
-            | "NamespaceTotals" >> beam.CombinePerKey(TotalsFn(job.max_counters)))
+            | "RangeTotals" >> beam.CombinePerKey(TotalsFn(cap))
+            | "RangeCompleted" >> beam.ParDo(RangeCompletedFn(job))  # -> ((ns, kind), Totals)
+            | "UnitTotals" >> beam.CombinePerKey(TotalsFn(cap)))
         files = None
         if self.write is not None:
-            files = (read_out.records, namespaces) | "WriteFiles" >> self.write
-            namespace_totals = (
-                {"totals": namespace_totals, "output": files}
+            files = (read_out.records, split[UNITS]) | "WriteFiles" >> self.write
+            unit_totals = (
+                {"totals": unit_totals, "output": files}
                 | "TotalsWithFiles" >> beam.CoGroupByKey()
-                | "JoinFiles" >> beam.FlatMap(totals_with_output))  # -> (namespace, (Totals, output))
-        completed = namespace_totals | "NamespaceCompleted" >> beam.ParDo(
-            NamespaceCompletedFn(self.run))
+                | "JoinFiles" >> beam.FlatMap(totals_with_output))  # -> ((ns, kind), (Totals, output))
+        units_done = unit_totals | "UnitCompleted" >> beam.ParDo(UnitCompletedFn(self.run, case))
         if resumed:
-            completed = (
-                (completed, pbegin | "Resumed" >> beam.Create(sorted(resumed.items())))
+            units_done = (
+                (units_done, pbegin | "Resumed" >> beam.Create(resumed))
                 | "WithResumed" >> beam.Flatten())
         summary = (
-            completed
+            units_done
+            | "NamespaceTotals" >> beam.CombinePerKey(NamespaceTotalsFn(cap, per_kind))
+            | "NamespaceCompleted" >> beam.ParDo(NamespaceCompletedFn(self.run))
             | "JobTotals" >> beam.CombineGlobally(JobSummaryFn())  # emits {} for an empty job
             | "JobCompleted" >> beam.ParDo(JobCompletedFn(job))
             | "Summary" >> beam.ParDo(BuildSummaryFn(self.run)))

@@ -1,5 +1,5 @@
-"""The first steps of the graph: the namespaces to read, and each one cut into its initial
-ranges (the elements of the reading step)."""
+"""The first steps of the graph: the namespaces to read, and each one's units (the kinds read
+in it) cut into their initial ranges (the elements of the reading step)."""
 from __future__ import annotations
 
 import logging
@@ -11,40 +11,48 @@ from pipeline.api import hooks
 from pipeline.config import JobConfig, ReadConfig
 from pipeline.core.keyrange import KeyRange
 from pipeline.core.namespaces import namespace_label, require_namespaces
-from pipeline.core.totals import NamespacePlanned, Totals
+from pipeline.core.totals import Totals, UnitPlanned
+from pipeline.core.units import Unit, unit_for
 from pipeline.core.valuerange import ValueRange
 from pipeline.datastore import retry
 from pipeline.datastore.client import client
-from pipeline.datastore.metadata import list_namespaces
-from pipeline.datastore.sampling import split_namespace
+from pipeline.datastore.metadata import list_kinds, list_namespaces
+from pipeline.datastore.sampling import split_unit
 from pipeline.errors import MapperError
 from pipeline.graph.lifecycle import fire
 
 log = logging.getLogger(__name__)
 
-#: The tag of the side output that carries SliceStats and NamespacePlanned records.
+#: The tag of the side output that carries SliceStats and UnitPlanned records.
 STATS = "stats"
+#: The tag of the side output that carries every unit planned (a sink's "known" units).
+UNITS = "units"
 
 
 class RangeTask(NamedTuple):
-    """One initial range of one namespace: the element the reading SDF gets."""
+    """One initial range of one unit: the element the reading SDF gets."""
 
-    namespace: str
+    unit: Unit
     range_id: str
     restriction: Union[KeyRange, ValueRange]
 
+    @property
+    def namespace(self) -> str:
+        return self.unit.namespace
+
+    @property
+    def kind(self) -> str:
+        return self.unit.kind
+
 
 class ExpandNamespacesFn(beam.DoFn):
-    """All namespaces (``__namespace__``) or the listed ones, which must exist; without those a
-    failed run completed (``skip``: --output_mode=resume)."""
+    """All namespaces (``__namespace__``) or the listed ones, which must exist."""
 
-    def __init__(self, read: ReadConfig, skip: frozenset = frozenset()):
-        self.read, self.skip = read, skip
+    def __init__(self, read: ReadConfig):
+        self.read = read
 
     def process(self, element):
-        for ns in self._namespaces():
-            if ns not in self.skip:
-                yield ns
+        yield from self._namespaces()
 
     def _namespaces(self):
         read = self.read
@@ -63,24 +71,54 @@ class ExpandNamespacesFn(beam.DoFn):
 
 
 class SplitNamespaceFn(beam.DoFn):
-    """A namespace -> its initial ranges (and a NamespacePlanned record on ``stats``), firing
-    ``namespace_started`` and each ``range_started``."""
+    """A namespace -> the initial ranges of each kind read in it (every kind listed from
+    ``__kind__`` for ALL_KINDS), a UnitPlanned record per unit on ``stats`` and the unit on
+    ``units``, firing ``namespace_started`` once its units are planned and each
+    ``range_started``. Units a failed run completed (``skip``: --output_mode=resume) are not
+    planned again."""
 
-    def __init__(self, job: JobConfig, read: ReadConfig):
-        self.job, self.read = job, read
+    def __init__(self, job: JobConfig, read: ReadConfig, skip: frozenset = frozenset(),
+                 case_insensitive: bool = False):
+        self.job, self.read, self.skip = job, read, skip
+        self.case_insensitive = case_insensitive
+
+    def _kinds(self, c, namespace: str) -> tuple:
+        """The kinds read in ``namespace``: the job's one kind (planned even where it has no
+        entity, so every namespace has its file, as before kinds), or those of the listed
+        kinds (or every kind, for ALL_KINDS) the namespace's ``__kind__`` listing holds."""
+        read = self.read
+        kinds = read.query.kinds
+        if kinds is not None and len(kinds) == 1:
+            return kinds
+        listed = retry.call(
+            lambda: list_kinds(c, namespace, read.retry, read.read_time),
+            f"listing the kinds of namespace {namespace_label(namespace)}", read.retry,
+            where=read.target.describe())
+        return tuple(listed) if kinds is None else tuple(k for k in kinds if k in set(listed))
 
     def process(self, namespace: str):
-        retries = []
-        ranges, samples = split_namespace(client(self.read.target), self.read, namespace,
-                                          on_retry=retries.append)
-        label = namespace_label(namespace)
-        log.info("namespace %s: %d ranges from %d samples", label, len(ranges), samples)
+        read = self.read
+        c = client(read.target)
+        planned = []
+        for kind in self._kinds(c, namespace):
+            if (namespace, kind) in self.skip:
+                continue
+            retries: list = []
+            ranges, samples = split_unit(c, read, namespace, kind, on_retry=retries.append)
+            unit = unit_for(namespace, kind, read.query.per_kind, self.case_insensitive)
+            planned.append((unit, ranges, samples, len(retries)))
+            log.info("%s %s: %d ranges from %d samples",
+                     "unit" if read.query.per_kind else "namespace", unit.label, len(ranges),
+                     samples)
         fire(self.job, hooks.NAMESPACE_STARTED, namespace=namespace,
-             totals=Totals(ranges=len(ranges), samples=samples))
-        yield beam.pvalue.TaggedOutput(STATS, NamespacePlanned(namespace, len(ranges), samples,
-                                                                retries=len(retries)))
-        for i, r in enumerate(ranges):
-            range_id = f"{label}#{i}"
-            fire(self.job, hooks.RANGE_STARTED, namespace=namespace, range_id=range_id,
-                 range=r.describe())
-            yield RangeTask(namespace, range_id, r)
+             totals=Totals(ranges=sum(len(p[1]) for p in planned),
+                           samples=sum(p[2] for p in planned)))
+        for unit, ranges, samples, retries in planned:
+            yield beam.pvalue.TaggedOutput(UNITS, unit)
+            yield beam.pvalue.TaggedOutput(STATS, UnitPlanned(
+                namespace, len(ranges), samples, retries=retries, kind=unit.kind))
+            for i, r in enumerate(ranges):
+                range_id = f"{unit.part}#{i}"
+                fire(self.job, hooks.RANGE_STARTED, namespace=namespace, kind=unit.kind,
+                     range_id=range_id, range=r.describe())
+                yield RangeTask(unit, range_id, r)

@@ -65,9 +65,9 @@ class RangeRestrictions(RestrictionProvider):
 class ReadRangeFn(beam.DoFn):
     """Reads a range one slice per call and applies the job to each key or entity.
 
-    Emits the job's records as (namespace, record) — encoded by the sink's ``encode`` (a line
-    of a file, a row for BigQuery), and as (namespace, (id, record)) with ``record_id``, for a
-    sink that deduplicates by a stable id — and a SliceStats per slice on ``stats``.
+    Emits the job's records as (unit, record) — encoded by the sink's ``encode`` (a line of a
+    file, a row for BigQuery), and as (unit, (id, record)) with ``record_id``, for a sink that
+    deduplicates by a stable id — and a SliceStats per slice on ``stats``.
 
     An entity the job fails on, or whose records cannot be encoded, is not the end of the run:
     it becomes a dead letter (``pipeline.core.deadletters``), its records are dropped as a
@@ -89,7 +89,7 @@ class ReadRangeFn(beam.DoFn):
         self._records = Metrics.counter(self._metric_ns, "records")
         self._errors_metric = Metrics.counter(self._metric_ns, ERRORS_COUNTER)
         self._metrics: dict = {}
-        self._density: dict = {}  # namespace -> SampleDensity, learnt by this worker's queries
+        self._density: dict = {}  # (namespace, kind) -> SampleDensity, learnt by this worker
         self._failed = 0  # entities this worker dead-lettered in this run
 
     def process(self, task: RangeTask, tracker=beam.DoFn.RestrictionParam(RangeRestrictions())):
@@ -97,18 +97,19 @@ class ReadRangeFn(beam.DoFn):
         state = SliceState()
         counters = Counters(job.max_counters)
         ctx = Context(job.name, job.params, task.namespace, task.range_id,
-                      tracker.current_restriction().describe(), counters)
+                      tracker.current_restriction().describe(), counters, task.kind)
         keys_only = read.query.keys_only
-        fire(job, hooks.SLICE_STARTED, namespace=task.namespace, range_id=task.range_id,
-             range=ctx.range)
+        fire(job, hooks.SLICE_STARTED, namespace=task.namespace, kind=task.kind,
+             range_id=task.range_id, range=ctx.range)
         started = time.monotonic()
         records = 0
         letters: list = []
         start = ctx.range
         next_fn, encode, record_id = job.spec.next, self.encode, self.record_id
-        kind = read.query.kind
-        density = self._density.setdefault(task.namespace, SampleDensity())
-        for entity in read_slice(self._client, read, task.namespace, tracker, state, density):
+        kind, unit = task.kind, task.unit
+        density = self._density.setdefault((task.namespace, kind), SampleDensity())
+        for entity in read_slice(self._client, read, task.namespace, kind, tracker, state,
+                                 density):
             item = entity.key if keys_only else entity
             try:
                 out = next_fn(ctx, item)
@@ -138,7 +139,7 @@ class ReadRangeFn(beam.DoFn):
                 if record_id is not None:  # stable: (job, namespace, key, index)
                     record = (record_id(job.name, task.namespace, entity.key.flat_path, i),
                               record)
-                yield task.namespace, record
+                yield unit, record
         if letters:
             self._write_letters(task, start, letters)
         if self.output.directory:  # a remote run's lease lives on its workers' renewals
@@ -148,12 +149,12 @@ class ReadRangeFn(beam.DoFn):
         stats = SliceStats(
             task.namespace, task.range_id, state.entities, records, state.queries, state.retries,
             seconds, counters.values, f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}",
-            errors=len(letters))
+            errors=len(letters), kind=kind)
         if job.spec.defines(hooks.SLICE_COMPLETED):
             totals = Totals()
             totals.add_slice(dataclasses.replace(stats, counters=dict(counters.values)),
                              job.max_counters)
-            fire(job, hooks.SLICE_COMPLETED, namespace=task.namespace,
+            fire(job, hooks.SLICE_COMPLETED, namespace=task.namespace, kind=kind,
                  range_id=task.range_id, range=ctx.range, totals=totals)
         yield beam.pvalue.TaggedOutput(STATS, stats)
         if not state.done:
@@ -196,4 +197,4 @@ class ReadRangeFn(beam.DoFn):
             if metric is None:
                 metric = self._metrics[name] = Metrics.counter(self._metric_ns, name)
             metric.inc(n)
-        PROGRESS.add(task.namespace, state.entities, self.read.progress_seconds)
+        PROGRESS.add(task.unit.label, state.entities, self.read.progress_seconds)

@@ -1,5 +1,5 @@
-"""Counters rolled up as data: slice -> range -> namespace -> job, as Beam combiners over the
-plain ``Totals`` of ``pipeline.core.totals``."""
+"""Counters rolled up as data: slice -> range -> unit (a kind in a namespace) -> namespace ->
+job, as Beam combiners over the plain ``Totals`` of ``pipeline.core.totals``."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,7 @@ from pipeline.core.totals import Totals
 
 
 class TotalsFn(beam.CombineFn):
-    """SliceStats, NamespacePlanned or Totals -> their Totals: one level of the roll-up."""
+    """SliceStats, UnitPlanned or Totals -> their Totals: one level of the roll-up."""
 
     def __init__(self, cap: int):
         self.cap = cap
@@ -30,6 +30,45 @@ class TotalsFn(beam.CombineFn):
         return out
 
     def extract_output(self, acc: Totals) -> Totals:
+        return acc
+
+
+@dataclasses.dataclass
+class NamespaceDone:
+    """A namespace's units, completed: its totals (each kind's under ``kinds`` when the job
+    reads several) and where the sink put each kind's records."""
+
+    totals: Totals
+    outputs: dict  # kind -> output (a file, tables), when the sink has one
+
+
+class NamespaceTotalsFn(beam.CombineFn):
+    """(kind, Totals, output) of a namespace's completed units -> NamespaceDone."""
+
+    def __init__(self, cap: int, per_kind: bool):
+        self.cap, self.per_kind = cap, per_kind
+
+    def create_accumulator(self) -> NamespaceDone:
+        return NamespaceDone(Totals(), {})
+
+    def add_input(self, acc: NamespaceDone, item) -> NamespaceDone:
+        kind, totals, output = item
+        if self.per_kind:
+            acc.totals.add_kind(kind, totals, self.cap)
+        else:
+            acc.totals.add(totals, self.cap)
+        if output is not None:
+            acc.outputs[kind] = output
+        return acc
+
+    def merge_accumulators(self, accs) -> NamespaceDone:
+        out = self.create_accumulator()
+        for a in accs:
+            out.totals.add(a.totals, self.cap)
+            out.outputs.update(a.outputs)
+        return out
+
+    def extract_output(self, acc: NamespaceDone) -> NamespaceDone:
         return acc
 
 
@@ -55,22 +94,23 @@ class JobSummaryFn(beam.CombineFn):
 
 
 def by_range(stats):
-    """Slices of a range (and a namespace's plan record) share a key: (namespace, range id)."""
-    return (stats.namespace, getattr(stats, "range_id", "")), stats
+    """Slices of a range (and a unit's plan record, range id "") share a key: (namespace, kind,
+    range id)."""
+    return (stats.namespace, stats.kind, stats.range_id), stats
 
 
 def totals_with_output(kv):
-    """A namespace's totals joined with what its sink did (a ``NamespaceOutput``): the
-    sink's counters join the namespace's, its output is what ``namespace_completed`` gets."""
-    namespace, groups = kv
+    """A unit's totals joined with what its sink did (a ``NamespaceOutput``): the sink's
+    counters join the unit's, its output is what ``namespace_completed`` gets."""
+    unit_key, groups = kv
     for totals in groups["totals"]:
         outputs = list(groups["output"])
         out = outputs[0] if outputs else None
         if out is None:
-            yield namespace, (totals, None)
+            yield unit_key, (totals, None)
             continue
         if out.counters:
             totals = dataclasses.replace(totals, counters={**totals.counters, **out.counters})
-        yield namespace, (totals, out.output)
+        yield unit_key, (totals, out.output)
 
 

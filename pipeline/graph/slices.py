@@ -59,9 +59,10 @@ class SliceState:
 class KeyPositions:
     """A key range's rules: narrow queries, every entity claimed at its key."""
 
-    def __init__(self, c: datastore.Client, read: ReadConfig, namespace: str, tracker,
+    def __init__(self, c: datastore.Client, read: ReadConfig, namespace: str, kind: str, tracker,
                  density: Optional[SampleDensity] = None):
-        self.c, self.read, self.namespace, self.tracker = c, read, namespace, tracker
+        self.c, self.read, self.namespace, self.kind, self.tracker = (c, read, namespace, kind,
+                                                                      tracker)
         self.density = density if density is not None else SampleDensity()
         self.resume = None  # (key, inclusive): where the next query starts, once anything was read
         self.step = 0
@@ -69,7 +70,7 @@ class KeyPositions:
         self.query_range: Optional[KeyRange] = None
 
     def retrying(self) -> str:
-        return f"reading {self.read.query.kind} in namespace {namespace_label(self.namespace)}"
+        return f"reading {self.kind} in namespace {namespace_label(self.namespace)}"
 
     def what(self) -> str:
         return f"reading key range {self.query_range.describe()}"
@@ -86,7 +87,7 @@ class KeyPositions:
         self.end = query_end(rng, self.step)
         self.query_range = (rng if self.end is None
                             else dataclasses.replace(rng, end=self.end, end_inclusive=False))
-        q = key_range_query(self.c, self.read.query, self.namespace, self.query_range,
+        q = key_range_query(self.c, self.read.query, self.namespace, self.kind, self.query_range,
                             self.read.query.keys_only)
         return q, None
 
@@ -115,8 +116,9 @@ class ValuePositions:
     """A value range's rules: one fixed query resumed from a cursor; claims at the backend's
     sort position, entities handed over only by the range that owns them."""
 
-    def __init__(self, c: datastore.Client, read: ReadConfig, namespace: str, tracker):
-        self.c, self.read, self.namespace, self.tracker = c, read, namespace, tracker
+    def __init__(self, c: datastore.Client, read: ReadConfig, namespace: str, kind: str, tracker):
+        self.c, self.read, self.namespace, self.kind, self.tracker = (c, read, namespace, kind,
+                                                                      tracker)
         first: ValueRange = tracker.current_restriction()
         self.floor = first.start  # the last claimed position: skip anything at or before it
         # A cursor past entities that were skipped without a claim, when a query ran out on
@@ -125,7 +127,7 @@ class ValuePositions:
         self.rng: Optional[ValueRange] = None
 
     def retrying(self) -> str:
-        return (f"reading {self.read.query.kind} by {self.read.query.prop_range.prop} in "
+        return (f"reading {self.kind} by {self.read.query.prop_range.prop} in "
                 f"namespace {namespace_label(self.namespace)}")
 
     def what(self) -> str:
@@ -134,7 +136,8 @@ class ValuePositions:
     def next_query(self):
         self.rng = self.tracker.current_restriction()
         resume = self.skipped_to or (self.floor.cursor if self.floor is not None else None)
-        return value_range_query(self.c, self.read.query, self.namespace, self.rng), resume
+        return value_range_query(self.c, self.read.query, self.namespace, self.kind,
+                                 self.rng), resume
 
     def claim(self, entity: datastore.Entity, cursor) -> str:
         rng, order = self.rng, self.read.order
@@ -216,7 +219,7 @@ class _Slice:
             except gexc.GoogleAPICallError as e:
                 if retry.is_transient(e):
                     raise  # the retry runs the query again from the last claim
-                raise explain(e, self.read.query, pos.namespace, pos.what()) from None
+                raise explain(e, self.read.query, pos.namespace, pos.what(), pos.kind) from None
             if timed_out:
                 return
             # Fewer results than asked for: the query is exhausted. (The emulator says
@@ -233,15 +236,16 @@ class _Slice:
             pos.skip_to(it.next_page_token)
 
 
-def read_slice(c: datastore.Client, read: ReadConfig, namespace: str, tracker,
+def read_slice(c: datastore.Client, read: ReadConfig, namespace: str, kind: str, tracker,
                state: SliceState, density: Optional[SampleDensity] = None
                ) -> Iterator[datastore.Entity]:
-    """The entities of one slice of the tracker's range, in the backend's order, claimed one
-    by one (``density``: what this worker learnt of the namespace's sample gaps)."""
+    """The entities of one slice of the tracker's range (of ``kind`` in ``namespace``), in the
+    backend's order, claimed one by one (``density``: what this worker learnt of the unit's
+    sample gaps)."""
     if isinstance(tracker.current_restriction(), KeyRange):
-        positions: Positions = KeyPositions(c, read, namespace, tracker, density)
+        positions: Positions = KeyPositions(c, read, namespace, kind, tracker, density)
     else:
-        positions = ValuePositions(c, read, namespace, tracker)
+        positions = ValuePositions(c, read, namespace, kind, tracker)
     one = _Slice(read, state, positions)
 
     def retried(_err) -> None:

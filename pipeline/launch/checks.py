@@ -1,9 +1,10 @@
 """The checks made before anything is launched: fail fast, within seconds and before a long
 run, on what the user can fix (Datastore unreachable or no credentials, a namespace that does
-not exist, a kind without entities, a missing index)."""
+not exist, a kind without entities, a missing index: every kind that lacks one)."""
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 from google.api_core import exceptions as gexc
 
@@ -13,17 +14,23 @@ from pipeline.core.namespaces import require_namespaces
 from pipeline.core.retry import LAUNCH_RETRY
 from pipeline.datastore import retry
 from pipeline.datastore.client import EMULATOR_ENV, client, fetch
-from pipeline.datastore.errors import explain
+from pipeline.datastore.errors import explain, missing_indexes
 from pipeline.datastore.metadata import list_kinds, list_namespaces
 from pipeline.datastore.queries import key_range_query, value_query
-from pipeline.errors import UsageError
+from pipeline.errors import QueryError, UsageError
 
 log = logging.getLogger(__name__)
 
 
+#: For ALL_KINDS, the launch lists the kinds of at most this many namespaces (to find entities
+#: and each kind's first namespace for the query probe).
+KIND_LISTING_NAMESPACES = 50
+
+
 def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[str]:
-    """Listed namespaces exist, the kind has entities, and the queries the run will make are
-    accepted (indexes). Returns the namespaces."""
+    """Listed namespaces exist, every listed kind has entities in some namespace read (any kind,
+    for ALL_KINDS), and the queries the run will make are accepted (indexes, each kind's).
+    Returns the namespaces."""
     read = run.read
     c = client(read.target)
     rq = read.query
@@ -36,32 +43,72 @@ def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[
         namespaces = list(rq.namespaces)
     else:
         namespaces = existing
-    resumed = {r.namespace for r in run.output.resumed}
-    to_read = [ns for ns in namespaces if ns not in resumed]
-    if resumed and not to_read:
-        return namespaces  # a resumed run with nothing left to read: nothing to check
-    found = None
-    for ns in to_read:
-        q = c.query(kind=rq.kind, namespace=ns or None)
-        q.keys_only()
-        if _launch_call(run, lambda: list(fetch(q, LAUNCH_RETRY, limit=1,
-                                                read_time=read.read_time)),
-                        f"looking for {rq.kind} entities", ns):
-            found = ns
-            break
-    if found is None:
-        if allow_empty_kind:
-            log.warning("kind %s has no entities in the selected namespaces", rq.kind)
-            return namespaces
-        kinds = sorted({k for ns in to_read[:5]
-                        for k in _launch_call(run, lambda: list_kinds(c, ns, LAUNCH_RETRY),
-                                              "listing kinds", ns)})
+    resumed = {(r.namespace, r.kind) for r in run.output.resumed}
+    if rq.kinds is not None:
+        found = _find_listed_kinds(c, run, namespaces, resumed)
+        if found is None:
+            return namespaces  # a resumed run with nothing left to read: nothing to check
+        missing = [k for k in rq.kinds if k not in found]
+    else:
+        found = _find_any_kinds(c, run, namespaces)
+        missing = [] if found else ["*"]
+    if missing:
         where = "the selected namespaces" if rq.namespaces is not None else "any namespace"
-        raise UsageError(
-            f"kind {rq.kind!r} has no entities in {where}; kinds found: "
-            f"{', '.join(kinds) or '(none)'} (pass --allow_empty_kind=true to run anyway)")
-    _probe_query(c, run, found)
+        if allow_empty_kind:
+            log.warning("%s: no entities in %s", _kinds_label(missing), where)
+        else:
+            sample = namespaces[:5]
+            kinds = sorted({k for ns in sample
+                            for k in _launch_call(run, lambda: list_kinds(c, ns, LAUNCH_RETRY),
+                                                  "listing kinds", ns)})
+            raise UsageError(
+                f"{_kinds_label(missing)} {'has' if len(missing) == 1 else 'have'} no entities "
+                f"in {where}; kinds found: {', '.join(kinds) or '(none)'} (pass "
+                "--allow_empty_kind=true to run anyway)")
+        if not found:
+            return namespaces
+    _probe_queries(c, run, found)
     return namespaces
+
+
+def _kinds_label(kinds: list) -> str:
+    if kinds == ["*"]:
+        return "no kind (kind=*)"
+    if len(kinds) == 1:
+        return f"kind {kinds[0]!r}"
+    return "kinds " + ", ".join(repr(k) for k in kinds)
+
+
+def _find_listed_kinds(c, run: RunConfig, namespaces: list, resumed: set):
+    """kind -> the first namespace (not resumed) holding one of its entities; None when every
+    unit was completed by the run resumed."""
+    read = run.read
+    found: dict = {}
+    todo = False
+    for kind in read.query.kinds:
+        for ns in namespaces:
+            if (ns, kind) in resumed:
+                continue
+            todo = True
+            q = c.query(kind=kind, namespace=ns or None)
+            q.keys_only()
+            if _launch_call(run, lambda: list(fetch(q, LAUNCH_RETRY, limit=1,
+                                                    read_time=read.read_time)),
+                            f"looking for {kind} entities", ns, kind):
+                found[kind] = ns
+                break
+    return found if todo or not resumed else None
+
+
+def _find_any_kinds(c, run: RunConfig, namespaces: list) -> dict:
+    """kind -> its first namespace, from the ``__kind__`` listings of up to
+    ``KIND_LISTING_NAMESPACES`` namespaces."""
+    found: dict = {}
+    for ns in namespaces[:KIND_LISTING_NAMESPACES]:
+        for kind in _launch_call(run, lambda: list_kinds(c, ns, LAUNCH_RETRY, run.read.read_time),
+                                 "listing kinds", ns):
+            found.setdefault(kind, ns)
+    return found
 
 
 def _unreachable_hint(target: DatastoreTarget) -> str:
@@ -74,7 +121,7 @@ def _unreachable_hint(target: DatastoreTarget) -> str:
             "login`")
 
 
-def _launch_call(run: RunConfig, fn, what: str, namespace: str):
+def _launch_call(run: RunConfig, fn, what: str, namespace: str, kind: Optional[str] = None):
     """A launch check's call: retried for the launch's short deadline; an unreachable
     Datastore (or one that refuses the credentials) is one line within seconds."""
     read = run.read
@@ -86,7 +133,7 @@ def _launch_call(run: RunConfig, fn, what: str, namespace: str):
                          f"{LAUNCH_RETRY.deadline:.0f} s before reading anything): {e}; "
                          f"{_unreachable_hint(target)}") from None
     except gexc.GoogleAPICallError as e:
-        raise explain(e, read.query, namespace, what) from None
+        raise explain(e, read.query, namespace, what, kind) from None
 
 
 def reachable_namespaces(c, run: RunConfig) -> list[str]:
@@ -95,15 +142,35 @@ def reachable_namespaces(c, run: RunConfig) -> list[str]:
                         "listing namespaces", "")
 
 
-def _probe_query(c, run: RunConfig, namespace: str) -> None:
-    """Run the read query's exact shape once (limit 1): a missing index shows here."""
+def _probe_queries(c, run: RunConfig, found: dict) -> None:
+    """Run the read query's exact shape once (limit 1) per kind, in a namespace that holds it:
+    a missing index shows here, for every kind that lacks one at once. Without filters, an
+    ancestor or a value range the built-in indexes serve every kind, so one probe is enough."""
+    rq = run.read.query
+    narrow = bool(rq.equalities or rq.ancestor or rq.prop_range)
+    items = sorted(found.items()) if narrow else sorted(found.items())[:1]
+    lacking = []
+    for kind, ns in items:
+        try:
+            _probe_query(c, run, ns, kind)
+        except QueryError as e:
+            if "composite index" not in str(e):
+                raise
+            lacking.append((kind, ns, e))
+    if len(lacking) == 1:
+        raise lacking[0][2]
+    if lacking:
+        raise missing_indexes(rq, [kind for kind, _, _ in lacking])
+
+
+def _probe_query(c, run: RunConfig, namespace: str, kind: str) -> None:
     read = run.read
     rq = read.query
     if rq.prop_range is None:
-        q = key_range_query(c, rq, namespace, KeyRange(order=read.order), rq.keys_only)
+        q = key_range_query(c, rq, namespace, kind, KeyRange(order=read.order), rq.keys_only)
     else:
         r = rq.prop_range
-        q = value_query(c, rq, namespace, r.prop, r.lo, r.lo_inclusive, r.hi, r.hi_inclusive,
-                        order=(r.prop, "__key__"))
+        q = value_query(c, rq, namespace, kind, r.prop, r.lo, r.lo_inclusive, r.hi,
+                        r.hi_inclusive, order=(r.prop, "__key__"))
     _launch_call(run, lambda: list(fetch(q, LAUNCH_RETRY, limit=1, read_time=read.read_time)),
-                 "the read query", namespace)
+                 "the read query", namespace, kind)

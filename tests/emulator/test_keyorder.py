@@ -15,7 +15,7 @@ from google.cloud.datastore.query import PropertyFilter
 
 from pipeline.core.keyorder import StringOrder, path_from_flat, sort_key
 from pipeline.datastore.client import client
-from pipeline.datastore.sampling import split_namespace
+from pipeline.datastore.sampling import split_unit
 from tests.support import TEST_PROJECT
 from tests.support.configs import run_config
 from tests.support.runs import IN_PROCESS, key_tuple, run_mapper
@@ -113,7 +113,7 @@ def test_export_keys_exactly_once_with_tricky_split_points(emulator, tmp_path, s
     # The split points the run will use (the emulator's scatter sample is stable):
     # with one sample per range nearly every sampled key is a split point.
     read = run_config("export_keys", *args).read
-    ranges, samples = split_namespace(client(read.target), read, "")
+    ranges, samples = split_unit(client(read.target), read, "", KIND)
     assert len(ranges) == min(shards, samples) and len(ranges) > 1
     cuts = [r.start[-1][1] for r in ranges[1:]]
     if shards == 64:

@@ -12,7 +12,7 @@ from google.cloud import datastore
 
 from devtools.seed import NamespaceSpec, seed_dataset
 from pipeline.core.narrowing import SampleDensity
-from pipeline.datastore.sampling import split_namespace
+from pipeline.datastore.sampling import split_unit
 from pipeline.graph.slices import SliceState, read_slice
 from pipeline.graph.trackers import KeyRangeTracker
 from tests.support import TEST_PROJECT
@@ -38,7 +38,7 @@ def _read_all(c, read, namespace, ranges, r: random.Random, split_odds: float):
         state = SliceState()
         slices += 1
         assert slices < 5000
-        for entity in read_slice(c, read, namespace, tracker, state, density):
+        for entity in read_slice(c, read, namespace, "Item", tracker, state, density):
             seen.append(entity.key.flat_path)
             x = r.random()
             split = (tracker.try_split(0) if x < split_odds / 3 else
@@ -68,7 +68,7 @@ def test_narrow_queries_read_every_entity_once(emulator, slice_entities, query_e
     r = random.Random(slice_entities * 7 + query_entities)
     for ns in ("", "acme"):
         expected = set(seeded[ns])
-        ranges, n_samples = split_namespace(c, read, ns)
+        ranges, n_samples = split_unit(c, read, ns, "Item")
         assert n_samples > 16 and len(ranges) > 1
         if delete_samples:
             gone = [s for rng in ranges for s in rng.samples][::3]

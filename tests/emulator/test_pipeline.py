@@ -33,7 +33,7 @@ from pipeline.core.keyorder import StringOrder, path_from_flat, sort_key
 from pipeline.core.splitting import range_count
 from pipeline.datastore.client import client
 from pipeline.datastore.queries import key_range_query
-from pipeline.datastore.sampling import split_namespace
+from pipeline.datastore.sampling import split_unit
 from tests.support import TEST_PROJECT
 from tests.support.configs import run_config
 from tests.support.runs import IN_PROCESS, TWO_WORKERS, key_tuple, run_mapper
@@ -300,7 +300,7 @@ def test_split_namespace_cuts_contiguous_increasing_ranges(dataset):
     read, c = probe_read("export_keys", "--shards", "8")
     assert read.order is StringOrder.UTF16  # the emulator's key order, chosen automatically
     for ns, want_ranges in (("acme", 8), ("", 8), ("small", 1), ("tiny", 1), (EMPTY_NS, 1)):
-        ranges, samples = split_namespace(c, read, ns)
+        ranges, samples = split_unit(c, read, ns, "Item")
         assert len(ranges) == want_ranges, (ns, samples, [r.describe() for r in ranges])
         assert samples <= 8 * 32
         assert ranges[0].start is None and ranges[-1].end is None
@@ -315,7 +315,7 @@ def test_split_namespace_cuts_contiguous_increasing_ranges(dataset):
         # Each range's own key-range query: every seeded key falls in exactly one range.
         seen: Counter = Counter()
         for r in ranges:
-            q = key_range_query(c, read.query, ns, r, keys_only=True)
+            q = key_range_query(c, read.query, ns, "Item", r, keys_only=True)
             for e in q.fetch():
                 assert r.contains(path_from_flat(e.key.flat_path)), (r.describe(), e.key)
                 seen[e.key.flat_path] += 1
@@ -426,7 +426,7 @@ def test_open_bound_is_found(dataset, tmp_path, bound):
             "--oversampling", "8"]
     read, c = probe_read("test_range_probe", *args)
     times = [v for v in dataset.events[""].values() if in_range(v, lo, hi)]
-    ranges, _ = split_namespace(c, read, "")
+    ranges, _ = split_unit(c, read, "", "Event")
     assert ranges, "no ranges: the open bound was not found"
     if bound == "ge":
         assert ranges[0].query_lo == DAY and ranges[0].lo_inclusive

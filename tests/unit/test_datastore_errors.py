@@ -9,7 +9,7 @@ from pipeline.errors import MapperError, QueryError
 
 
 def _rq(**kw):
-    base = dict(kind="Order", namespaces=None, equalities=(("status", "open"), ("region", "eu")),
+    base = dict(kinds=("Order",), namespaces=None, equalities=(("status", "open"), ("region", "eu")),
                 prop_range=PropertyRange("created", lo=1), ancestor=None, keys_only=True)
     base.update(kw)
     return ResolvedQuery(**base)
@@ -37,7 +37,7 @@ def test_explain_missing_index_with_ancestor_and_without_range():
 
 
 def test_index_yaml_orders_equalities_then_range():
-    y = index_yaml(_rq(), "created")
+    y = index_yaml(_rq(), "created", "Order")
     lines = y.splitlines()
     names = [line.split("name: ")[1] for line in lines if "name:" in line]
     assert names == ["status", "region", "created"]

@@ -20,7 +20,7 @@ UTC = dt.timezone.utc
 def test_resolve_equalities_and_a_range():
     rq = resolve(Query(kind="Item", filters=[("status", "=", "open"), ("size", ">", 5),
                                              ("owner", "==", "ann"), ("size", "<=", 50)]))
-    assert rq.kind == "Item"
+    assert rq.kinds == ("Item",) and not rq.per_kind
     assert rq.equalities == (("status", "open"), ("owner", "ann"))
     assert rq.prop_range == PropertyRange(prop="size", lo=5, lo_inclusive=False, hi=50,
                                           hi_inclusive=True)

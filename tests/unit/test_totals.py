@@ -8,7 +8,7 @@ import pytest
 from pipeline.api.job import Counters
 from pipeline.core.counters import OVERFLOW_COUNTER, merge_counters
 from pipeline.core.summary import build_summary, format_summary, to_json_text
-from pipeline.core.totals import NamespacePlanned, SliceStats, Totals
+from pipeline.core.totals import UnitPlanned, SliceStats, Totals
 from pipeline.graph.rollup import TotalsFn
 
 UTC = dt.timezone.utc
@@ -63,7 +63,7 @@ def test_totals_fn_sums_slices_and_range_entities():
     acc1 = fn.create_accumulator()
     for s in [_slice("a", "a#0", 5, {"x": 1}, records=2, queries=1, seconds=0.5),
               _slice("a", "a#0", 7, {"x": 2, "y": 1}, worker="w2", queries=2, retries=1),
-              NamespacePlanned("a", ranges=2, samples=40)]:
+              UnitPlanned("a", ranges=2, samples=40)]:
         acc1 = fn.add_input(acc1, s)
     acc2 = fn.add_input(fn.create_accumulator(), _slice("a", "a#1", 3, {"y": 4}, records=1))
     out = fn.extract_output(fn.merge_accumulators([acc1, acc2]))

@@ -16,7 +16,7 @@ from pipeline.core.retry import LAUNCH_RETRY
 from pipeline.datastore.client import client as datastore_client
 from pipeline.datastore.client import fetch
 from pipeline.datastore.errors import explain
-from pipeline.datastore.metadata import list_namespaces
+from pipeline.datastore.metadata import kinds_of, list_namespaces
 from pipeline.datastore.queries import base_query
 from pipeline.errors import JobFailed, MapperError, UsageError
 from pipeline.sinks.bigquery import service
@@ -63,34 +63,53 @@ def settings_from_options(run: RunConfig, options: Any) -> Optional[BigQuerySett
         retry=STREAMING_RETRY.with_deadline(options.bigquery_deadline))
 
 
-def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None) -> list:
-    """Up to ``n`` entities of the query, as typed rows, spread over up to 50 namespaces."""
+def _spread(namespaces: list, n: int) -> list:
+    if len(namespaces) <= n:
+        return namespaces
+    step = len(namespaces) / n
+    return [namespaces[int(i * step)] for i in range(n)]
+
+
+def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None) -> dict:
+    """kind -> up to ``n`` of its entities, as typed rows, spread over up to 50 of the run's
+    namespaces. Costs one query per (namespace, kind) sampled (plus one ``__kind__`` listing
+    per namespace for ALL_KINDS); a kind stops being sampled once it has ``n`` rows."""
     read = run.read
     c = datastore_client(read.target)
     if namespaces is None:
         namespaces = (list(read.query.namespaces) if read.query.namespaces is not None
                       else list_namespaces(c, LAUNCH_RETRY, read.read_time))
-    if len(namespaces) > SAMPLE_NAMESPACES:
-        step = len(namespaces) / SAMPLE_NAMESPACES
-        namespaces = [namespaces[int(i * step)] for i in range(SAMPLE_NAMESPACES)]
-    rows: list = []
-    per = max(1, -(-n // max(1, len(namespaces))))
+    namespaces = _spread(list(namespaces), SAMPLE_NAMESPACES)
+    where: dict = {}  # kind -> the sampled namespaces that may hold it
     for ns in namespaces:
-        q = base_query(c, read.query, ns, keys_only=False)
         try:
-            got = list(fetch(q, LAUNCH_RETRY, limit=min(per, n - len(rows)),
-                             read_time=read.read_time))
+            kinds = kinds_of(c, read.query.kinds, ns, LAUNCH_RETRY, read.read_time)
         except gexc.GoogleAPICallError as e:
-            raise explain(e, read.query, ns, "sampling entities for the BigQuery schema") from None
-        rows.extend(typed_row(e) for e in got)
-        if len(rows) >= n:
-            break
+            raise explain(e, read.query, ns, "listing kinds for the BigQuery schema") from None
+        for kind in kinds:
+            where.setdefault(kind, []).append(ns)
+    rows: dict = {}
+    for kind, kind_namespaces in where.items():
+        got: list = []
+        per = max(1, -(-n // len(kind_namespaces)))
+        for ns in kind_namespaces:
+            q = base_query(c, read.query, ns, kind, keys_only=False)
+            try:
+                found = list(fetch(q, LAUNCH_RETRY, limit=min(per, n - len(got)),
+                                   read_time=read.read_time))
+            except gexc.GoogleAPICallError as e:
+                raise explain(e, read.query, ns, "sampling entities for the BigQuery schema",
+                              kind) from None
+            got.extend(typed_row(e) for e in found)
+            if len(got) >= n:
+                break
+        rows[kind] = got
     return rows
 
 
 def _schema(run: RunConfig, sample_size: int, namespaces: Optional[list]) -> tuple:
-    """(schema fields, the export's columns or None): declared by the job, or made from a
-    sample of the kind for a job yielding typed rows."""
+    """(schema fields, kind -> the export's columns, or None): declared by the job (one schema
+    for every table), or made from a sample of each kind for a job yielding typed rows."""
     job = run.job
     try:
         declared = job.spec.bigquery_schema(job.params)
@@ -104,11 +123,25 @@ def _schema(run: RunConfig, sample_size: int, namespaces: Optional[list]) -> tup
     if not job.spec.typed_rows:
         raise UsageError(f"job {job.name}: bigquery_schema() returned no schema; return the "
                          "table's fields (BigQuery's JSON schema)")
-    rows = sample_typed_rows(run, sample_size, namespaces)
-    columns = columns_from_rows(rows)
-    log.info("BigQuery schema made from %d sampled entities: %d columns", len(rows),
-             len(columns["schema"]))
-    return columns["schema"], columns
+    by_kind = sample_typed_rows(run, sample_size, namespaces)
+    columns = {kind: columns_from_rows(rows) for kind, rows in by_kind.items()}
+    for kind, rows in sorted(by_kind.items()):
+        log.info("BigQuery schema of %s made from %d sampled entities: %d columns", kind,
+                 len(rows), len(columns[kind]["schema"]))
+    schema = (columns[run.read.query.kinds[0]]["schema"]
+              if run.read.query.kinds and len(run.read.query.kinds) == 1
+              and run.read.query.kinds[0] in columns else [])
+    return schema, columns
+
+
+def _units(run: RunConfig, namespaces: list) -> list:
+    """(namespace, kind) of every unit known at launch (kinds listed for ALL_KINDS)."""
+    read = run.read
+    if read.query.kinds is not None:
+        return [(ns, kind) for ns in namespaces for kind in read.query.kinds]
+    c = datastore_client(read.target)
+    return [(ns, kind) for ns in namespaces
+            for kind in kinds_of(c, None, ns, LAUNCH_RETRY, read.read_time)]
 
 
 def prepare(run: RunConfig, options: Any,
@@ -119,25 +152,34 @@ def prepare(run: RunConfig, options: Any,
     settings = settings_from_options(run, options)
     if settings is None:
         return None
+    spec = settings.table
+    rq = run.read.query
+    job = run.job.spec
+    if rq.per_kind and job.typed_rows and not spec.by_kind and not job.defines("bigquery_table"):
+        raise UsageError(
+            f"--bigquery_table {options.bigquery_table}: the job streams whole entities of "
+            f"{rq.kinds_text()}, whose columns differ from kind to kind, so each kind needs a "
+            f"table of its own: put {{kind}} in the table name (e.g. "
+            f"{spec.dataset}.{spec.table}_{{kind}})")
     schema, columns = _schema(run, options.bigquery_schema_sample, namespaces)
-    if not schema:
+    if not schema and not columns:
         raise UsageError(f"job {run.job.name}: its BigQuery schema has no fields")
     settings = dataclasses.replace(settings, schema=tuple(schema), columns=columns)
-    spec = settings.table
-    if spec.templated:  # a namespace's table name within BigQuery's limit, before any change
-        for ns in namespaces or []:
-            try:
-                check_table_name(spec, ns)
-            except ValueError as e:
-                raise UsageError(f"--bigquery_table: {e}") from None
+    units = _units(run, namespaces or []) if spec.templated else []
+    for ns, kind in units:  # each unit's table name within BigQuery's limit, before any change
+        try:
+            check_table_name(spec, ns, kind)
+        except ValueError as e:
+            raise UsageError(f"--bigquery_table: {e}") from None
     try:
         c = service.client(run.read.target.project, settings.emulator_host)
-        if not spec.templated:
-            service.ensure_table(c, settings, spec, LAUNCH_DEADLINE)
+        if not spec.templated and not (columns and rq.per_kind):
+            fields = settings.schema_for(rq.kinds[0]) if columns else None
+            service.ensure_table(c, settings, spec, LAUNCH_DEADLINE, fields)
             tables = [spec]
         else:
             service.ensure_dataset(c, settings, spec, LAUNCH_DEADLINE)
-            tables = [spec.for_namespace(ns) for ns in (namespaces or [])]
+            tables = sorted({spec.for_unit(ns, kind) for ns, kind in units}, key=str)
         if settings.disposition == "empty":
             full = [str(t) for t in tables
                     if not service.table_is_empty(c, settings, t, LAUNCH_DEADLINE)]

@@ -43,9 +43,10 @@ def retry(policy: RetryPolicy, deadline: Optional[float] = None):
 
 
 def ensure_table(c: bigquery.Client, settings: BigQuerySettings, spec: TableSpec,
-                 deadline: float) -> None:
-    """The table exists (created with the job's schema when missing and allowed), and has every
-    column of that schema."""
+                 deadline: float, fields: Optional[tuple] = None) -> None:
+    """The table exists (created with ``fields``, the job's schema by default, when missing and
+    allowed), and has every column of that schema."""
+    fields = settings.schema if fields is None else fields
     r, timeout = retry(settings.retry, deadline), min(30.0, deadline)
     try:
         table = c.get_table(str(spec), retry=r, timeout=timeout)
@@ -55,13 +56,13 @@ def ensure_table(c: bigquery.Client, settings: BigQuerySettings, spec: TableSpec
                              "create it or allow creating it") from None
         c.create_dataset(bigquery.Dataset(spec.dataset_id), exists_ok=True, retry=r,
                          timeout=timeout)
-        schema = [bigquery.SchemaField.from_api_repr(f) for f in settings.schema]
+        schema = [bigquery.SchemaField.from_api_repr(f) for f in fields]
         c.create_table(bigquery.Table(str(spec), schema=schema), exists_ok=True, retry=r,
                        timeout=timeout)
         log.info("created BigQuery table %s", spec)
         return
     have = {f.name.lower() for f in table.schema}
-    missing = [f["name"] for f in settings.schema if f["name"].lower() not in have]
+    missing = [f["name"] for f in fields if f["name"].lower() not in have]
     if missing:
         raise UsageError(f"BigQuery table {spec} lacks the column(s) {', '.join(missing)} of the "
                          "job's schema: add them, or write to another table")

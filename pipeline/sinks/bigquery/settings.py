@@ -5,6 +5,7 @@ import dataclasses
 from typing import Optional
 
 from pipeline.core.retry import RetryPolicy
+from pipeline.sinks.bigquery.export_schema import columns_from_rows
 from pipeline.sinks.bigquery.streaming_rows import MAX_BATCH_BYTES, MAX_BATCH_ROWS
 from pipeline.sinks.bigquery.tables import TableSpec
 
@@ -16,8 +17,11 @@ STREAMING_RETRY = RetryPolicy(initial=0.5, maximum=10.0, deadline=120.0)
 class BigQuerySettings:
     """The table (``{namespace}`` allowed), its schema, and how to write to it.
 
-    ``columns``: for typed rows streamed with a schema made at launch, the export's columns
-    (``export_schema.columns_from_rows``), by which each row is fitted to that schema.
+    ``schema``: the job's declared schema, the same for every table.
+    ``columns``: for typed rows streamed with a schema made at launch, kind -> the export's
+    columns of that kind (``export_schema.columns_from_rows``), by which each row is fitted to
+    its kind's schema; a kind the launch's sample did not see gets the key column only (its
+    properties are counted as unmapped).
     ``retry``: transient errors are retried for ``retry.deadline`` seconds (--bigquery_deadline).
     """
 
@@ -32,6 +36,18 @@ class BigQuerySettings:
     retry: RetryPolicy = STREAMING_RETRY
     batch_rows: int = MAX_BATCH_ROWS
     batch_bytes: int = MAX_BATCH_BYTES
+
+    def columns_for(self, kind: str) -> dict:
+        found = (self.columns or {}).get(kind)
+        if found is None:
+            found = columns_from_rows([])
+        return found
+
+    def schema_for(self, kind: str) -> tuple:
+        """The fields of ``kind``'s table."""
+        if self.columns is None:
+            return self.schema
+        return tuple(self.columns_for(kind)["schema"])
 
     @property
     def where(self) -> str:

@@ -58,8 +58,9 @@ REJECTED_COUNTER = "bigquery_rejected"
 
 
 class InsertRowsFn(beam.DoFn):
-    """(namespace, (insert id, record)) -> per-bundle counts (namespace, {table: [rows, rejected]})
-    as the main output, and rejected rows with BigQuery's errors on the ``dead`` output."""
+    """(Unit, (insert id, record)) -> per-bundle counts ((namespace, kind), {table: [rows,
+    rejected, unmapped]}) as the main output, and rejected rows with BigQuery's errors on the
+    ``dead`` output. Each unit's rows go to its table (``{namespace}`` and ``{kind}`` filled)."""
 
     def __init__(self, settings: BigQuerySettings, job: JobConfig, project: str):
         self.settings, self.job, self.project = settings, job, project
@@ -67,7 +68,7 @@ class InsertRowsFn(beam.DoFn):
     def setup(self):
         self._client = client(self.project, self.settings.emulator_host)
         self._spec_of: dict = {}  # table name -> TableSpec, for the tables checked or created
-        self._tables: dict = {}  # (namespace, the job's choice) -> (TableSpec, table name)
+        self._tables: dict = {}  # (namespace, kind, the job's choice) -> (TableSpec, name)
         spec = self.job.spec
         self._pick = spec.bigquery_table if spec.defines("bigquery_table") else None
         metrics = self.job.metrics_namespace
@@ -76,24 +77,25 @@ class InsertRowsFn(beam.DoFn):
         self._unmapped_metric = Metrics.counter(metrics, UNMAPPED_COUNTER)
 
     def start_bundle(self):
-        self._buffers: dict = {}  # table -> [(size, (id, row, namespace))]
+        self._buffers: dict = {}  # table -> [(size, (id, row, (namespace, kind)))]
         self._sizes: dict = {}
-        self._counts: dict = {}  # (namespace, table) -> [rows, rejected, unmapped properties]
+        self._counts: dict = {}  # ((namespace, kind), table) -> [rows, rejected, unmapped]
 
     def process(self, element):
-        namespace, (row_id, record) = element
-        spec, key = self._table_for(namespace, record)
-        row, unmapped = self._row(namespace, record)
+        unit, (row_id, record) = element
+        where = (unit.namespace, unit.kind)
+        spec, key = self._table_for(unit.namespace, unit.kind, record)
+        row, unmapped = self._row(unit.kind, record)
         if unmapped:
-            self._count(namespace, key, 0, 0, unmapped)
+            self._count(where, key, 0, 0, unmapped)
         size = row_bytes(row_id, row)
         if size > MAX_ROW_BYTES:
-            yield from self._dead([(row_id, row, namespace)], key, [[{
+            yield from self._dead([(row_id, row, where)], key, [[{
                 "reason": "tooLarge", "message": f"row of about {size} bytes; BigQuery streaming "
                 f"accepts rows up to 10 MB"}]])
             return
         buf = self._buffers.setdefault(key, [])
-        buf.append((size, (row_id, row, namespace)))
+        buf.append((size, (row_id, row, where)))
         self._sizes[key] = self._sizes.get(key, 0) + size
         if len(buf) >= self.settings.batch_rows or self._sizes[key] >= self.settings.batch_bytes:
             yield from self._flush(spec)
@@ -102,38 +104,38 @@ class InsertRowsFn(beam.DoFn):
         for key in list(self._buffers):
             for out in self._flush(self._spec_of[key]):
                 yield _windowed(out)
-        for (namespace, table), counts in self._counts.items():
-            yield GlobalWindows.windowed_value((namespace, {table: counts}))
+        for (where, table), counts in self._counts.items():
+            yield GlobalWindows.windowed_value((where, {table: counts}))
 
     # --- helpers ---
 
-    def _table_for(self, namespace: str, record) -> tuple:
-        """(table, its name): resolved, and checked or created, once per namespace and choice."""
+    def _table_for(self, namespace: str, kind: str, record) -> tuple:
+        """(table, its name): resolved, and checked or created, once per unit and choice."""
         chosen = self._pick(namespace, record) if self._pick is not None else None
-        found = self._tables.get((namespace, chosen))
+        found = self._tables.get((namespace, kind, chosen))
         if found is not None:
             return found
-        spec = (_resolve_choice(chosen, self.settings.table, namespace) if chosen is not None
-                else self.settings.table.for_namespace(namespace))
+        spec = (_resolve_choice(chosen, self.settings.table, namespace, kind)
+                if chosen is not None else self.settings.table.for_unit(namespace, kind))
         key = str(spec)
         if key not in self._spec_of:
-            ensure_table(self._client, self.settings, spec, self.settings.retry.deadline)
+            ensure_table(self._client, self.settings, spec, self.settings.retry.deadline,
+                         self.settings.schema_for(kind))
             self._spec_of[key] = spec
-        found = self._tables[(namespace, chosen)] = (spec, key)
+        found = self._tables[(namespace, kind, chosen)] = (spec, key)
         return found
 
-    def _row(self, namespace: str, record) -> tuple:
-        columns = self.settings.columns
-        if columns is not None:  # typed rows of the export conversion
-            row, unmapped = encode_fitting(record, columns)
+    def _row(self, kind: str, record) -> tuple:
+        if self.settings.columns is not None:  # typed rows of the export conversion
+            row, unmapped = encode_fitting(record, self.settings.columns_for(kind))
             if unmapped:
                 self._unmapped_metric.inc(unmapped)
             return row, unmapped
         return record, 0  # made ready by streamable_row, in the reading step
 
-    def _count(self, namespace: str, table: str, rows: int, rejected: int,
+    def _count(self, where: tuple, table: str, rows: int, rejected: int,
                unmapped: int = 0) -> None:
-        c = self._counts.setdefault((namespace, table), [0, 0, 0])
+        c = self._counts.setdefault((where, table), [0, 0, 0])
         c[0] += rows
         c[1] += rejected
         c[2] += unmapped
@@ -196,11 +198,11 @@ class InsertRowsFn(beam.DoFn):
                 time.sleep(next(sleeps))
 
     def _dead(self, items: list, table: str, errors: list):
-        for (row_id, row, namespace), errs in zip(items, errors):
-            self._count(namespace, table, 0, 1)
+        for (row_id, row, where), errs in zip(items, errors):
+            self._count(where, table, 0, 1)
             self._rejected_metric.inc()
             yield beam.pvalue.TaggedOutput(DEAD, deadletters.bigquery_rejection(
-                self.job.name, namespace, table, row_id, errs, row))
+                self.job.name, where[0], table, row_id, errs, row, kind=where[1]))
 
 
 def _windowed(out):
@@ -209,16 +211,17 @@ def _windowed(out):
     return GlobalWindows.windowed_value(out)
 
 
-def _resolve_choice(chosen: Any, default: TableSpec, namespace: str) -> TableSpec:
+def _resolve_choice(chosen: Any, default: TableSpec, namespace: str, kind: str) -> TableSpec:
     """A job's ``bigquery_table(namespace, record)`` answer: a TableSpec, ``TABLE`` (in the
-    default dataset) or ``DATASET.TABLE`` / ``PROJECT.DATASET.TABLE`` / ``PROJECT:DATASET.TABLE``."""
+    default dataset) or ``DATASET.TABLE`` / ``PROJECT.DATASET.TABLE`` / ``PROJECT:DATASET.TABLE``;
+    ``{namespace}`` and ``{kind}`` in it are filled."""
     if isinstance(chosen, TableSpec):
-        return chosen.for_namespace(namespace)
+        return chosen.for_unit(namespace, kind)
     text = str(chosen)
     if "." not in text and ":" not in text:
         text = f"{default.dataset}.{text}"
     try:
-        return parse_table(text, default.project).for_namespace(namespace)
+        return parse_table(text, default.project).for_unit(namespace, kind)
     except ValueError as e:
         raise JobFailed(f"bigquery_table() returned {chosen!r}: {e}") from None
 
@@ -234,8 +237,9 @@ def _sum_counts(dicts):
 
 
 def streamed_output(tables: dict) -> NamespaceOutput:
-    """What a namespace's rows did (table -> [rows, rejected, unmapped properties]): the tables
-    its ``namespace_completed`` gets as ``output``, and the counters added to its totals."""
+    """What a unit's rows did (table -> [rows, rejected, unmapped properties]): the tables its
+    namespace's ``namespace_completed`` gets as ``output``, and the counters added to its
+    totals."""
     counters = {ROWS_COUNTER: sum(c[0] for c in tables.values()),
                 REJECTED_COUNTER: sum(c[1] for c in tables.values())}
     unmapped = sum(c[2] for c in tables.values())
@@ -262,12 +266,12 @@ def streamable_row(record: Any) -> dict:
 
 
 class StreamToBigQuery(beam.PTransform):
-    """(records, namespaces) -> (namespace, NamespaceOutput), once that namespace's rows are
+    """(records, units) -> ((namespace, kind), NamespaceOutput), once that unit's rows are
     all sent; rejected rows are written as dead letters into ``parts`` (the run's dead-letter
     parts, composed at the end; ``dead_letters`` attribute: the PCollection of written file
     names, for a step that must wait for it).
 
-    The records arrive as (namespace, (insert id, row)): build the mapper with
+    The records arrive as (Unit, (insert id, row)): build the mapper with
     ``record_id=StreamToBigQuery.record_id`` and ``encode=stream.encode``."""
 
     record_id = staticmethod(insert_id)
@@ -283,7 +287,7 @@ class StreamToBigQuery(beam.PTransform):
         return streamable_row if self.settings.columns is None else None
 
     def expand(self, pvalue):
-        records, namespaces = pvalue
+        records, units = pvalue
         s = self.settings
         inserted = records | "InsertRows" >> beam.ParDo(
             InsertRowsFn(s, self.job, self.project)).with_outputs(DEAD, main="counts")
@@ -293,9 +297,9 @@ class StreamToBigQuery(beam.PTransform):
                                                                 sort_keys=True))
             | "WriteDeadLetters" >> beam.io.WriteToText(
                 f"{self.parts}/bigquery-rejected", file_name_suffix=".jsonl"))
-        empty = namespaces | "NoRowsYet" >> beam.Map(lambda ns: (ns, {}))
+        empty = units | "NoRowsYet" >> beam.Map(lambda u: ((u.namespace, u.kind), {}))
         return (
             (inserted.counts, empty)
             | "AllCounts" >> beam.Flatten()
-            | "CountsPerNamespace" >> beam.CombinePerKey(_sum_counts)
-            | "Streamed" >> beam.MapTuple(lambda ns, tables: (ns, streamed_output(tables))))
+            | "CountsPerUnit" >> beam.CombinePerKey(_sum_counts)
+            | "Streamed" >> beam.MapTuple(lambda key, tables: (key, streamed_output(tables))))

@@ -23,6 +23,7 @@ from typing import Optional
 from pipeline.core.namespaces import namespace_label
 
 NAMESPACE_FIELD = "{namespace}"
+KIND_FIELD = "{kind}"
 DEFAULT_TABLE_PART = "__default__"
 MAX_TABLE_NAME = 1024
 
@@ -71,9 +72,15 @@ def namespace_from_table_part(part: str) -> str:
     return ns
 
 
+def kind_table_part(kind: str) -> str:
+    """A kind -> the text that replaces ``{kind}``: escaped as a namespace is (``Order`` stays
+    ``Order``; ``order_line`` becomes ``order_5fline``), so no two kinds share a table."""
+    return table_part(kind)
+
+
 @dataclasses.dataclass(frozen=True)
 class TableSpec:
-    """``project.dataset.table``; ``table`` may hold ``{namespace}``."""
+    """``project.dataset.table``; ``table`` may hold ``{namespace}`` and ``{kind}``."""
 
     project: str
     dataset: str
@@ -81,13 +88,29 @@ class TableSpec:
 
     @property
     def templated(self) -> bool:
+        return self.by_namespace or self.by_kind
+
+    @property
+    def by_namespace(self) -> bool:
         return NAMESPACE_FIELD in self.table
 
+    @property
+    def by_kind(self) -> bool:
+        return KIND_FIELD in self.table
+
     def for_namespace(self, namespace: str) -> "TableSpec":
-        if not self.templated:
+        if not self.by_namespace:
             return self
         return dataclasses.replace(self, table=self.table.replace(NAMESPACE_FIELD,
                                                                    table_part(namespace)))
+
+    def for_unit(self, namespace: str, kind: str) -> "TableSpec":
+        """The table of one kind in one namespace."""
+        spec = self.for_namespace(namespace)
+        if not spec.by_kind:
+            return spec
+        return dataclasses.replace(spec, table=spec.table.replace(KIND_FIELD,
+                                                                   kind_table_part(kind)))
 
     @property
     def dataset_id(self) -> str:
@@ -98,7 +121,7 @@ class TableSpec:
 
 
 FORMS = ("PROJECT:DATASET.TABLE, PROJECT.DATASET.TABLE or DATASET.TABLE (the run's project); "
-         "TABLE may contain {namespace}")
+         "TABLE may contain {namespace} and {kind}")
 
 
 def parse_table(text: str, default_project: Optional[str]) -> TableSpec:
@@ -124,17 +147,17 @@ def parse_table(text: str, default_project: Optional[str]) -> TableSpec:
         raise ValueError(f"{project!r} in {text!r} is not a project id")
     if not _DATASET.fullmatch(dataset):
         raise ValueError(f"dataset {dataset!r} in {text!r} is not valid: letters, digits and _")
-    if table.count(NAMESPACE_FIELD) > 1 or not _TABLE.fullmatch(
-            table.replace(NAMESPACE_FIELD, "x")):
+    if table.count(NAMESPACE_FIELD) > 1 or table.count(KIND_FIELD) > 1 or not _TABLE.fullmatch(
+            table.replace(NAMESPACE_FIELD, "x").replace(KIND_FIELD, "x")):
         raise ValueError(f"table {table!r} in {text!r} is not valid: letters, digits, _ and -, "
-                         f"with at most one {NAMESPACE_FIELD}")
+                         f"with at most one {NAMESPACE_FIELD} and one {KIND_FIELD}")
     return TableSpec(project, dataset, table)
 
 
-def check_table_name(spec: TableSpec, namespace: str) -> None:
-    """A namespace's table name fits BigQuery's length limit (ValueError otherwise)."""
-    name = spec.for_namespace(namespace).table
+def check_table_name(spec: TableSpec, namespace: str, kind: str = "") -> None:
+    """A unit's table name fits BigQuery's length limit (ValueError otherwise)."""
+    name = spec.for_unit(namespace, kind).table if kind else spec.for_namespace(namespace).table
     if len(name) > MAX_TABLE_NAME:
-        raise ValueError(f"the table for namespace {namespace_label(namespace)} would be named "
-                         f"{name[:60]}... "
+        where = f"namespace {namespace_label(namespace)}" + (f", kind {kind}" if kind else "")
+        raise ValueError(f"the table for {where} would be named {name[:60]}... "
                          f"({len(name)} characters; BigQuery allows {MAX_TABLE_NAME})")

@@ -5,13 +5,17 @@ Layout under ``OUTPUT/JOB/`` (``OUTPUT`` a local directory or ``gs://bucket/pref
     namespaces/<namespace>.jsonl   one file per namespace read, even an empty one; the default
                                    namespace is ``namespaces/__default__.jsonl`` (Datastore
                                    reserves names of the form ``__*__``: no real namespace takes it)
+    namespaces/<ns>/<kind>.jsonl   instead, one per (namespace, kind) for a job reading several
+                                   kinds (names escaped as ``core.units.path_part`` says)
+    schemas/<kind>.json            the BigQuery schema per kind, for such a job writing typed rows
     all.jsonl                      the whole job (every namespace file, in namespace order), with
                                    ``--job_file=true``; it lives outside ``namespaces/`` so no
                                    namespace name can collide with it
     summary.json                   the run's summary, written last ("status": succeeded or failed)
     schema.json                    the BigQuery schema of a job writing typed rows
     dead_letter.jsonl              the entities the job failed on and the rows BigQuery rejected
-    manifests/<namespace>.json     a namespace completed: its totals and the run's identity
+    manifests/<unit>.json          a unit (namespace, or namespace/kind) completed: its totals and
+                                   the run's identity
                                    (job, parameters, query, read time), for --output_mode=resume
     failed-runs/<run id>/          what a failed run left that must not be lost (its dead letters)
     .lease.json                    the lease of the run writing here (``lease.py``)
@@ -29,10 +33,12 @@ import logging
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.namespaces import namespace_label
+from pipeline.core.units import path_part
 
 log = logging.getLogger(__name__)
 
 NAMESPACES_DIR = "namespaces"
+SCHEMAS_DIR = "schemas"
 MANIFESTS_DIR = "manifests"
 FAILED_RUNS_DIR = "failed-runs"
 JOB_FILE_STEM = "all"
@@ -53,17 +59,26 @@ def job_path(output: str, job_name: str, name: str) -> str:
 
 
 def namespace_path(output: str, job_name: str, namespace: str, suffix: str = DEFAULT_SUFFIX) -> str:
-    return FileSystems.join(job_dir(output, job_name), NAMESPACES_DIR,
-                            namespace_label(namespace) + suffix)
+    return part_path(output, job_name, namespace_label(namespace), suffix)
+
+
+def part_path(output: str, job_name: str, part: str, suffix: str = DEFAULT_SUFFIX) -> str:
+    """A unit's file: ``namespaces/<part><suffix>`` (``Unit.part``: ``acme`` or ``acme/Order``)."""
+    return FileSystems.join(job_dir(output, job_name), NAMESPACES_DIR, part + suffix)
+
+
+def schema_path(output: str, job_name: str, kind: str) -> str:
+    """A kind's BigQuery schema, for a job writing typed rows of several kinds."""
+    return FileSystems.join(job_dir(output, job_name), SCHEMAS_DIR, path_part(kind) + ".json")
 
 
 def job_file_path(output: str, job_name: str, suffix: str = DEFAULT_SUFFIX) -> str:
     return FileSystems.join(job_dir(output, job_name), JOB_FILE_STEM + suffix)
 
 
-def manifest_path(output: str, job_name: str, namespace: str) -> str:
-    return FileSystems.join(job_dir(output, job_name), MANIFESTS_DIR,
-                            namespace_label(namespace) + ".json")
+def manifest_path(output: str, job_name: str, part: str) -> str:
+    """A completed unit's manifest: ``manifests/<part>.json``."""
+    return FileSystems.join(job_dir(output, job_name), MANIFESTS_DIR, part + ".json")
 
 
 def shard_dir(output: str, job_name: str, run_id: str) -> str:

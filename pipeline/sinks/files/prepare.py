@@ -7,8 +7,9 @@ read, and this run's lease on it.
 - Another run holding a live lease: refused, naming that run, in every mode.
 - The leftovers of a dead run (failed, killed, interrupted: no complete summary, no live
   lease): cleared, so a failed run never blocks its re-run; its dead letters are kept under
-  ``failed-runs/RUN/``. With ``resume`` the namespaces it completed (each has a manifest) are
-  kept, checked against this run (job, parameters, query, read time), and not read again.
+  ``failed-runs/RUN/``. With ``resume`` the units it completed (a namespace, or a kind in a
+  namespace; each has a manifest) are kept, checked against this run (job, parameters, query,
+  read time), and not read again.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.config import RunConfig
 from pipeline.core.deadletters import identity
-from pipeline.core.namespaces import namespace_label
 from pipeline.errors import UsageError
 from pipeline.sinks.files import deadletters, lease
 from pipeline.sinks.files.layout import (
@@ -33,6 +33,7 @@ from pipeline.sinks.files.layout import (
     SUMMARY_FILE,
     files_under,
     job_dir,
+    manifest_path,
     job_path,
     remove_tree,
 )
@@ -41,21 +42,25 @@ log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class ResumedNamespace:
-    """A namespace a failed run completed: not read again; its totals and output carried over."""
+class ResumedUnit:
+    """A unit (a kind in a namespace) a failed run completed: not read again; its totals and
+    output carried over."""
 
     namespace: str
+    kind: str
+    part: str
     totals: dict  # Totals.to_dict()
     output: Optional[str]
 
 
-def manifest(run: RunConfig, namespace: str, totals: dict, output: Optional[str]) -> dict:
-    """What a completed namespace's manifest records (``NamespaceCompleted`` writes it)."""
+def manifest(run: RunConfig, namespace: str, kind: str, part: str, totals: dict,
+             output: Optional[str]) -> dict:
+    """What a completed unit's manifest records (``UnitCompleted`` writes it)."""
     return {"job": run.job.name, "params": dict(run.job.params),
             "query": run.read.query.fingerprint(),
             "read_time": run.read.read_time.isoformat() if run.read.read_time else None,
-            "namespace": namespace, "output": output, "totals": totals,
-            "run_id": run.output.run_id,
+            "namespace": namespace, "kind": kind, "part": part, "output": output,
+            "totals": totals, "run_id": run.output.run_id,
             "completed": dt.datetime.now(dt.timezone.utc).isoformat()}
 
 
@@ -139,7 +144,8 @@ def _resume(run: RunConfig, found: list[str], manifests: list[str]) -> tuple:
                 not FileSystems.exists(m["output"]):
             continue  # its file is gone: read it again
         read_times.add(m.get("read_time"))
-        resumed.append(ResumedNamespace(m["namespace"], m["totals"], m.get("output")))
+        resumed.append(ResumedUnit(m["namespace"], m["kind"], m["part"], m["totals"],
+                                   m.get("output")))
     if len(read_times) > 1:
         raise UsageError(f"--output_mode=resume: the manifests name different read times "
                          f"{sorted(map(str, read_times))}: use --output_mode=replace")
@@ -212,8 +218,7 @@ def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
     if mode == "resume" and manifests:
         run, resumed = _resume(run, found, manifests)
     keep = {r.output for r in resumed if r.output}
-    keep |= {p for p in manifests if any(p.endswith(f"/{namespace_label(r.namespace)}.json")
-                                          for r in resumed)}
+    keep |= {manifest_path(out.directory, name, r.part) for r in resumed}
     preserved = f"/{FAILED_RUNS_DIR}/"
     clear = tuple(p for p in found if p not in keep and preserved not in p.replace("\\", "/"))
     run = dataclasses.replace(run, output=dataclasses.replace(out, resumed=tuple(resumed)))
@@ -241,8 +246,8 @@ def take_output(plan: OutputPlan, local: bool = True) -> Optional[dict]:
         log.info("%s: cleared %d file(s) that the dead run %s left%s", where, len(plan.clear),
                  plan.old_run, f"; resuming {len(out.resumed)} namespace(s) it completed"
                  if out.resumed else "")
-        resumed = {r.namespace for r in out.resumed}
-        carried = [d for d in letters if d.get("namespace") in resumed]
+        resumed = {(r.namespace, r.kind) for r in out.resumed}
+        carried = [d for d in letters if (d.get("namespace"), d.get("kind")) in resumed]
         if carried and out.dead_letter_parts:
             deadletters.write_part(out.dead_letter_parts, "resumed.jsonl", carried)
     return _take_lease(run, local)

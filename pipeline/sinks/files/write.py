@@ -1,9 +1,10 @@
-"""Records to files: one file per namespace (and optionally one for the whole job), in the
-layout of ``pipeline.sinks.files.layout``.
+"""Records to files: one file per unit (a namespace, or a kind in a namespace when the job reads
+several kinds; and optionally one for the whole job), in the layout of
+``pipeline.sinks.files.layout``.
 
-How: ``fileio.WriteToFiles`` writes the records as shards (dynamic destination = namespace) under
-``.shards-<run id>/``; the shards of each namespace are then grouped and composed (``compose``)
-into the final file, so a final name appears only once its file is complete.
+How: ``fileio.WriteToFiles`` writes the records as shards (dynamic destination = the unit's
+path part) under ``.shards-<run id>/``; the shards of each unit are then grouped and composed
+(``compose``) into the final file, so a final name appears only once its file is complete.
 
 ``WriteNamespaceFiles`` writes lines; ``WriteOutput`` is the mapper's files sink around it: it
 encodes a job's records by the job's ``encode`` (or, for a job yielding the export format's typed
@@ -21,20 +22,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.value_provider import StaticValueProvider
 
 from pipeline.config import JobConfig, OutputConfig
-from pipeline.core.namespaces import namespace_label
 from pipeline.core.records import RecordError, record_json
 from pipeline.core.totals import NamespaceOutput
 from pipeline.sinks.bigquery import export_schema
 from pipeline.sinks.files.compose import compose
-from pipeline.sinks.files.layout import (
-    DEFAULT_SUFFIX,
-    SCHEMA_FILE,
-    job_file_path,
-    job_path,
-    namespace_path,
-    remove_tree,
-    shard_dir,
-)
+from pipeline.sinks.files.layout import (DEFAULT_SUFFIX, SCHEMA_FILE, job_file_path, job_path,
+                                         part_path, remove_tree, schema_path, shard_dir)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +47,7 @@ class _LineSink(fileio.FileSink):
 
 
 def _shard_naming(window, pane, shard_index, total_shards, compression, destination) -> str:
-    return f"{namespace_label(destination)}-{shard_index:05d}-of-{total_shards:05d}"
+    return f"{destination.replace('/', '~~')}-{shard_index:05d}-of-{total_shards:05d}"
 
 
 def _create_empty(path: str) -> None:
@@ -68,21 +61,23 @@ def _create_empty(path: str) -> None:
 
 
 class ComposeNamespaceFn(beam.DoFn):
-    """(namespace, {'shards': [file names], 'known': [...]}) -> (namespace, final path)."""
+    """(part, {'shards': [file names], 'known': [key]}) -> (key, final path): a unit's shards
+    into ``namespaces/<part><suffix>`` (``key``: what the unit is known as, else its part)."""
 
     def __init__(self, shard_dir: str, output: str, job_name: str, suffix: str):
         self.shard_dir, self.output, self.job_name, self.suffix = shard_dir, output, job_name, suffix
 
     def process(self, kv):
-        namespace, groups = kv
+        part, groups = kv
         names = sorted(set(groups["shards"]))
         sources = [FileSystems.join(self.shard_dir, n) for n in names]
-        final = namespace_path(self.output, self.job_name, namespace, self.suffix)
+        final = part_path(self.output, self.job_name, part, self.suffix)
         if sources:
             compose(sources, final)
         elif not FileSystems.exists(final):  # no records: an empty file
             _create_empty(final)
-        yield namespace, final
+        known = list(groups.get("known", ()))
+        yield (known[0] if known else part), final
 
 
 class _ComposeJobFileFn(beam.DoFn):
@@ -91,7 +86,7 @@ class _ComposeJobFileFn(beam.DoFn):
 
     def process(self, pairs):
         if self.destination:
-            ordered = [p for _, p in sorted([*pairs, *self.extra])]
+            ordered = sorted([p for _, p in pairs] + [p for _, p in self.extra])
             if ordered:
                 compose(ordered, self.destination, delete_sources=False)
             elif not FileSystems.exists(self.destination):
@@ -114,12 +109,13 @@ class _CleanupFn(beam.DoFn):
 
 
 class WriteNamespaceFiles(beam.PTransform):
-    """PCollection[(namespace, record)] (or a tuple (records, namespaces)) ->
-    PCollection[(namespace, final path)], one per namespace.
+    """PCollection[(part, record)] (or a tuple (records, known)) -> PCollection[(key, final
+    path)], one per part: the file ``namespaces/<part><suffix>``.
 
-    ``namespaces`` (optional second input: every namespace of the run) makes a namespace without
-    records get its (empty) file too. ``job_file``: also compose ``OUTPUT/JOB/all<suffix>``,
-    with the files of ``existing`` ((namespace, path) pairs a resumed run keeps) in their place.
+    ``known`` (optional second input: (part, key) for every unit of the run) makes a unit
+    without records get its (empty) file too, and names it by ``key`` in the output (by its
+    part otherwise). ``job_file``: also compose ``OUTPUT/JOB/all<suffix>``, with the files of
+    ``existing`` ((part, path) pairs a resumed run keeps) in their place.
     """
 
     def __init__(self, output: str, job_name: str,
@@ -160,7 +156,7 @@ class WriteNamespaceFiles(beam.PTransform):
             | "ShardsByNamespace" >> beam.Map(lambda fr: (fr.destination, fr.file_name)))
         groups = {"shards": files}
         if namespaces is not None:
-            groups["known"] = namespaces | "KnownNamespaces" >> beam.Map(lambda ns: (ns, None))
+            groups["known"] = namespaces
         paths = (
             groups
             | "GroupShards" >> beam.CoGroupByKey()
@@ -212,13 +208,21 @@ class SchemaFn(beam.CombineFn):
 
 
 class _WriteSchemaFn(beam.DoFn):
-    def __init__(self, path: str):
-        self.path = path
+    """The merged schema(s), once every file is composed: ``schema.json`` for a job reading one
+    kind; ``schemas/<kind>.json``, one per kind (one BigQuery table each), for several."""
 
-    def process(self, _files, result):
-        with FileSystems.create(self.path) as f:
-            f.write(export_schema.schema_text(result).encode("utf-8"))
-        yield self.path
+    def __init__(self, output: str, job_name: str, per_kind: bool):
+        self.output, self.job_name, self.per_kind = output, job_name, per_kind
+
+    def process(self, _files, results):
+        written = []
+        for kind, result in sorted(results.items()):
+            path = (schema_path(self.output, self.job_name, kind) if self.per_kind
+                    else job_path(self.output, self.job_name, SCHEMA_FILE))
+            with FileSystems.create(path) as f:
+                f.write(export_schema.schema_text(result).encode("utf-8"))
+            written.append(path)
+        yield written
 
 
 class WriteOutput(beam.PTransform):
@@ -232,9 +236,9 @@ class WriteOutput(beam.PTransform):
     ``OUTPUT/JOB/schema.json`` once every namespace file is composed.
     """
 
-    def __init__(self, job: JobConfig, output: OutputConfig):
+    def __init__(self, job: JobConfig, output: OutputConfig, per_kind: bool = False):
         super().__init__()
-        self.job, self.output = job, output
+        self.job, self.output, self.per_kind = job, output, per_kind
 
     @property
     def encode(self) -> Optional[Callable[[Any], str]]:
@@ -243,28 +247,32 @@ class WriteOutput(beam.PTransform):
         return None if spec.typed_rows else _CheckedLine(spec.encode)
 
     def expand(self, pvalue):
-        records, namespaces = pvalue
+        records, units = pvalue
         spec, name, out = self.job.spec, self.job.name, self.output
-        existing = tuple((r.namespace, r.output) for r in out.resumed if r.output)
+        existing = tuple((r.part, r.output) for r in out.resumed if r.output)
+        known = units | "KnownUnits" >> beam.Map(lambda u: (u.part, (u.namespace, u.kind)))
         files_options = dict(suffix=spec.file_suffix, job_file=out.job_file, run_id=out.run_id,
                              existing=existing)
         if not spec.typed_rows:
-            files = (records, namespaces) | "NamespaceFiles" >> WriteNamespaceFiles(
+            lines = records | "ByPart" >> beam.MapTuple(lambda unit, line: (unit.part, line))
+            files = (lines, known) | "NamespaceFiles" >> WriteNamespaceFiles(
                 out.directory, name, None, **files_options)
         else:
-            schema = (records
-                      | "Rows" >> beam.Values()
-                      | "MergeSchema" >> beam.CombineGlobally(SchemaFn()))
+            # The schema is merged per kind (one table per kind), each row encoded by its own.
+            schemas = (records
+                       | "RowsByKind" >> beam.MapTuple(lambda unit, row: (unit.kind, row))
+                       | "MergeSchema" >> beam.CombinePerKey(SchemaFn()))
             lines = records | "EncodeRows" >> beam.Map(
-                lambda kv, result: (kv[0], export_schema.encode(kv[1], result)),
-                result=beam.pvalue.AsSingleton(schema))
-            files = (lines, namespaces) | "NamespaceFiles" >> WriteNamespaceFiles(
+                lambda kv, results: (kv[0].part, export_schema.encode(kv[1],
+                                                                      results[kv[0].kind])),
+                results=beam.pvalue.AsDict(schemas))
+            files = (lines, known) | "NamespaceFiles" >> WriteNamespaceFiles(
                 out.directory, name, None, **files_options)
             (files
              | "AllFiles" >> beam.combiners.ToList()
-             | "WriteSchema" >> beam.ParDo(_WriteSchemaFn(job_path(out.directory, name,
-                                                                   SCHEMA_FILE)),
-                                           result=beam.pvalue.AsSingleton(schema)))
-        return files | "Outputs" >> beam.MapTuple(lambda ns, path: (ns, NamespaceOutput(path)))
+             | "WriteSchema" >> beam.ParDo(
+                 _WriteSchemaFn(out.directory, name, self.per_kind),
+                 results=beam.pvalue.AsDict(schemas)))
+        return files | "Outputs" >> beam.MapTuple(lambda key, path: (key, NamespaceOutput(path)))
 
 

@@ -1,0 +1,65 @@
+"""The unit of splitting, reading, output and completion: one kind in one namespace.
+
+A job reading one kind has one unit per namespace and keeps the per-namespace layout
+(``namespaces/acme.jsonl``); a job reading several kinds, or all, has one unit per
+(namespace, kind), each split and read on its own, with a file each
+(``namespaces/acme/Order.jsonl``).
+
+A unit carries ``part``, the path of its output under ``namespaces/`` (without the suffix) and
+the stem of its range ids (``acme#3``, ``acme/Order#3``): names as they are where a file system
+takes them, escaped where it would not (see ``path_part``).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Iterable, NamedTuple
+
+from pipeline.core.namespaces import namespace_label
+
+#: Characters a name keeps in a path: letters, digits, dot, dash, underscore.
+_SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
+
+
+class Unit(NamedTuple):
+    namespace: str
+    kind: str
+    part: str  # the output's path under namespaces/, without the suffix
+
+    @property
+    def label(self) -> str:
+        """For messages and summaries: ``acme`` or ``acme/Order``."""
+        return self.part
+
+
+def entity_kinds(names: Iterable) -> list[str]:
+    """A ``__kind__`` listing -> the entity kinds in it, sorted: Datastore's own kinds (names
+    starting with ``__``: ``__Stat_Kind__``, ``__namespace__``, ...) are not entity kinds a job
+    reads, and a kindless query would return them too, which is why kinds are read one by one."""
+    return sorted({str(n) for n in names if not str(n).startswith("__")})
+
+
+def path_part(name: str, case_insensitive: bool = False) -> str:
+    """A namespace label or kind name as one path component, the same on every worker.
+
+    Names of letters, digits, ``.``, ``-`` and ``_`` (not starting with ``.`` or ``-``, at most
+    200 characters) stay as they are. Any other name (``/``, non-ASCII, spaces, ...) keeps those
+    characters, ``%`` plus the hex of each UTF-8 byte for the rest, and ``~`` plus 8 hex digits
+    of its SHA-1, so no two names share a part. On a case-insensitive file system
+    (``case_insensitive``) a name with an upper-case letter gets the same suffix, so ``Order``
+    and ``order`` never share a file there.
+    """
+    if _SAFE.fullmatch(name) and not (case_insensitive and name != name.lower()):
+        return name
+    escaped = "".join(ch if _SAFE.fullmatch(ch) or ch in ".-" else
+                      "".join(f"%{b:02X}" for b in ch.encode("utf-8")) for ch in name)
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    return f"{escaped[:150]}~{digest}"
+
+
+def unit_for(namespace: str, kind: str, per_kind: bool, case_insensitive: bool = False) -> Unit:
+    """The unit of ``kind`` in ``namespace``: per namespace (one kind read) or per kind."""
+    ns_part = path_part(namespace_label(namespace), case_insensitive)
+    if not per_kind:
+        return Unit(namespace, kind, ns_part)
+    return Unit(namespace, kind, f"{ns_part}/{path_part(kind, case_insensitive)}")
