@@ -38,6 +38,19 @@ def load_modules(modules=()) -> None:
             importlib.import_module(mod)
         except ImportError as e:
             raise UsageError(f"cannot import job module {mod!r}: {e}") from None
+        except (Exception, SystemExit) as e:  # the module's own code failed while importing
+            raise UsageError(f"cannot import job module {mod!r}: importing it raised "
+                             f"{_describe(e)}") from None
+
+
+def _describe(err: BaseException) -> str:
+    """An exception raised by a module's import, in one line: its type, its message and, for a
+    syntax error, the file and line."""
+    if isinstance(err, SyntaxError):
+        where = f" ({err.filename}, line {err.lineno})" if err.filename else ""
+        return f"SyntaxError: {err.msg}{where}"
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def known_jobs() -> dict[str, Type[JobSpec]]:
