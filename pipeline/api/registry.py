@@ -65,10 +65,14 @@ def get_job(name: str) -> Type[JobSpec]:
     if ":" in name:  # module:Class, for a job that is not registered
         mod, _, attr = name.partition(":")
         load_modules([mod])
-        cls = getattr(importlib.import_module(mod), attr, None)
+        module = importlib.import_module(mod)
+        cls = getattr(module, attr, None)
         if isinstance(cls, type) and issubclass(cls, JobSpec):
             return cls
-        raise UsageError(f"{name!r}: {mod} has no JobSpec class {attr!r}")
+        found = sorted(n for n, v in vars(module).items()
+                       if isinstance(v, type) and issubclass(v, JobSpec) and v is not JobSpec)
+        raise UsageError(f"{name!r}: {mod} has no JobSpec class {attr!r}; its JobSpec classes: "
+                         f"{', '.join(found) or '(none)'}")
     known = ", ".join(known_jobs()) or "(none)"
     raise UsageError(f"unknown job {name!r}; registered jobs: {known} "
                      "(add your own module with --job_module)")

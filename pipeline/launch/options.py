@@ -140,7 +140,8 @@ def parse_read_time(text: Optional[str], now: Optional[dt.datetime]) -> Optional
     t = t.astimezone(dt.timezone.utc)
     if now is not None:
         if t > now:
-            raise UsageError(f"--read_time {text} is in the future")
+            raise UsageError(f"--read_time {text} is in the future: use a past time (within "
+                             "the last hour, 7 days with point-in-time recovery) or 'start'")
         if now - t > READ_TIME_LIMIT:
             raise UsageError(f"--read_time {text} is more than 7 days ago: Datastore keeps old "
                              "versions for 1 hour (7 days with point-in-time recovery)")
