@@ -8,7 +8,9 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from typing import Optional, Sequence
 
@@ -227,8 +229,12 @@ def _run_locally(options, run, bigquery, held) -> int:
     try:
         p = beam.Pipeline(options=options)
         build(p, run, bigquery)
-        with heartbeat, logs.worker_stderr_to(worker_log):
-            p.run().wait_until_finish()
+        with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted():
+            try:
+                p.run().wait_until_finish()
+            except KeyboardInterrupt:  # the workers stopped while their output still goes
+                processes.stop(processes.descendants(os.getpid()))  # to the log
+                raise
     except KeyboardInterrupt:
         processes.stop(processes.descendants(os.getpid()))
         note = _finish_failed(run)
@@ -265,6 +271,26 @@ def _run_locally(options, run, bigquery, held) -> int:
     finally:
         rundir.remove()
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _quiet_when_interrupted():
+    """Ctrl-C: Beam's own records stop at once (``logs.interrupted``), before Beam unwinds and
+    logs the errors of workers that went away, which the ``interrupted:`` line stands for."""
+    logs.interrupted(False)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        logs.interrupted()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _complete_namespaces(run) -> Optional[int]:

@@ -30,6 +30,8 @@ import logging
 import os
 import re
 import sys
+import threading
+import traceback
 from typing import Iterator, Optional
 
 LEVEL_ENV = "DATASTORE_MAPPER_LOG_LEVEL"
@@ -73,7 +75,7 @@ class WorkerLogFilter(logging.Filter):
         entry = str(record.args[0])
         m = _MESSAGE.search(entry)
         message = _unescape(m.group(1)) if m else entry
-        if any(n in message for n in _NOISE):
+        if any(n in message for n in _NOISE) or _interrupted_worker(message):
             return False
         loc = _LOCATION.search(entry)
         ours = bool(loc and ("/pipeline/" in loc.group(1) or "/jobs/" in loc.group(1)))
@@ -81,6 +83,32 @@ class WorkerLogFilter(logging.Filter):
             return False
         record.msg, record.args = "worker: %s", (message,)
         return True
+
+
+def _interrupted_worker(message: str) -> bool:
+    """A worker's traceback of the Ctrl-C it got too (the launcher reports the interruption)."""
+    lines = message.rstrip().splitlines()
+    return len(lines) > 1 and lines[-1].strip() == "KeyboardInterrupt"
+
+
+_INTERRUPTED = threading.Event()
+
+
+def interrupted(flag: bool = True) -> None:
+    """From now on (``flag``) the records of Beam's loggers, the workers' included, are not
+    written: the run was interrupted, the launcher is stopping the workers, and what Beam says
+    about workers that went away is no news."""
+    if flag:
+        _INTERRUPTED.set()
+    else:
+        _INTERRUPTED.clear()
+
+
+class InterruptedFilter(logging.Filter):
+    """Installed on handlers: after ``interrupted()``, Beam's records are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_INTERRUPTED.is_set() and record.name.startswith("apache_beam"))
 
 
 # --- secrets ------------------------------------------------------------------------------
@@ -171,8 +199,9 @@ def configure(environ=None) -> None:
     root = logging.getLogger()
     root.setLevel(level)
     for handler in root.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+        for kind in (InterruptedFilter, RedactingFilter):
+            if not any(isinstance(f, kind) for f in handler.filters):
+                handler.addFilter(kind())
     for noisy in THIRD_PARTY:
         logging.getLogger(noisy).setLevel(logging.DEBUG if everything else logging.WARNING)
     worker = logging.getLogger(_WORKER_LOGGER)
@@ -188,18 +217,21 @@ def configure(environ=None) -> None:
 def worker_stderr_to(path: str) -> Iterator[None]:
     """Send what local worker processes print to their stderr (Beam prints a job's
     failure there as a raw traceback, before the CLI reports it) to a file, while
-    this process's own logs and messages still reach the terminal."""
+    this process's own logs and messages still reach the terminal. An exception that ends
+    one of this process's threads (Beam's, when a worker goes away) goes to the file too."""
     sys.stderr.flush()
     saved_fd = os.dup(2)
     handlers = [h for h in logging.getLogger().handlers
                 if isinstance(h, logging.StreamHandler) and _is_fd2(getattr(h, "stream", None))]
     old_stderr = sys.stderr
+    old_hook = threading.excepthook
     terminal = None
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)  # made by RunDir.file
     try:
         os.dup2(fd, 2)
     finally:
         os.close(fd)
+    threading.excepthook = _thread_exception_to_fd2
     try:
         if _is_fd2(old_stderr):
             terminal = os.fdopen(os.dup(saved_fd), "w", buffering=1, encoding="utf-8",
@@ -209,6 +241,7 @@ def worker_stderr_to(path: str) -> Iterator[None]:
                 h.setStream(terminal)
         yield
     finally:
+        threading.excepthook = old_hook
         if terminal is not None:
             terminal.flush()
         os.dup2(saved_fd, 2)
@@ -218,6 +251,20 @@ def worker_stderr_to(path: str) -> Iterator[None]:
             for h in handlers:
                 h.setStream(old_stderr)
             terminal.close()
+
+
+def _thread_exception_to_fd2(args) -> None:
+    """``threading.excepthook`` writing to file descriptor 2 (the workers' log, while
+    ``worker_stderr_to`` holds it), not to ``sys.stderr`` (the terminal)."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    text = f"Exception in thread {name}:\n" + "".join(
+        traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+    try:
+        os.write(2, redact(text).encode("utf-8", "replace"))
+    except OSError:
+        pass
 
 
 def _is_fd2(stream) -> bool:

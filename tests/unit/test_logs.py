@@ -226,3 +226,28 @@ def test_worker_log_filter_drops_beams_info_but_keeps_ours_and_warnings():
     assert not WorkerLogFilter(keep_all=True).filter(_worker_record(noise))
     plain = logging.LogRecord("x", logging.INFO, __file__, 1, "job %s", ("count_keys",), None)
     assert WorkerLogFilter().filter(plain) and plain.getMessage() == "job count_keys"
+
+
+def test_worker_log_filter_drops_a_workers_own_ctrl_c():
+    text = ("Python sdk harness failed: \\nTraceback (most recent call last):\\n  File "
+            "\\\"/venv/apache_beam/runners/worker/sdk_worker_main.py\\\", line 250, in main\\n"
+            "    sdk_harness.run()\\nKeyboardInterrupt\\n")
+    entry = _entry(text, "/venv/apache_beam/runners/worker/sdk_worker_main.py:262")
+    record = _worker_record(entry.replace("INFO", "CRITICAL"), logging.CRITICAL)
+    assert not WorkerLogFilter().filter(record)
+    other = _entry("Python sdk harness failed: \\nTraceback ...\\nMemoryError\\n")
+    assert WorkerLogFilter().filter(_worker_record(other, logging.CRITICAL))
+
+
+def test_after_an_interruption_beams_records_are_dropped():
+    f = logs.InterruptedFilter()
+    beam = logging.LogRecord("apache_beam.runners.worker.data_plane", logging.ERROR, __file__,
+                             1, "Failed to read inputs in the data plane.", (), None)
+    ours = logging.LogRecord("pipeline.launch.cli", logging.WARNING, __file__, 1, "x", (), None)
+    try:
+        assert f.filter(beam) and f.filter(ours)
+        logs.interrupted()
+        assert not f.filter(beam) and f.filter(ours)
+    finally:
+        logs.interrupted(False)
+    assert f.filter(beam)
