@@ -104,8 +104,9 @@ def say(line: str) -> None:
 
 
 def error(message: str) -> None:
-    """The CLI's final ``error:`` line: one line, secrets redacted."""
-    say("error: " + " ".join(message.splitlines()).strip())
+    """The CLI's final ``error:`` line, secrets redacted (a message may go on over more lines,
+    such as the index.yaml entry to add, but only its first starts with ``error:``)."""
+    say(f"error: {message}")
 
 
 def check_beam_options(options: PipelineOptions) -> None:
