@@ -21,6 +21,11 @@ keys (``-----BEGIN ... PRIVATE KEY-----`` to its END line), OAuth access tokens 
 the values of ``refresh_token``, ``client_secret``, ``private_key`` and ``private_key_id`` in
 JSON-like text (``"name": "value"``, ``'name': 'value'``, ``name=value``) and bearer tokens
 (``Authorization: Bearer ...``) with ``[REDACTED]``.
+
+**Ctrl-C.** From the moment the launcher gets SIGINT (``interrupted()``) Beam's records are
+dropped (``InterruptedFilter``), as are the workers' tracebacks of their own KeyboardInterrupt:
+the CLI's one ``interrupted:`` line says what happened. While ``worker_stderr_to`` holds the
+workers' log, an exception that ends a thread of this process goes there, not to the terminal.
 """
 from __future__ import annotations
 
