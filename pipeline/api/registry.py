@@ -38,6 +38,19 @@ def load_modules(modules=()) -> None:
             importlib.import_module(mod)
         except ImportError as e:
             raise UsageError(f"cannot import job module {mod!r}: {e}") from None
+        except (Exception, SystemExit) as e:  # the module's own code failed while importing
+            raise UsageError(f"cannot import job module {mod!r}: importing it raised "
+                             f"{_describe(e)}") from None
+
+
+def _describe(err: BaseException) -> str:
+    """An exception raised by a module's import, in one line: its type, its message and, for a
+    syntax error, the file and line."""
+    if isinstance(err, SyntaxError):
+        where = f" ({err.filename}, line {err.lineno})" if err.filename else ""
+        return f"SyntaxError: {err.msg}{where}"
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def known_jobs() -> dict[str, Type[JobSpec]]:
@@ -52,10 +65,14 @@ def get_job(name: str) -> Type[JobSpec]:
     if ":" in name:  # module:Class, for a job that is not registered
         mod, _, attr = name.partition(":")
         load_modules([mod])
-        cls = getattr(importlib.import_module(mod), attr, None)
+        module = importlib.import_module(mod)
+        cls = getattr(module, attr, None)
         if isinstance(cls, type) and issubclass(cls, JobSpec):
             return cls
-        raise UsageError(f"{name!r}: {mod} has no JobSpec class {attr!r}")
+        found = sorted(n for n, v in vars(module).items()
+                       if isinstance(v, type) and issubclass(v, JobSpec) and v is not JobSpec)
+        raise UsageError(f"{name!r}: {mod} has no JobSpec class {attr!r}; its JobSpec classes: "
+                         f"{', '.join(found) or '(none)'}")
     known = ", ".join(known_jobs()) or "(none)"
     raise UsageError(f"unknown job {name!r}; registered jobs: {known} "
                      "(add your own module with --job_module)")

@@ -39,12 +39,20 @@ def _use_emulator(host: str) -> None:
 def _make(target: DatastoreTarget) -> datastore.Client:
     try:
         return datastore.Client(project=target.project, database=target.database or None)
-    except google.auth.exceptions.DefaultCredentialsError:
+    except google.auth.exceptions.DefaultCredentialsError as e:
         raise MapperError(
-            f"no Google Cloud credentials to reach {target.describe()}: run `gcloud auth "
-            "application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS to a service "
-            "account key file); for the emulator pass --emulator_host HOST:PORT or set "
-            f"{EMULATOR_ENV}") from None
+            f"no usable Google Cloud credentials to reach {target.describe()} "
+            f"({_credentials_problem(e)}): run `gcloud auth application-default login` (or set "
+            "GOOGLE_APPLICATION_CREDENTIALS to a service account key file); for the emulator "
+            f"pass --emulator_host HOST:PORT or set {EMULATOR_ENV}") from None
+
+
+def _credentials_problem(err: Exception) -> str:
+    """google-auth's reason, in one line (it may quote the credentials file: the CLI's error
+    line and the logs redact secrets)."""
+    parts = [str(a) if not isinstance(a, BaseException) else f"{type(a).__name__}: {a}"
+             for a in err.args] or [type(err).__name__]
+    return " ".join(" ".join(parts).split())[:500]
 
 
 def client(target: DatastoreTarget) -> datastore.Client:

@@ -3,20 +3,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from typing import Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import create_runner
 
 from pipeline.api.registry import known_jobs, load_modules
 from pipeline.core.summary import format_summary
-from pipeline.errors import MapperError
+from pipeline.errors import MapperError, UsageError
 from pipeline.graph.build import build
 from pipeline.launch import logs, processes
 from pipeline.launch.beam_options import MapperOptions
@@ -105,6 +109,38 @@ def worker_death_message(err: BaseException, log_path: Optional[str]) -> Optiona
             f"{log_path}" if log_path else f"a worker process died (killed, or out of memory){where}")
 
 
+def say(line: str) -> None:
+    """A line of the CLI's own on stderr, its secrets redacted (``logs.redact``)."""
+    print(logs.redact(line), file=sys.stderr)
+
+
+def error(message: str) -> None:
+    """The CLI's final ``error:`` line, secrets redacted (a message may go on over more lines,
+    such as the index.yaml entry to add, but only its first starts with ``error:``)."""
+    say(f"error: {message}")
+
+
+def check_beam_options(options: PipelineOptions) -> None:
+    """Every Beam option parsed now, before anything is launched: a bad value is one line (a
+    UsageError), not argparse's usage block or a traceback half-way through the run; an unknown
+    runner too."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            options.get_all_options()
+    except SystemExit:
+        lines = captured.getvalue().strip().splitlines()
+        said = next((ln.split(": error: ", 1)[1] for ln in reversed(lines) if ": error: " in ln),
+                    lines[-1] if lines else "a Beam option has a bad value")
+        raise UsageError(said) from None
+    runner = options.view_as(StandardOptions).runner
+    if runner:
+        try:
+            create_runner(runner)
+        except (ValueError, ImportError) as e:
+            raise UsageError(f"--runner {runner}: {e}") from None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; returns the exit code (see ``EXIT_*``; the README lists them)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -114,7 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             print(list_jobs(known.job_module))
         except MapperError as e:
-            print(f"error: {failure_message(e)}", file=sys.stderr)
+            error(failure_message(e))
             return EXIT_REFUSED
         return EXIT_OK
     if not any(a == "--runner" or a.startswith("--runner=") for a in argv):
@@ -122,6 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     plan = held = None
     try:
         options = PipelineOptions(argv)
+        check_beam_options(options)
         runner = options.view_as(StandardOptions).runner or ""
         local = runner.split(".")[-1] in LOCAL_RUNNERS
         if local:
@@ -138,9 +175,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if held is not None:
             _release(plan.run)
         if isinstance(e, KeyboardInterrupt):
-            print("interrupted before the run started: nothing was read", file=sys.stderr)
+            say("interrupted before the run started: nothing was read")
             return EXIT_INTERRUPTED
-        print(f"error: {failure_message(e)}", file=sys.stderr)
+        error(failure_message(e))
         return EXIT_REFUSED
     out_dir = run.output.directory
     log.info("job %s: %s; %s", run.job.name, run.read.query.describe(),
@@ -160,7 +197,7 @@ def _launch_remote(options, run, bigquery, runner: str) -> int:
         p.run()
     except MapperError as e:
         _release(run)
-        print(f"error: {failure_message(e)}", file=sys.stderr)
+        error(failure_message(e))
         return EXIT_REFUSED
     except Exception:
         _release(run)
@@ -205,18 +242,22 @@ def _run_locally(options, run, bigquery, held) -> int:
     try:
         p = beam.Pipeline(options=options)
         build(p, run, bigquery)
-        with heartbeat, logs.worker_stderr_to(worker_log):
-            p.run().wait_until_finish()
+        with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted():
+            try:
+                p.run().wait_until_finish()
+            except KeyboardInterrupt:  # the workers stopped while their output still goes
+                processes.stop(processes.descendants(os.getpid()))  # to the log
+                raise
     except KeyboardInterrupt:
         processes.stop(processes.descendants(os.getpid()))
         note = _finish_failed(run)
         rundir.remove()
         done = _complete_namespaces(run)
-        print(f"interrupted: the run stopped after {time.monotonic() - started:.0f} s"
-              + (f"; {done} namespace file(s) were complete" if done is not None else "")
-              + "; its temporary files were removed, the output is incomplete (run again to "
-              "start over, or --output_mode=resume to read only what is missing)"
-              + (f"; {note}" if note else ""), file=sys.stderr)
+        say(f"interrupted: the run stopped after {time.monotonic() - started:.0f} s"
+            + (f"; {done} namespace file(s) were complete" if done is not None else "")
+            + "; its temporary files were removed, the output is incomplete (run again to "
+            "start over, or --output_mode=resume to read only what is missing)"
+            + (f"; {note}" if note else ""))
         return EXIT_INTERRUPTED
     except Exception as e:  # a runner wraps errors raised on workers
         note = _finish_failed(run)
@@ -224,9 +265,9 @@ def _run_locally(options, run, bigquery, held) -> int:
         if msg is None:
             log.error("the local workers' raw output is in %s", worker_log)
             raise
-        print(f"error: {msg}" + (f"; {note}" if note else ""), file=sys.stderr)
+        error(msg + (f"; {note}" if note else ""))
         if worker_log not in msg:
-            print(f"(the workers' raw output is in {worker_log})", file=sys.stderr)
+            say(f"(the workers' raw output is in {worker_log})")
         return EXIT_FAILED
     wall = time.monotonic() - started
     summary_path = run.output.summary_path
@@ -243,6 +284,26 @@ def _run_locally(options, run, bigquery, held) -> int:
     finally:
         rundir.remove()
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _quiet_when_interrupted():
+    """Ctrl-C: Beam's own records stop at once (``logs.interrupted``), before Beam unwinds and
+    logs the errors of workers that went away, which the ``interrupted:`` line stands for."""
+    logs.interrupted(False)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        logs.interrupted()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _complete_namespaces(run) -> Optional[int]:

@@ -1,9 +1,31 @@
-"""Readable logs for local runs.
+"""Readable logs for local runs, their level, and no secrets in them.
 
 Worker processes of the local runner send their log records to the runner,
-which prints each as ``Worker: <log entry protobuf>``. This filter turns those
+which prints each as ``Worker: <log entry protobuf>``. ``WorkerLogFilter`` turns those
 back into plain lines, keeps the mapper's own INFO records (progress, plans,
 summary) and warnings, and drops Beam's start-up noise.
+
+**Level.** ``configure()`` reads ``DATASTORE_MAPPER_LOG_LEVEL``: ``DEBUG``, ``INFO`` (the
+default) or ``WARNING`` sets the level of the mapper's own loggers (``pipeline``, ``jobs``,
+a job module's: everything but the third-party libraries); the third-party loggers
+(``apache_beam``, ``google``, ``urllib3``, ``grpc`` and a few more, :data:`THIRD_PARTY`) stay
+at WARNING even with ``DEBUG``. ``DEBUG-ALL`` puts every logger, third-party ones too, at
+DEBUG (and keeps the workers' own INFO records). Any other value is warned about and
+read as INFO. The level applies to the launching process, which prints the records the
+local workers send it (at INFO and above: Beam's workers log at INFO).
+
+**Secrets.** ``RedactingFilter``, installed on the root logger's handlers, rewrites every
+record before it is written: the message and its arguments, an exception's traceback, a
+stack. ``redact()`` (also used for the CLI's final ``error:`` line) replaces PEM private
+keys (``-----BEGIN ... PRIVATE KEY-----`` to its END line), OAuth access tokens (``ya29.``),
+the values of ``refresh_token``, ``client_secret``, ``private_key`` and ``private_key_id`` in
+JSON-like text (``"name": "value"``, ``'name': 'value'``, ``name=value``) and bearer tokens
+(``Authorization: Bearer ...``) with ``[REDACTED]``.
+
+**Ctrl-C.** From the moment the launcher gets SIGINT (``interrupted()``) Beam's records are
+dropped (``InterruptedFilter``), as are the workers' tracebacks of their own KeyboardInterrupt:
+the CLI's one ``interrupted:`` line says what happened. While ``worker_stderr_to`` holds the
+workers' log, an exception that ends a thread of this process goes there, not to the terminal.
 """
 from __future__ import annotations
 
@@ -15,7 +37,15 @@ import re
 import sys
 import threading
 import traceback
-from typing import Iterator
+from typing import Iterator, Optional
+
+LEVEL_ENV = "DATASTORE_MAPPER_LOG_LEVEL"
+DEBUG_ALL = "DEBUG-ALL"
+LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING}
+#: Third-party loggers: at WARNING whatever the mapper's level, unless DEBUG-ALL.
+THIRD_PARTY = ("apache_beam", "google", "google_auth_httplib2", "urllib3", "requests",
+               "httplib2", "grpc", "charset_normalizer", "asyncio")
+REDACTED = "[REDACTED]"
 
 _WORKER_LOGGER = "apache_beam.runners.portability.local_job_service"
 _MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
@@ -37,30 +67,155 @@ def _unescape(text: str) -> str:
 
 
 class WorkerLogFilter(logging.Filter):
+    """``Worker: <log entry>`` -> ``worker: <its message>``; drops Beam's noise and, unless
+    ``keep_all``, the workers' records below WARNING that are not the mapper's own."""
+
+    def __init__(self, keep_all: bool = False) -> None:
+        super().__init__()
+        self.keep_all = keep_all
+
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg != "Worker: %s" or not record.args:
             return True
         entry = str(record.args[0])
         m = _MESSAGE.search(entry)
         message = _unescape(m.group(1)) if m else entry
-        if any(n in message for n in _NOISE):
+        if any(n in message for n in _NOISE) or _interrupted_worker(message):
             return False
         loc = _LOCATION.search(entry)
         ours = bool(loc and ("/pipeline/" in loc.group(1) or "/jobs/" in loc.group(1)))
-        if record.levelno < logging.WARNING and not ours:
+        if record.levelno < logging.WARNING and not ours and not self.keep_all:
             return False
         record.msg, record.args = "worker: %s", (message,)
         return True
 
 
-def configure(level: int = logging.INFO) -> None:
+def _interrupted_worker(message: str) -> bool:
+    """A worker's traceback of the Ctrl-C it got too (the launcher reports the interruption)."""
+    lines = message.rstrip().splitlines()
+    return len(lines) > 1 and lines[-1].strip() == "KeyboardInterrupt"
+
+
+_INTERRUPTED = threading.Event()
+
+
+def interrupted(flag: bool = True) -> None:
+    """From now on (``flag``) the records of Beam's loggers, the workers' included, are not
+    written: the run was interrupted, the launcher is stopping the workers, and what Beam says
+    about workers that went away is no news."""
+    if flag:
+        _INTERRUPTED.set()
+    else:
+        _INTERRUPTED.clear()
+
+
+class InterruptedFilter(logging.Filter):
+    """Installed on handlers: after ``interrupted()``, Beam's records are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_INTERRUPTED.is_set() and record.name.startswith("apache_beam"))
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+#: A PEM private key, to its END line (or, cut short, to the end of the quoted text).
+_PEM = re.compile(r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----.*?"
+                  r"(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|(?=\\?[\"'])|\Z)", re.S)
+#: The value of a secret field in JSON-ish text: "name": "value", 'name': 'value',
+#: \"name\": \"value\" (JSON inside a string), name=value (a form body, a URL).
+_FIELD = re.compile(
+    r"""(?P<name>(?:\\?["'])?\b(?:refresh_token|client_secret|private_key_id|private_key)\b"""
+    r"""(?:\\?["'])?\s*[:=]\s*)"""
+    r"""(?P<value>\\"(?:(?!\\").)*(?:\\"|\Z)|"(?:[^"\\]|\\.)*(?:"|\Z)|"""
+    r"""'(?:[^'\\]|\\.)*(?:'|\Z)|[^\s,;&}\])'"]+)""", re.S | re.I)
+#: OAuth 2 access tokens of Google (``ya29.`` then base64url text).
+_ACCESS_TOKEN = re.compile(r"\bya29\.[0-9A-Za-z_\-.]+")
+#: A bearer token, as an HTTP header or gRPC metadata shows it.
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[0-9A-Za-z_\-.~+/]{8,}=*")
+
+
+def _field(m: "re.Match") -> str:
+    value = m.group("value")
+    for q in ('\\"', '"', "'"):
+        if value.startswith(q):
+            end = q if value.endswith(q) and len(value) >= 2 * len(q) else ""
+            return f"{m.group('name')}{q}{REDACTED}{end}"
+    return f"{m.group('name')}{REDACTED}"
+
+
+def redact(text) -> str:
+    """``text`` with the secrets it holds replaced by ``[REDACTED]`` (see the module's
+    docstring for which)."""
+    if not isinstance(text, str):
+        text = str(text)
+    if not text:
+        return text
+    text = _PEM.sub(REDACTED, text)
+    text = _FIELD.sub(_field, text)
+    text = _ACCESS_TOKEN.sub(REDACTED, text)
+    return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Installed on handlers: every record leaves with its secrets redacted (message and
+    arguments, formatted once; an exception's traceback; a stack)."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the format: keep both, redacted
+            message = f"{record.msg} {record.args!r}" if record.args else str(record.msg)
+        record.msg, record.args = redact(message), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+# --- level ---------------------------------------------------------------------------------
+
+
+def level_setting(environ=None) -> tuple[int, bool, Optional[str]]:
+    """(the mapper's level, whether third-party loggers are at DEBUG too, a warning about an
+    unknown value or None), from ``DATASTORE_MAPPER_LOG_LEVEL``."""
+    environ = os.environ if environ is None else environ
+    raw = (environ.get(LEVEL_ENV) or "").strip()
+    value = raw.upper()
+    if not value:
+        return logging.INFO, False, None
+    if value == DEBUG_ALL:
+        return logging.DEBUG, True, None
+    if value in LEVELS:
+        return LEVELS[value], False, None
+    return logging.INFO, False, (f"{LEVEL_ENV}={raw!r} is not a log level: use DEBUG, INFO, "
+                                 f"WARNING or {DEBUG_ALL}; logging at INFO")
+
+
+def configure(environ=None) -> None:
+    """Logging for the CLI: the level of ``DATASTORE_MAPPER_LOG_LEVEL`` (module docstring),
+    readable worker lines, and every handler of the root logger redacting secrets."""
+    level, everything, warning = level_setting(environ)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("apache_beam", "google", "urllib3", "grpc"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in root.handlers:
+        for kind in (InterruptedFilter, RedactingFilter):
+            if not any(isinstance(f, kind) for f in handler.filters):
+                handler.addFilter(kind())
+    for noisy in THIRD_PARTY:
+        logging.getLogger(noisy).setLevel(logging.DEBUG if everything else logging.WARNING)
     worker = logging.getLogger(_WORKER_LOGGER)
-    worker.setLevel(logging.INFO)
-    if not any(isinstance(f, WorkerLogFilter) for f in worker.filters):
-        worker.addFilter(WorkerLogFilter())
+    worker.setLevel(min(level, logging.INFO))
+    for f in [f for f in worker.filters if isinstance(f, WorkerLogFilter)]:
+        worker.removeFilter(f)
+    worker.addFilter(WorkerLogFilter(keep_all=everything))
+    if warning:
+        logging.getLogger(__name__).warning("%s", warning)
 
 
 class _RunnerTracebacksToLog(logging.Filter):
@@ -80,22 +235,13 @@ class _RunnerTracebacksToLog(logging.Filter):
         return True
 
 
-def _thread_exception_to_log(args) -> None:
-    """A runner thread's uncaught exception (a worker subprocess that exited): to the log."""
-    text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
-    try:
-        os.write(2, f"Exception in thread {getattr(args.thread, 'name', '?')}:\n{text}".encode(
-            "utf-8", "replace"))
-    except OSError:
-        pass
-
-
 @contextlib.contextmanager
 def worker_stderr_to(path: str) -> Iterator[None]:
     """Send what local worker processes print to their stderr (Beam prints a job's
     failure there as a raw traceback, before the CLI reports it) to a file, with the runner's
     own tracebacks from this process, while this process's own logs and messages still
-    reach the terminal."""
+    reach the terminal. An exception that ends one of this process's threads (Beam's, when a
+    worker goes away) goes to the file too."""
     sys.stderr.flush()
     saved_fd = os.dup(2)
     handlers = [h for h in logging.getLogger().handlers
@@ -118,7 +264,7 @@ def worker_stderr_to(path: str) -> Iterator[None]:
                 h.setStream(terminal)
         for h in handlers:
             h.addFilter(to_log)
-        threading.excepthook = _thread_exception_to_log
+        threading.excepthook = _thread_exception_to_fd2
         yield
     finally:
         threading.excepthook = saved_hook
@@ -133,6 +279,20 @@ def worker_stderr_to(path: str) -> Iterator[None]:
             for h in handlers:
                 h.setStream(old_stderr)
             terminal.close()
+
+
+def _thread_exception_to_fd2(args) -> None:
+    """``threading.excepthook`` writing to file descriptor 2 (the workers' log, while
+    ``worker_stderr_to`` holds it), not to ``sys.stderr`` (the terminal)."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    text = f"Exception in thread {name}:\n" + "".join(
+        traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+    try:
+        os.write(2, redact(text).encode("utf-8", "replace"))
+    except OSError:
+        pass
 
 
 def _is_fd2(stream) -> bool:

@@ -3,7 +3,7 @@ no Beam (``pipeline.launch.beam_options.MapperOptions`` adds the same arguments 
 ``PipelineOptions``).
 
 Values are validated by argparse types, so a bad value stops the run before
-anything is read, with argparse's "argument --x: ..." message and exit code 2;
+anything is read, with one line, argparse's "error: argument --x: ..." message, and exit code 2;
 numbers are bounded where Datastore or the mapper bounds them, and the message
 says what is accepted. Booleans take an explicit value (``--flag=true``) as Flex
 Templates pass them, and a bare ``--flag`` means true. Like Beam's own parser,
@@ -140,7 +140,8 @@ def parse_read_time(text: Optional[str], now: Optional[dt.datetime]) -> Optional
     t = t.astimezone(dt.timezone.utc)
     if now is not None:
         if t > now:
-            raise UsageError(f"--read_time {text} is in the future")
+            raise UsageError(f"--read_time {text} is in the future: use a past time (within "
+                             "the last hour, 7 days with point-in-time recovery) or 'start'")
         if now - t > READ_TIME_LIMIT:
             raise UsageError(f"--read_time {text} is more than 7 days ago: Datastore keeps old "
                              "versions for 1 hour (7 days with point-in-time recovery)")
@@ -267,9 +268,17 @@ def add_mapper_arguments(parser) -> None:
                    help="check namespaces, kind and indexes before launching (default true)")
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, ``error: argument --x: ...`` (exit code 2),
+    not argparse's usage block followed by the error: a bad value is one clear line."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (python -m pipeline --help lists the options)\n")
+
+
 def help_parser() -> argparse.ArgumentParser:
     """The CLI's own parser: --help, and every mapper option checked before Beam sees them."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="python -m pipeline", description="Run a mapper job over every entity of a kind, "
         "across all namespaces, split evenly into parallel work.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)

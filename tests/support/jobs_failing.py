@@ -6,9 +6,11 @@ processes can unpickle them.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Callable, Optional
 
 from pipeline import Context, JobSpec, Params, Query, register
+from pipeline.errors import UsageError
 
 
 @register
@@ -104,3 +106,75 @@ class ProbeCreatedBetween(JobSpec):
     def next(self, ctx: Context, entity):
         _probe(ctx, entity)
         yield {"namespace": ctx.namespace, "key": list(entity.key.flat_path), "range": ctx.range}
+
+
+@register
+class UnsupportedOperator(JobSpec):
+    """A query with a filter operator Datastore has but the mapper does not split on (!=)."""
+
+    name = "unsupported_operator"
+
+    def query(self, params: Params) -> Query:
+        return Query(kind="Item", filters=[("n", "!=", 3)])
+
+    def next(self, ctx: Context, key) -> None:
+        ctx.counters.inc("keys")
+
+
+#: The values ``bad_record`` can yield for an entity: each cannot be written as a JSON line.
+BAD_VALUES: dict[str, Callable[[], object]] = {
+    "object": object,
+    "mixed_set": lambda: {1, "one"},
+    "nan": lambda: float("nan"),
+}
+
+
+@register
+class BadRecord(JobSpec):
+    """Yields, for the key named by ``on``, a record whose ``value`` JSON cannot hold; every
+    other key gets a plain record."""
+
+    name = "bad_record"
+    parameters = {"value": f"what to put in the bad record: {', '.join(BAD_VALUES)}",
+                  "on": "id or name of the key that gets the bad record"}
+
+    def query(self, params: Params) -> Query:
+        if params.get("value") not in BAD_VALUES:
+            raise UsageError(f"job parameter value must be one of {', '.join(BAD_VALUES)}")
+        return Query(kind="Item")
+
+    def next(self, ctx: Context, key):
+        if str(key.id_or_name) == ctx.params.get("on"):
+            yield {"key": list(key.flat_path), "value": BAD_VALUES[ctx.params.get("value")]()}
+        else:
+            yield {"key": list(key.flat_path)}
+
+
+@register
+class SlowKeys(JobSpec):
+    """Counts keys, sleeping ``sleep`` seconds (default 0.2) on each: slow enough to interrupt."""
+
+    name = "slow_keys"
+    parameters = {"sleep": "seconds per key (default 0.2)"}
+
+    def query(self, params: Params) -> Query:
+        return Query(kind="Item")
+
+    def next(self, ctx: Context, key):
+        time.sleep(float(ctx.params.get("sleep", "0.2")))
+        ctx.counters.inc("keys")
+        yield {"key": list(key.flat_path)}
+
+
+@register
+class QueryFails(JobSpec):
+    """A job whose query() raises (a bug in the job, found at launch)."""
+
+    name = "query_fails"
+
+    def query(self, params: Params) -> Query:
+        settings: dict = {}
+        return Query(kind=settings["kind"])
+
+    def next(self, ctx: Context, key) -> None:
+        ctx.counters.inc("keys")
