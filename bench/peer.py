@@ -1,4 +1,5 @@
-"""The 'peer': Beam's own ReadFromDatastore, one per namespace, flattened and counted.
+"""The 'peer': Beam's own ReadFromDatastore, one per namespace (or per (namespace, kind) pair,
+``--pairs``), flattened and counted.
 
 Runs with the same runner options as the mapper CLI's default local run
 (pipeline.launch.local_runner.LOCAL_ARGS) unless --runner is given. Prints one JSON line
@@ -32,15 +33,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.peer")
     ap.add_argument("--project", required=True)
     ap.add_argument("--kind", default="Item")
-    ap.add_argument("--namespaces", required=True,
-                    help="JSON list of namespaces ('' is the default namespace)")
+    ap.add_argument("--namespaces",
+                    help="JSON list of namespaces ('' is the default namespace), read as --kind")
+    ap.add_argument("--pairs", help='JSON list of [namespace, kind] pairs, e.g. [["", "A"]]')
     args, beam_args = ap.parse_known_args(argv)
     if not any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
         beam_args = LOCAL_ARGS + beam_args
-    namespaces = json.loads(args.namespaces)
+    if args.pairs:
+        pairs = [tuple(p) for p in json.loads(args.pairs)]
+    elif args.namespaces is not None:
+        pairs = [(ns, args.kind) for ns in json.loads(args.namespaces)]
+    else:
+        ap.error("give --namespaces or --pairs")
     p = beam.Pipeline(options=PipelineOptions(beam_args))
-    reads = [p | f"Read[{ns or '__default__'}]" >> ReadFromDatastore(
-        Query(kind=args.kind, project=args.project, namespace=ns or None)) for ns in namespaces]
+    reads = [p | f"Read[{ns or '__default__'}/{kind}]" >> ReadFromDatastore(
+        Query(kind=kind, project=args.project, namespace=ns or None)) for ns, kind in pairs]
     (reads
      | "Flatten" >> beam.Flatten()
      | "Count" >> beam.combiners.Count.Globally()

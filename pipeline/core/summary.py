@@ -45,13 +45,37 @@ def format_summary(s: dict) -> str:
     if t["records"]:
         lines.append(f"records output: {t['records']}")
     width = max([len(n) for n in s["namespaces"]] + [9])
-    lines.append(f"  {'namespace':<{width}}  {'entities':>9}  {'ranges':>6}  counters")
-    for ns, n in s["namespaces"].items():
-        counters = ", ".join(f"{k}={v}" for k, v in n["counters"].items())
-        lines.append(f"  {ns:<{width}}  {n['entities']:>9}  {n['ranges']:>6}  {counters}")
+    if any(n.get("kinds") for n in s["namespaces"].values()):
+        lines.extend(_rows_per_kind(s["namespaces"], width))
+    else:
+        lines.append(f"  {'namespace':<{width}}  {'entities':>9}  {'ranges':>6}  counters")
+        for ns, n in s["namespaces"].items():
+            lines.append(f"  {ns:<{width}}  {n['entities']:>9}  {n['ranges']:>6}  "
+                         f"{_counters(n)}")
     if t["counters"]:
         lines.append("total counters: " + ", ".join(f"{k}={v}" for k, v in t["counters"].items()))
     return "\n".join(lines)
+
+
+def _counters(n: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in n["counters"].items())
+
+
+def _rows_per_kind(namespaces: dict, width: int) -> list:
+    """A row per (namespace, kind), and the namespace's own when it has several kinds."""
+    kinds = [k for n in namespaces.values() for k in n.get("kinds", {})]
+    kw = max([len(k) for k in kinds] + [4])
+    lines = [f"  {'namespace':<{width}}  {'kind':<{kw}}  {'entities':>9}  {'ranges':>6}  "
+             "counters"]
+    for ns, n in namespaces.items():
+        per_kind = n.get("kinds", {})
+        for kind, k in per_kind.items():
+            lines.append(f"  {ns:<{width}}  {kind:<{kw}}  {k['entities']:>9}  "
+                         f"{k['ranges']:>6}  {_counters(k)}")
+        if len(per_kind) != 1:
+            lines.append(f"  {ns:<{width}}  {'(all)':<{kw}}  {n['entities']:>9}  "
+                         f"{n['ranges']:>6}  {_counters(n)}")
+    return lines
 
 
 def to_json_text(summary: dict) -> str:

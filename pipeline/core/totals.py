@@ -31,6 +31,11 @@ class SliceStats:
     kind: str = ""
 
 
+#: The kind of the plan record of a namespace that holds none of the kinds a job reads: the
+#: namespace completes (its hooks fire, it is in the summary) with no unit.
+NO_KIND = ""
+
+
 @dataclasses.dataclass
 class UnitPlanned:
     """A unit's plan (a kind in a namespace): how many initial ranges it was cut into, from how
@@ -95,7 +100,8 @@ class Totals:
     def add_kind(self, kind: str, t: "Totals", cap: int) -> None:
         """A unit's totals into its namespace's (or the job's), kept apart under its kind."""
         self.add(t, cap)
-        self.kinds.setdefault(kind, Totals()).add(t, cap)
+        if kind != NO_KIND:
+            self.kinds.setdefault(kind, Totals()).add(t, cap)
 
     def add_item(self, item, cap: int) -> None:
         """A SliceStats, NamespacePlanned or Totals: one level of the roll-up."""

@@ -51,8 +51,9 @@ def path_part(name: str, case_insensitive: bool = False) -> str:
     """
     if _SAFE.fullmatch(name) and not (case_insensitive and name != name.lower()):
         return name
-    escaped = "".join(ch if _SAFE.fullmatch(ch) or ch in ".-" else
-                      "".join(f"%{b:02X}" for b in ch.encode("utf-8")) for ch in name)
+    escaped = "".join(ch if _SAFE.fullmatch(ch) or (ch in ".-" and i) else
+                      "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
+                      for i, ch in enumerate(name))
     digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
     return f"{escaped[:150]}~{digest}"
 

@@ -1,7 +1,7 @@
 """Firing a job's lifecycle hooks (``pipeline.api.hooks``), and the steps that fire the
 job, range and namespace ones after the roll-up: ``JobStarted``, ``RangeCompleted``,
-``UnitCompleted`` (no hook: it records a completed unit's manifest), ``NamespaceCompleted``,
-``JobCompleted``.
+``NamespaceCompleted`` (which then records a manifest per unit of the namespace: a resumed run
+need not read it again, nor fire its hooks), ``JobCompleted``.
 (``namespace_started`` and ``range_started`` fire in ``SplitNamespaces``, the slice hooks in
 ``ReadRanges``.)"""
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pipeline.api import hooks
 from pipeline.api.hooks import HookContext
 from pipeline.config import JobConfig, RunConfig
 from pipeline.core.totals import Totals
-from pipeline.errors import JobFailed
 from pipeline.core.units import unit_for
+from pipeline.errors import JobFailed
 from pipeline.sinks.files.layout import manifest_path
 from pipeline.sinks.files.prepare import manifest
 
@@ -66,44 +66,45 @@ class RangeCompletedFn(beam.DoFn):
         yield (namespace, kind), totals
 
 
-class UnitCompletedFn(beam.DoFn):
-    """((namespace, kind), Totals or (Totals, output)) -> (namespace, (kind, Totals, output)):
-    with --output, the unit's manifest is written: it is complete, and a resumed run need not
-    read it again."""
-
-    def __init__(self, run: RunConfig, case_insensitive: bool = False):
-        self.run, self.case_insensitive = run, case_insensitive
-
-    def process(self, kv):
-        (namespace, kind), value = kv
-        output = None
-        if isinstance(value, tuple):
-            value, output = value
-        out = self.run.output
-        if out.directory:
-            part = unit_for(namespace, kind, self.run.read.query.per_kind,
-                            self.case_insensitive).part
-            m = manifest(self.run, namespace, kind, part, value.to_dict(), output)
-            with FileSystems.create(manifest_path(out.directory, self.run.job.name, part)) as f:
-                f.write(json.dumps(m, ensure_ascii=False, indent=1).encode("utf-8"))
-        yield namespace, (kind, value, output)
+def unit_done(kv):
+    """((namespace, kind), Totals or (Totals, output)) -> (namespace, (kind, Totals, output))."""
+    (namespace, kind), value = kv
+    output = None
+    if isinstance(value, tuple):
+        value, output = value
+    return namespace, (kind, value, output)
 
 
 class NamespaceCompletedFn(beam.DoFn):
     """(namespace, NamespaceDone) -> (namespace, Totals), firing ``namespace_completed`` with
     where the sink put the namespace's records as ``ctx.output`` (its file, or its tables; for a
-    job reading several kinds each kind's, joined, and ``ctx.outputs``: kind -> output)."""
+    job reading several kinds each kind's, joined, and ``ctx.outputs``: kind -> output).
 
-    def __init__(self, run: RunConfig):
-        self.run = run
+    With --output, once the hook has run, each of the namespace's units gets its manifest: the
+    namespace is complete, and a resumed run neither reads it again nor fires its hooks."""
+
+    def __init__(self, run: RunConfig, case_insensitive: bool = False):
+        self.run, self.case_insensitive = run, case_insensitive
 
     def process(self, kv):
         namespace, done = kv
+        per_kind = self.run.read.query.per_kind
         outputs = done.outputs or None
         output = ", ".join(sorted(outputs.values())) if outputs else None
         fire(self.run.job, hooks.NAMESPACE_COMPLETED, namespace=namespace,
              totals=copy.deepcopy(done.totals), output=output,
-             outputs=dict(outputs) if outputs and self.run.read.query.per_kind else None)
+             outputs=dict(outputs) if outputs and per_kind else None)
+        out = self.run.output
+        if out.directory:
+            units = (done.totals.kinds.items() if per_kind
+                     else [(self.run.read.query.kinds[0], done.totals)])
+            for kind, totals in units:
+                part = unit_for(namespace, kind, per_kind, self.case_insensitive).part
+                m = manifest(self.run, namespace, kind, part, totals.to_dict(),
+                             (done.outputs or {}).get(kind))
+                with FileSystems.create(manifest_path(out.directory, self.run.job.name,
+                                                      part)) as f:
+                    f.write(json.dumps(m, ensure_ascii=False, indent=1).encode("utf-8"))
         yield namespace, done.totals
 
 

@@ -5,7 +5,7 @@
     Create ─ JobStarted ─ ExpandNamespaces ─ Reshuffle ─ SplitNamespaces ─ Reshuffle ─ ReadRanges
                                                     units │ UnitPlanned            │ records, SliceStats
                                                           └──────── Flatten ───────┘
-    RangeTotals → RangeCompleted → UnitTotals (+ the sink's outputs) → UnitCompleted
+    RangeTotals → RangeCompleted → UnitTotals (+ the sink's outputs)
       → NamespaceTotals → NamespaceCompleted → JobTotals → JobCompleted → Summary
 
 A unit is a kind in a namespace: one per namespace for a job reading one kind, one per
@@ -16,8 +16,9 @@ per unit, ((namespace, kind), ``NamespaceOutput``); ``UnitCompleted`` consumes i
 CoGroupByKey with the unit's totals), so ``namespace_completed`` runs after the sink is done with
 that namespace. The
 sink's ``encode`` turns each record into what it writes, in ``ReadRanges``, so a record that
-cannot be written is a dead letter of its entity. Units a failed run completed
-(--output_mode=resume) are not read; their totals join their namespace's.
+cannot be written is a dead letter of its entity. Namespaces a failed run completed
+(--output_mode=resume) are neither read nor have their hooks fired again; their totals join the
+job's before ``JobTotals``.
 """
 from __future__ import annotations
 
@@ -27,12 +28,22 @@ import apache_beam as beam
 
 from pipeline.config import RunConfig
 from pipeline.core.totals import Totals
-from pipeline.graph.lifecycle import (JobCompletedFn, JobStartedFn, NamespaceCompletedFn,
-                                      RangeCompletedFn, UnitCompletedFn)
+from pipeline.graph.lifecycle import (
+    JobCompletedFn,
+    JobStartedFn,
+    NamespaceCompletedFn,
+    RangeCompletedFn,
+    unit_done,
+)
 from pipeline.graph.namespaces import STATS, UNITS, ExpandNamespacesFn, SplitNamespaceFn
 from pipeline.graph.read import ReadRangeFn, RecordId
-from pipeline.graph.rollup import (JobSummaryFn, NamespaceTotalsFn, TotalsFn, by_range,
-                                   totals_with_output)
+from pipeline.graph.rollup import (
+    JobSummaryFn,
+    NamespaceTotalsFn,
+    TotalsFn,
+    by_range,
+    totals_with_output,
+)
 from pipeline.graph.summary import BuildSummaryFn
 
 
@@ -59,18 +70,16 @@ class MapDatastore(beam.PTransform):
         job, read, output = self.run.job, self.run.read, self.run.output
         cap, per_kind = job.max_counters, read.query.per_kind
         case = output.case_insensitive
-        resumed = [(r.namespace, (r.kind, Totals.from_dict(r.totals), r.output))
-                   for r in output.resumed]
+        resumed = resumed_namespaces(output.resumed, cap, per_kind)
         namespaces = (
             pbegin
             | "Start" >> beam.Create([None])
             | "JobStarted" >> beam.ParDo(JobStartedFn(job))
-            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(read)))
+            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(read, frozenset(resumed))))
         split = (
             namespaces
             | "ReshuffleNamespaces" >> beam.Reshuffle()
-            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(
-                job, read, frozenset((ns, kind) for ns, (kind, _, _) in resumed), case))
+            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(job, read, case))
             .with_outputs(STATS, UNITS, main="ranges"))
         read_out = (
             split.ranges
@@ -92,16 +101,31 @@ class MapDatastore(beam.PTransform):
                 {"totals": unit_totals, "output": files}
                 | "TotalsWithFiles" >> beam.CoGroupByKey()
                 | "JoinFiles" >> beam.FlatMap(totals_with_output))  # -> ((ns, kind), (Totals, output))
-        units_done = unit_totals | "UnitCompleted" >> beam.ParDo(UnitCompletedFn(self.run, case))
+        completed = (
+            unit_totals
+            | "UnitCompleted" >> beam.Map(unit_done)  # -> (namespace, (kind, Totals, output))
+            | "NamespaceTotals" >> beam.CombinePerKey(NamespaceTotalsFn(cap, per_kind))
+            | "NamespaceCompleted" >> beam.ParDo(NamespaceCompletedFn(self.run, case)))
         if resumed:
-            units_done = (
-                (units_done, pbegin | "Resumed" >> beam.Create(resumed))
+            completed = (
+                (completed, pbegin | "Resumed" >> beam.Create(sorted(resumed.items())))
                 | "WithResumed" >> beam.Flatten())
         summary = (
-            units_done
-            | "NamespaceTotals" >> beam.CombinePerKey(NamespaceTotalsFn(cap, per_kind))
-            | "NamespaceCompleted" >> beam.ParDo(NamespaceCompletedFn(self.run))
+            completed
             | "JobTotals" >> beam.CombineGlobally(JobSummaryFn())  # emits {} for an empty job
             | "JobCompleted" >> beam.ParDo(JobCompletedFn(job))
             | "Summary" >> beam.ParDo(BuildSummaryFn(self.run)))
         return {"records": read_out.records, "summary": summary, "files": files}
+
+
+def resumed_namespaces(units, cap: int, per_kind: bool) -> dict:
+    """The completed units a failed run left (their manifests) -> namespace -> its Totals."""
+    out: dict = {}
+    for r in units:
+        t = out.setdefault(r.namespace, Totals())
+        unit = Totals.from_dict(r.totals)
+        if per_kind:
+            t.add_kind(r.kind, unit, cap)
+        else:
+            t.add(unit, cap)
+    return out

@@ -11,7 +11,7 @@ from pipeline.api import hooks
 from pipeline.config import JobConfig, ReadConfig
 from pipeline.core.keyrange import KeyRange
 from pipeline.core.namespaces import namespace_label, require_namespaces
-from pipeline.core.totals import Totals, UnitPlanned
+from pipeline.core.totals import NO_KIND, Totals, UnitPlanned
 from pipeline.core.units import Unit, unit_for
 from pipeline.core.valuerange import ValueRange
 from pipeline.datastore import retry
@@ -46,13 +46,16 @@ class RangeTask(NamedTuple):
 
 
 class ExpandNamespacesFn(beam.DoFn):
-    """All namespaces (``__namespace__``) or the listed ones, which must exist."""
+    """All namespaces (``__namespace__``) or the listed ones, which must exist; without those a
+    failed run completed (``skip``: --output_mode=resume)."""
 
-    def __init__(self, read: ReadConfig):
-        self.read = read
+    def __init__(self, read: ReadConfig, skip: frozenset = frozenset()):
+        self.read, self.skip = read, skip
 
     def process(self, element):
-        yield from self._namespaces()
+        for ns in self._namespaces():
+            if ns not in self.skip:
+                yield ns
 
     def _namespaces(self):
         read = self.read
@@ -74,12 +77,10 @@ class SplitNamespaceFn(beam.DoFn):
     """A namespace -> the initial ranges of each kind read in it (every kind listed from
     ``__kind__`` for ALL_KINDS), a UnitPlanned record per unit on ``stats`` and the unit on
     ``units``, firing ``namespace_started`` once its units are planned and each
-    ``range_started``. Units a failed run completed (``skip``: --output_mode=resume) are not
-    planned again."""
+    ``range_started``."""
 
-    def __init__(self, job: JobConfig, read: ReadConfig, skip: frozenset = frozenset(),
-                 case_insensitive: bool = False):
-        self.job, self.read, self.skip = job, read, skip
+    def __init__(self, job: JobConfig, read: ReadConfig, case_insensitive: bool = False):
+        self.job, self.read = job, read
         self.case_insensitive = case_insensitive
 
     def _kinds(self, c, namespace: str) -> tuple:
@@ -101,8 +102,6 @@ class SplitNamespaceFn(beam.DoFn):
         c = client(read.target)
         planned = []
         for kind in self._kinds(c, namespace):
-            if (namespace, kind) in self.skip:
-                continue
             retries: list = []
             ranges, samples = split_unit(c, read, namespace, kind, on_retry=retries.append)
             unit = unit_for(namespace, kind, read.query.per_kind, self.case_insensitive)
@@ -113,6 +112,8 @@ class SplitNamespaceFn(beam.DoFn):
         fire(self.job, hooks.NAMESPACE_STARTED, namespace=namespace,
              totals=Totals(ranges=sum(len(p[1]) for p in planned),
                            samples=sum(p[2] for p in planned)))
+        if not planned:  # none of the job's kinds here: the namespace still completes
+            yield beam.pvalue.TaggedOutput(STATS, UnitPlanned(namespace, 0, 0, kind=NO_KIND))
         for unit, ranges, samples, retries in planned:
             yield beam.pvalue.TaggedOutput(UNITS, unit)
             yield beam.pvalue.TaggedOutput(STATS, UnitPlanned(

@@ -43,14 +43,15 @@ def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[
         namespaces = list(rq.namespaces)
     else:
         namespaces = existing
-    resumed = {(r.namespace, r.kind) for r in run.output.resumed}
+    resumed = {r.namespace for r in run.output.resumed}
+    to_read = [ns for ns in namespaces if ns not in resumed]
+    if resumed and not to_read:
+        return namespaces  # a resumed run with nothing left to read: nothing to check
     if rq.kinds is not None:
-        found = _find_listed_kinds(c, run, namespaces, resumed)
-        if found is None:
-            return namespaces  # a resumed run with nothing left to read: nothing to check
+        found = _find_listed_kinds(c, run, to_read)
         missing = [k for k in rq.kinds if k not in found]
     else:
-        found = _find_any_kinds(c, run, namespaces)
+        found = _find_any_kinds(c, run, to_read)
         missing = [] if found else ["*"]
     if missing:
         where = "the selected namespaces" if rq.namespaces is not None else "any namespace"
@@ -79,17 +80,12 @@ def _kinds_label(kinds: list) -> str:
     return "kinds " + ", ".join(repr(k) for k in kinds)
 
 
-def _find_listed_kinds(c, run: RunConfig, namespaces: list, resumed: set):
-    """kind -> the first namespace (not resumed) holding one of its entities; None when every
-    unit was completed by the run resumed."""
+def _find_listed_kinds(c, run: RunConfig, namespaces: list) -> dict:
+    """kind -> the first namespace holding one of its entities."""
     read = run.read
     found: dict = {}
-    todo = False
     for kind in read.query.kinds:
         for ns in namespaces:
-            if (ns, kind) in resumed:
-                continue
-            todo = True
             q = c.query(kind=kind, namespace=ns or None)
             q.keys_only()
             if _launch_call(run, lambda: list(fetch(q, LAUNCH_RETRY, limit=1,
@@ -97,7 +93,7 @@ def _find_listed_kinds(c, run: RunConfig, namespaces: list, resumed: set):
                             f"looking for {kind} entities", ns, kind):
                 found[kind] = ns
                 break
-    return found if todo or not resumed else None
+    return found
 
 
 def _find_any_kinds(c, run: RunConfig, namespaces: list) -> dict:

@@ -242,7 +242,8 @@ def _run_locally(options, run, bigquery, held) -> int:
     try:
         p = beam.Pipeline(options=options)
         build(p, run, bigquery)
-        with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted():
+        with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted(), \
+                _fail_when_a_worker_dies():
             try:
                 p.run().wait_until_finish()
             except KeyboardInterrupt:  # the workers stopped while their output still goes
@@ -260,6 +261,8 @@ def _run_locally(options, run, bigquery, held) -> int:
             + (f"; {note}" if note else ""))
         return EXIT_INTERRUPTED
     except Exception as e:  # a runner wraps errors raised on workers
+        if isinstance(e, WorkerDied):
+            processes.stop(processes.descendants(os.getpid()))
         note = _finish_failed(run)
         msg = worker_death_message(e, worker_log) or failure_message(e)
         if msg is None:
@@ -284,6 +287,51 @@ def _run_locally(options, run, bigquery, held) -> int:
     finally:
         rundir.remove()
     return EXIT_OK
+
+
+class WorkerDied(Exception):
+    """A local worker process died (killed, out of memory) while the run went on."""
+
+
+@contextlib.contextmanager
+def _fail_when_a_worker_dies():
+    """Beam's local runner notices a worker process that died only when it had a bundle in
+    flight; otherwise the launcher would wait for it forever. The runner's thread that started
+    the worker raises when it exits with an error (``logs.on_worker_exit`` hears of it); this
+    process then signals itself (SIGUSR1), which interrupts the main thread's wait with
+    ``WorkerDied``: the run fails at once, with the one line of a dead worker."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    active, died = [True], []
+
+    def on_signal(signum, frame):
+        if active[0] and died:
+            active[0] = False
+            raise WorkerDied(died[0])
+
+    def fire() -> None:
+        if active[0] and not logs.is_interrupted():
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    def on_exit(text: str) -> None:
+        # A Ctrl-C stops the workers too: wait a moment, so that the interruption (its SIGINT
+        # reaches this process at the same time) is what the run reports.
+        if active[0] and not died and not logs.is_interrupted():
+            died.append(text)
+            timer = threading.Timer(0.5, fire)
+            timer.daemon = True
+            timer.start()
+
+    signal.signal(signal.SIGUSR1, on_signal)
+    logs.on_worker_exit(on_exit)
+    try:
+        yield
+    finally:
+        active[0] = False
+        logs.on_worker_exit(None)
+        # a late signal finds a handler that does nothing (SIGUSR1's default would kill us)
+        signal.signal(signal.SIGUSR1, lambda signum, frame: None)
 
 
 @contextlib.contextmanager

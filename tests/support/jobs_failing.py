@@ -48,11 +48,12 @@ class CategoryCreatedBetween(JobSpec):
     """An equality (category) plus a range (created): needs a composite index in production."""
 
     name = "category_created_between"
-    parameters = {"category": "category to select (default books)"}
+    parameters = {"category": "category to select (default books)",
+                  "kind": "kind (default Item; A|B for several)"}
 
     def query(self, params: Params) -> Query:
         midnight = dt.time(tzinfo=dt.timezone.utc)
-        return Query(kind="Item", keys_only=False,
+        return Query(kind=params.kinds("kind", "Item"), keys_only=False,
                      filters=[("category", "=", params.get("category", "books")),
                               ("created", ">=", dt.datetime.combine(dt.date(2026, 11, 24), midnight)),
                               ("created", "<", dt.datetime.combine(dt.date(2026, 11, 27), midnight))])

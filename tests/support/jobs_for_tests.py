@@ -42,7 +42,7 @@ class RangeProbe(JobSpec):
             value = _timestamp(params, op_name)
             if value is not None:
                 filters.append((self.prop, op, value))
-        return Query(kind=params.get("kind", "Event"), keys_only=False, filters=filters)
+        return Query(kind=params.kinds("kind", "Event"), keys_only=False, filters=filters)
 
     def next(self, ctx: Context, entity):
         ctx.counters.inc("entities")

@@ -23,7 +23,8 @@ def _record(path: str, ctx, **extra) -> None:
         "namespaces": ({ns: {"entities": n.entities, "counters": n.counters}
                         for ns, n in ctx.namespaces.items()} if ctx.namespaces is not None
                        else None),
-        "output": ctx.output, "pid": os.getpid(), **extra,
+        "output": ctx.output, "pid": os.getpid(), "kind": ctx.kind, "outputs": ctx.outputs,
+        "kinds": {k: t.entities for k, t in ctx.kinds.items()} or None, **extra,
     }, sort_keys=True) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -48,13 +49,13 @@ class RecordHooks(JobSpec):
 
     name = "record_hooks"
     parameters = {"events": "file to append one JSON line per hook to (required)",
-                  "kind": "kind (default Item)",
+                  "kind": "kind (default Item; A|B, or * for every kind)",
                   "fail_in": "a hook name: that hook raises after recording itself"}
 
     def query(self, params: Params) -> Query:
         self.events = params.text("events")
         self.fail_in = params.get("fail_in")
-        return Query(kind=params.get("kind", "Item"))
+        return Query(kind=params.kinds("kind", "Item"))
 
     def next(self, ctx: Context, key):
         ctx.counters.inc("keys")

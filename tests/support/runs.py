@@ -28,12 +28,14 @@ class RunResult:
             if os.path.exists(path):
                 with open(path, encoding="utf-8") as f:
                     self.summary = json.load(f)
-            #: namespace label -> its records, from OUTPUT/JOB/namespaces/<label>.jsonl
+            #: unit part -> its records, from OUTPUT/JOB/namespaces/<label>.jsonl (one kind
+            #: read) or OUTPUT/JOB/namespaces/<label>/<kind>.jsonl (several): "acme/Order"
             self.files: dict = {}
-            for name in sorted(glob.glob(os.path.join(output, job, "namespaces", "*.jsonl"))):
+            base = os.path.join(output, job, "namespaces")
+            for name in sorted(glob.glob(os.path.join(base, "**", "*.jsonl"), recursive=True)):
                 with open(name, encoding="utf-8") as f:
                     rows = [json.loads(line) for line in f if line.strip()]
-                self.files[os.path.basename(name)[:-len(".jsonl")]] = rows
+                self.files[os.path.relpath(name, base)[:-len(".jsonl")]] = rows
                 self.records.extend(rows)
 
 

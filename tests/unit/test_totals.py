@@ -8,7 +8,7 @@ import pytest
 from pipeline.api.job import Counters
 from pipeline.core.counters import OVERFLOW_COUNTER, merge_counters
 from pipeline.core.summary import build_summary, format_summary, to_json_text
-from pipeline.core.totals import UnitPlanned, SliceStats, Totals
+from pipeline.core.totals import SliceStats, Totals, UnitPlanned
 from pipeline.graph.rollup import TotalsFn
 
 UTC = dt.timezone.utc

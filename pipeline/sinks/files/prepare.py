@@ -33,8 +33,8 @@ from pipeline.sinks.files.layout import (
     SUMMARY_FILE,
     files_under,
     job_dir,
-    manifest_path,
     job_path,
+    manifest_path,
     remove_tree,
 )
 
@@ -87,6 +87,29 @@ def _probe_directory(output: str, job_name: str) -> None:
     if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"--output {output} is not writable ({probe} does not let this user "
                          "create files)")
+
+
+def case_insensitive_directory(output: str) -> bool:
+    """Whether OUTPUT is on a file system that ignores case (macOS's and Windows' defaults), so
+    that ``Order`` and ``order`` must not share a file there (see ``core.units.path_part``):
+    the nearest existing directory with a letter in its name is looked up with that name's case
+    swapped. Cloud Storage's names are case-sensitive."""
+    if "://" in output:
+        return False
+    probe = os.path.abspath(output)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    while True:
+        parent, name = os.path.split(probe)
+        if name != name.swapcase():
+            swapped = os.path.join(parent, name.swapcase())
+            try:
+                return os.path.exists(swapped) and os.path.samefile(swapped, probe)
+            except OSError:
+                return False
+        if parent == probe:
+            return False
+        probe = parent
 
 
 def _take_lease(run: RunConfig, local: bool) -> dict:
@@ -188,6 +211,9 @@ def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
     name = run.job.name
     where = job_dir(out.directory, name)
     _probe_directory(out.directory, name)
+    if case_insensitive_directory(out.directory):
+        out = dataclasses.replace(out, case_insensitive=True)
+        run = dataclasses.replace(run, output=out)
     found = files_under(where)
     if not found:
         if mode == "resume":

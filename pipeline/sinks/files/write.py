@@ -26,8 +26,16 @@ from pipeline.core.records import RecordError, record_json
 from pipeline.core.totals import NamespaceOutput
 from pipeline.sinks.bigquery import export_schema
 from pipeline.sinks.files.compose import compose
-from pipeline.sinks.files.layout import (DEFAULT_SUFFIX, SCHEMA_FILE, job_file_path, job_path,
-                                         part_path, remove_tree, schema_path, shard_dir)
+from pipeline.sinks.files.layout import (
+    DEFAULT_SUFFIX,
+    SCHEMA_FILE,
+    job_file_path,
+    job_path,
+    part_path,
+    remove_tree,
+    schema_path,
+    shard_dir,
+)
 
 log = logging.getLogger(__name__)
 

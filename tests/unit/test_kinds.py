@@ -1,0 +1,158 @@
+"""Several kinds, or all (issue 14), without an emulator: the query's kinds, the kind
+parameter, the reserved-kind filter over a listing, the units' paths, the summary per kind, the
+index advice for several kinds, and the case probe of an output directory."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pickle
+
+import pytest
+
+from pipeline.api.job import Params
+from pipeline.api.query import ALL_KINDS, Query, resolve
+from pipeline.core.summary import build_summary, format_summary
+from pipeline.core.totals import NO_KIND, Totals
+from pipeline.core.units import entity_kinds, path_part, unit_for
+from pipeline.datastore.errors import missing_indexes
+from pipeline.errors import QueryError, UsageError
+from pipeline.sinks.files import prepare
+
+NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+
+
+# --- the query's kinds ----------------------------------------------------------------------
+
+def test_one_kind_several_or_all():
+    one = resolve(Query(kind="Order"))
+    assert one.kinds == ("Order",) and not one.per_kind and one.kinds_text() == "kind Order"
+    two = resolve(Query(kind=["Order", "Customer", "Order"]))
+    assert two.kinds == ("Order", "Customer") and two.per_kind  # duplicates once, order kept
+    assert two.kinds_text() == "kinds Order, Customer"
+    for every in (ALL_KINDS, "*"):
+        rq = resolve(Query(kind=every))
+        assert rq.kinds is None and rq.per_kind and rq.kinds_text() == "every kind"
+    assert resolve(Query(kind="*")).fingerprint()["kinds"] is None
+    assert pickle.loads(pickle.dumps(ALL_KINDS)) is ALL_KINDS  # the sentinel survives workers
+
+
+@pytest.mark.parametrize("kind, fragment", [
+    (["Order", "*"], "'*' (every kind) cannot be combined"),
+    ([ALL_KINDS, "Order"], "cannot be combined"),
+    (["Order", "__kind__"], "'__kind__' is a Datastore metadata kind"),
+    ("__Stat_Kind__", "metadata kind"),
+    ([], "must name an entity kind"),
+    (["Order", ""], "does not name an entity kind"),
+    (["Order", 3], "does not name an entity kind"),
+    (None, "must name an entity kind"),
+])
+def test_bad_kinds_are_refused_with_what_is_accepted(kind, fragment):
+    with pytest.raises(QueryError) as e:
+        resolve(Query(kind=kind))
+    assert fragment in str(e.value)
+
+
+@pytest.mark.parametrize("raw, want", [
+    ("Order", "Order"), (" Order ", "Order"), ("Order|Customer", ("Order", "Customer")),
+    ("*", ALL_KINDS), (" * ", ALL_KINDS),
+])
+def test_the_kind_parameter(raw, want):
+    assert Params({"kind": raw}, NOW).kinds("kind", "Item") == want
+
+
+def test_the_kind_parameter_default_and_bad_values():
+    assert Params({}, NOW).kinds("kind", "Item") == "Item"
+    with pytest.raises(UsageError, match=r"\* \(every kind\) cannot be combined"):
+        Params({"kind": "*|Order"}, NOW).kinds()
+    with pytest.raises(UsageError, match="an empty kind name"):
+        Params({"kind": "Order||Log"}, NOW).kinds()
+
+
+def test_reserved_kinds_are_left_out_of_a_listing():
+    listing = ["Order", "__Stat_Kind__", "__namespace__", "Customer", "__kind__", "_private",
+               "Order", "__x__"]
+    assert entity_kinds(listing) == ["Customer", "Order", "_private"]
+
+
+# --- the units' paths -------------------------------------------------------------------------
+
+def test_unit_parts_keep_todays_paths_for_one_kind():
+    assert unit_for("acme", "Order", per_kind=False).part == "acme"
+    assert unit_for("", "Order", per_kind=False).part == "__default__"
+    assert unit_for("acme", "Order", per_kind=True).part == "acme/Order"
+    assert unit_for("", "Order", per_kind=True).label == "__default__/Order"
+
+
+@pytest.mark.parametrize("name", ["a/b", "Ünïcode", "with space", ".hidden", "-dash", "x" * 201,
+                                  "..", "日本"])
+def test_names_a_file_system_cannot_take_are_escaped_and_distinct(name):
+    part = path_part(name)
+    assert "/" not in part and part not in (".", "..") and not part.startswith((".", "-"))
+    assert part.isascii() and len(part) <= 160
+    assert part != path_part(name + "x")
+
+
+def test_names_differing_only_in_case_on_a_case_insensitive_file_system():
+    assert path_part("Order") == "Order" and path_part("order") == "order"
+    a, b = path_part("Order", case_insensitive=True), path_part("order", case_insensitive=True)
+    assert a.lower() != b.lower()
+    assert b == "order"  # all lower case: unchanged
+    assert unit_for("Acme", "Order", True, True).part.lower() != \
+        unit_for("acme", "order", True, True).part.lower()
+
+
+def test_the_case_probe_of_an_output_directory(tmp_path, monkeypatch):
+    out = tmp_path / "Out" / "not-yet"
+    (tmp_path / "Out").mkdir()
+    assert prepare.case_insensitive_directory(str(out)) is False  # Linux: case matters
+    assert prepare.case_insensitive_directory("gs://bucket/x") is False
+    real_exists, real_samefile = os.path.exists, os.path.samefile
+
+    def exists(p):  # a file system that ignores case
+        return real_exists(p) or real_exists(str(p).replace("oUT", "Out"))
+
+    def samefile(a, b):
+        return real_samefile(str(a).replace("oUT", "Out"), str(b).replace("oUT", "Out"))
+
+    monkeypatch.setattr(prepare.os.path, "exists", exists)
+    monkeypatch.setattr(prepare.os.path, "samefile", samefile)
+    assert prepare.case_insensitive_directory(str(out)) is True
+
+
+# --- totals and the summary per kind -----------------------------------------------------------
+
+def _t(entities, ranges=1, **counters):
+    return Totals(entities=entities, ranges=ranges, counters=counters)
+
+
+def test_the_summary_shows_entities_per_namespace_and_kind():
+    acme, tiny = Totals(), Totals()
+    acme.add_kind("Order", _t(600, 3, keys=600), 100)
+    acme.add_kind("Rare", _t(5, keys=5), 100)
+    tiny.add_kind("Order", _t(3, keys=3), 100)
+    empty = Totals()
+    empty.add_kind(NO_KIND, _t(0, 0), 100)  # none of the kinds there: no kind entry
+    s = build_summary("export_keys", "every kind", {}, NOW, NOW + dt.timedelta(seconds=2),
+                      {"acme": acme, "tiny": tiny, "other": empty}, 100)
+    assert s["namespaces"]["acme"]["kinds"]["Rare"]["entities"] == 5
+    assert s["totals"]["kinds"]["Order"]["entities"] == 603
+    assert s["namespaces"]["other"]["entities"] == 0 and "kinds" not in s["namespaces"]["other"]
+    rows = [line.split() for line in format_summary(s).splitlines()]
+    assert ["acme", "Order", "600", "3", "keys=600"] in rows
+    assert ["acme", "Rare", "5", "1", "keys=5"] in rows
+    assert ["acme", "(all)", "605", "4", "keys=605"] in rows
+    assert ["tiny", "Order", "3", "1", "keys=3"] in rows
+    assert not any(r[:2] == ["tiny", "(all)"] for r in rows)  # one kind: no subtotal row
+    assert Totals.from_dict(acme.to_dict()) == acme  # a resumed unit's totals, losslessly
+
+
+# --- several kinds lacking an index ------------------------------------------------------------
+
+def test_missing_indexes_of_several_kinds_in_one_message():
+    rq = resolve(Query(kind=["Order", "Customer"], filters=[("status", "=", "open"),
+                                                            ("created", ">=", NOW)]))
+    msg = str(missing_indexes(rq, ["Customer", "Order"]))
+    assert "lacks one for the kinds Customer, Order" in msg
+    assert msg.count("indexes:") == 1
+    assert ("- kind: Customer\n  properties:\n  - name: status\n  - name: created\n"
+            "- kind: Order\n  properties:\n  - name: status\n  - name: created") in msg
