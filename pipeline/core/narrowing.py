@@ -45,20 +45,30 @@ def query_end(rng: KeyRange, step: int) -> Optional[KeyPath]:
 
 @dataclasses.dataclass
 class SampleDensity:
-    """Entities per sample gap, from narrow queries read to their end (one per namespace
-    and worker: the planner samples each namespace alike, so its ranges share it)."""
+    """Entities per sample gap, from narrow queries read to their end (one per unit and
+    worker: the planner samples each unit alike, so its ranges share it).
+
+    ``prior``: what the worker learnt over every unit (the backend marks scatter keys at one
+    rate for all kinds), used until this unit has its own measure: a small unit read after
+    others is one query, not several of ``DEFAULT_STEP`` samples."""
 
     entities: int = 0
     gaps: int = 0
+    prior: Optional["SampleDensity"] = dataclasses.field(default=None, repr=False,
+                                                         compare=False)
 
     def observe(self, entities: int, gaps: int) -> None:
         if gaps > 0 and entities >= 0:
             self.entities += entities
             self.gaps += gaps
+            if self.prior is not None:
+                self.prior.observe(entities, gaps)
 
     @property
     def per_gap(self) -> Optional[float]:
-        return self.entities / self.gaps if self.gaps else None
+        if self.gaps:
+            return self.entities / self.gaps
+        return self.prior.per_gap if self.prior is not None else None
 
     def step(self, target_entities: int) -> int:
         """Samples per query to read about ``target_entities``; DEFAULT_STEP until measured."""

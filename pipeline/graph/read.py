@@ -90,6 +90,7 @@ class ReadRangeFn(beam.DoFn):
         self._errors_metric = Metrics.counter(self._metric_ns, ERRORS_COUNTER)
         self._metrics: dict = {}
         self._density: dict = {}  # (namespace, kind) -> SampleDensity, learnt by this worker
+        self._all_units = SampleDensity()  # over every unit: each new unit's prior
         self._failed = 0  # entities this worker dead-lettered in this run
 
     def process(self, task: RangeTask, tracker=beam.DoFn.RestrictionParam(RangeRestrictions())):
@@ -107,7 +108,10 @@ class ReadRangeFn(beam.DoFn):
         start = ctx.range
         next_fn, encode, record_id = job.spec.next, self.encode, self.record_id
         kind, unit = task.kind, task.unit
-        density = self._density.setdefault((task.namespace, kind), SampleDensity())
+        density = self._density.get((task.namespace, kind))
+        if density is None:
+            density = self._density[(task.namespace, kind)] = SampleDensity(
+                prior=self._all_units)
         for entity in read_slice(self._client, read, task.namespace, kind, tracker, state,
                                  density):
             item = entity.key if keys_only else entity

@@ -89,3 +89,15 @@ def test_density_of_empty_gaps_strides_faster():
     d = SampleDensity()
     d.observe(0, 4)
     assert d.step(1000) > DEFAULT_STEP
+
+
+def test_a_new_unit_starts_from_what_the_worker_learnt_over_the_others():
+    from pipeline.core.narrowing import DEFAULT_STEP, SampleDensity
+    worker = SampleDensity()
+    first = SampleDensity(prior=worker)
+    assert first.step(1000) == DEFAULT_STEP  # nothing known yet
+    first.observe(entities=40, gaps=20)  # 2 entities per gap
+    second = SampleDensity(prior=worker)
+    assert second.per_gap == 2 and second.step(1000) == 500  # one query for a small unit
+    second.observe(entities=100, gaps=10)  # its own measure wins once it has one
+    assert second.per_gap == 10 and worker.per_gap == 140 / 30
