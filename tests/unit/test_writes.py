@@ -17,7 +17,7 @@ from pipeline.core.matching import matches
 from pipeline.core.summary import format_summary
 from pipeline.datastore import entity_json as ej
 from pipeline.graph.writer import MigrateError, outcome
-from pipeline.launch.resolve import apply_command
+from pipeline.launch.resolve import apply_command, restore_command
 
 UTC = dt.timezone.utc
 
@@ -182,6 +182,17 @@ def test_apply_command_replaces_any_writes_option():
                          "kind=Item,from=a b,to=c", "--writes=dry_run"])
     assert cmd.endswith("--writes=transactional") and cmd.count("--writes") == 1
     assert "'kind=Item,from=a b,to=c'" in cmd  # quoted for the shell
+
+
+def test_restore_command_keeps_where_and_drops_the_jobs_own_options():
+    cmd = restore_command(["--job", "rename_property", "--project", "p1", "--database=db2",
+                           "--params", "from=a,to=b", "--params=kind=X", "--namespaces", "t1",
+                           "--output", "/o", "--writes=transactional", "--emulator_host",
+                           "127.0.0.1:1"], "/o/rename_property/runs/r/undo")
+    assert cmd.split() == ["python", "-m", "pipeline", "--job", "restore_entities", "--params",
+                           "from=/o/rename_property/runs/r/undo", "--project", "p1",
+                           "--database=db2", "--output", "/o", "--emulator_host",
+                           "127.0.0.1:1", "--writes=transactional"]
 
 
 def _summary(mode, **counts):
