@@ -36,8 +36,9 @@ def format_summary(s: dict) -> str:
     """The summary as the terminal shows it at the end of a run."""
     t = s["totals"]
     lines = [
-        f"job {s['job']}: {t['entities']} entities in {len(s['namespaces'])} namespaces, "
-        f"{t['ranges']} ranges, {s['seconds']:.1f} s ({s['entities_per_second']:.0f} entities/s)",
+        f"job {s['job']}: {plural(t['entities'], 'entity', 'entities')} in "
+        f"{plural(len(s['namespaces']), 'namespace')}, {plural(t['ranges'], 'range')}, "
+        f"{s['seconds']:.1f} s ({s['entities_per_second']:.0f} entities/s)",
         f"query: {s['query']}",
     ]
     if s.get("read_time"):
@@ -55,6 +56,11 @@ def format_summary(s: dict) -> str:
     if t["counters"]:
         lines.append("total counters: " + ", ".join(f"{k}={v}" for k, v in t["counters"].items()))
     return "\n".join(lines)
+
+
+def plural(n: int, one: str, many: str = "") -> str:
+    """``1 range``, ``26 ranges``."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def _counters(n: dict) -> str:

@@ -25,6 +25,7 @@ from pipeline.graph.build import build
 from pipeline.launch import logs, processes
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.checks import check_before_launch
+from pipeline.launch.known_options import check_known_options
 from pipeline.launch.local_runner import LOCAL_ARGS, apply_residual_fix, current_step
 from pipeline.launch.options import help_parser
 from pipeline.launch.resolve import resolve
@@ -47,15 +48,21 @@ LOCAL_RUNNERS = {"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "Swit
                  "PrismRunner"}
 
 
+def plain_text(text: str) -> str:
+    """Docstring text as a terminal shows it: reStructuredText's literal and interpreted
+    markup (````value:<v>````, ```bq load```) without its backquotes."""
+    return re.sub(r"``(.+?)``|`([^`]+)`", lambda m: m.group(1) or m.group(2), text)
+
+
 def list_jobs(modules: Sequence[str]) -> str:
     """The registered jobs with the first line of their docstring and their parameters."""
     load_modules(modules)
     lines = ["registered jobs:"]
     for name, cls in known_jobs().items():
         doc = (cls.__doc__ or "").strip().splitlines()
-        lines.append(f"  {name:<22} {doc[0] if doc else ''}")
+        lines.append(f"  {name:<22} {plain_text(doc[0]) if doc else ''}")
         for p, h in cls.parameters.items():
-            lines.append(f"  {'':<22}   {p}: {h}")
+            lines.append(f"  {'':<22}   {p}: {plain_text(h)}")
     return "\n".join(lines)
 
 
@@ -159,6 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         options = PipelineOptions(argv)
         check_beam_options(options)
+        check_known_options(argv)
         runner = options.view_as(StandardOptions).runner or ""
         local = runner.split(".")[-1] in LOCAL_RUNNERS
         if local:
