@@ -18,6 +18,7 @@ class CreatedBetween(JobSpec):
     """
 
     name = "created_between"
+    yields_records = True
     parameters = {"kind": "the kind to read (default Item; A|B for several, * for every kind)",
                   "property": "the timestamp property (default created)",
                   "from": "first day, YYYY-MM-DD (default yesterday, UTC)",

@@ -99,6 +99,9 @@ class OutputConfig:
     #: The output is on a case-insensitive file system: names with capitals get a suffix there
     #: (``pipeline.core.units.path_part``).
     case_insensitive: bool = False
+    #: --discard_records: the job's records are counted but written nowhere (the summary and
+    #: the report still are, with --output).
+    discard_records: bool = False
 
     @property
     def dead_letter_parts(self) -> Optional[str]:

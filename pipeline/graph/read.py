@@ -42,6 +42,14 @@ RecordId = Callable[[str, str, tuple, int], str]
 ERRORS_COUNTER = "errors"
 
 
+def undeclared_record_message(job: str) -> str:
+    """Why a run without a sink stops at a job's first record (no silent drops)."""
+    return (f"job {job} yielded a record, but this run has nowhere to put records and the job "
+            "does not declare yields_records = True: pass --output DIR, --bigquery_table "
+            "[PROJECT:]DATASET.TABLE or --discard_records; declaring yields_records = True on "
+            "the job makes such a run refused at launch")
+
+
 class RangeRestrictions(RestrictionProvider):
     """The initial restriction is the range the splitter cut; runners split it further."""
 
@@ -78,9 +86,10 @@ class ReadRangeFn(beam.DoFn):
 
     def __init__(self, job: JobConfig, read: ReadConfig, output: Optional[OutputConfig] = None,
                  record_id: Optional[RecordId] = None,
-                 encode: Optional[Callable[[Any], Any]] = None):
+                 encode: Optional[Callable[[Any], Any]] = None, no_sink: bool = False):
         self.job, self.read, self.record_id, self.encode = job, read, record_id, encode
         self.output = output or OutputConfig()
+        self.no_sink = no_sink  # records would go nowhere: the first one fails the run
 
     def setup(self):
         self._client = client(self.read.target)
@@ -127,6 +136,8 @@ class ReadRangeFn(beam.DoFn):
                 continue
             if not produced:
                 continue
+            if self.no_sink:
+                raise JobFailed(undeclared_record_message(job.name))
             if encode is not None:
                 try:
                     encoded = []

@@ -28,6 +28,7 @@ from pipeline.launch.checks import check_before_launch
 from pipeline.launch.known_options import check_known_options
 from pipeline.launch.local_runner import LOCAL_ARGS, apply_residual_fix, current_step
 from pipeline.launch.options import help_parser
+from pipeline.launch.records_sink import check_records_have_a_sink
 from pipeline.launch.resolve import resolve
 from pipeline.launch.rundir import RunDir
 from pipeline.sinks.bigquery.prepare import prepare as prepare_bigquery
@@ -173,6 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             apply_residual_fix()
         run = resolve(options)
         m = options.view_as(MapperOptions)
+        check_records_have_a_sink(run, m.bigquery_table)
         plan = plan_output(run, m.output_mode)  # decides only: nothing is written yet
         run = plan.run
         namespaces = (check_before_launch(run, m.allow_empty_kind) if m.launch_checks

@@ -239,6 +239,10 @@ def add_mapper_arguments(parser) -> None:
                    "OUTPUT/JOB/dead_letter.jsonl; needs --output then)")
     g.add_argument("--progress_seconds", type=seconds(3600, zero=True), default=5.0,
                    help="how often each worker logs its progress (0: never; default 5)")
+    g.add_argument("--discard_records", nargs="?", const=True, default=False, type=parse_bool,
+                   help="run a job that yields records without keeping them: counted, written "
+                   "nowhere (default false: a job that yields records needs --output or "
+                   "--bigquery_table)")
     g.add_argument("--allow_empty_kind", nargs="?", const=True, default=False, type=parse_bool,
                    help="run even when the kind has no entities (default false: a typo in "
                    "the kind is an error)")

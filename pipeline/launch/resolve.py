@@ -72,6 +72,9 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None) -> RunC
     output = m.output.rstrip("/") if m.output else None
     dead_letter = m.dead_letter or (job_path(output, job_cls.name, DEAD_LETTER_FILE)
                                     if output else None)
+    if m.discard_records and m.bigquery_table:
+        raise UsageError("--discard_records and --bigquery_table contradict each other: stream "
+                         "the records, or discard them")
     if m.max_errors and not dead_letter:
         raise UsageError(f"--max_errors {m.max_errors} needs a place for the entities that fail: "
                          "pass --output (they go to OUTPUT/JOB/dead_letter.jsonl) or "
@@ -90,4 +93,5 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None) -> RunC
         output=OutputConfig(
             directory=output,
             summary_path=job_path(output, job_cls.name, SUMMARY_FILE) if output else None,
-            job_file=bool(m.job_file), dead_letter=dead_letter))
+            job_file=bool(m.job_file), dead_letter=dead_letter,
+            discard_records=bool(m.discard_records)))

@@ -279,6 +279,12 @@ CATALOGUE = [
          ("kind 'Nope' has no entities", "kinds found: Item, Parent", "--allow_empty_kind=true"),
          datastore=True),
     # --- outputs --------------------------------------------------------------------------------
+    Case("records-without-a-sink", job("export_keys"), output=False,
+         expect=("job export_keys yields records, and this run has nowhere to put them",
+                 "--output DIR", "--bigquery_table", "--discard_records")),
+    Case("records-discarded-and-streamed",
+         job("export_keys", "--discard_records", "--bigquery_table", "ds.t"), output=False,
+         expect=("--discard_records and --bigquery_table contradict each other",)),
     Case("output-an-existing-file", job("count_keys", "--output", "{tmp}/file.txt"),
          ("--output {tmp}/file.txt is a file, not a directory",), output=False, datastore=True,
          setup=_a_file),
