@@ -6,6 +6,8 @@ setup(
     version="0.1.0",
     description="Run mapper jobs over every entity of Google Cloud Datastore with Apache Beam",
     packages=find_packages(include=["pipeline", "pipeline.*", "jobs", "jobs.*"]),
+    # The report's chart library, inlined into every report.html (workers make reports too).
+    package_data={"pipeline.sinks.report": ["assets/*.js", "assets/*.md"]},
     python_requires=">=3.10",
     install_requires=[
         "apache-beam[gcp]==2.77.0",

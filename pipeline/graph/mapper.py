@@ -77,11 +77,13 @@ class MapDatastore(beam.PTransform):
             pbegin
             | "Start" >> beam.Create([None])
             | "JobStarted" >> beam.ParDo(JobStartedFn(job))
-            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(read, frozenset(resumed))))
+            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(
+                read, frozenset(resumed), output.progress_dir, job.metrics_namespace)))
         split = (
             namespaces
             | "ReshuffleNamespaces" >> beam.Reshuffle()
-            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(job, read, case))
+            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(job, read, case,
+                                                              output.progress_dir))
             .with_outputs(STATS, UNITS, main="ranges"))
         read_out = (
             split.ranges

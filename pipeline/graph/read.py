@@ -30,7 +30,8 @@ from pipeline.datastore.client import client
 from pipeline.errors import JobFailed, MapperError
 from pipeline.graph.lifecycle import fire
 from pipeline.graph.namespaces import STATS, RangeTask
-from pipeline.graph.progress import PROGRESS
+from pipeline.core.progress import gaps_passed
+from pipeline.graph.progress import WORKER_LOG, Channel, ProgressCounters, SliceReporter
 from pipeline.graph.slices import SliceState, read_slice
 from pipeline.graph.trackers import KeyRangeTracker, ValueRangeTracker
 from pipeline.sinks.files.deadletters import write_part
@@ -101,6 +102,8 @@ class ReadRangeFn(beam.DoFn):
         self._density: dict = {}  # (namespace, kind) -> SampleDensity, learnt by this worker
         self._all_units = SampleDensity()  # over every unit: each new unit's prior
         self._failed = 0  # entities this worker dead-lettered in this run
+        self._channel = Channel(self.output.progress_dir)
+        self._progress = ProgressCounters(self._metric_ns)
 
     def process(self, task: RangeTask, tracker=beam.DoFn.RestrictionParam(RangeRestrictions())):
         job, read = self.job, self.read
@@ -115,6 +118,9 @@ class ReadRangeFn(beam.DoFn):
         records = 0
         letters: list = []
         start = ctx.range
+        restriction = tracker.current_restriction()
+        reporter = SliceReporter(self._channel, task.unit.label, task.namespace, task.range_id)
+        seen = 0
         next_fn, encode, record_id = job.spec.next, self.encode, self.record_id
         kind, unit = task.kind, task.unit
         density = self._density.get((task.namespace, kind))
@@ -124,6 +130,9 @@ class ReadRangeFn(beam.DoFn):
         for entity in read_slice(self._client, read, task.namespace, kind, tracker, state,
                                  density):
             item = entity.key if keys_only else entity
+            seen += 1
+            if not seen & 255:
+                reporter.reading(seen)
             try:
                 out = next_fn(ctx, item)
                 produced = list(out) if out is not None else ()  # an entity's records: all or none
@@ -161,10 +170,12 @@ class ReadRangeFn(beam.DoFn):
             WorkerHeartbeat.maybe_renew(self.output.directory, job.name, self.output.run_id)
         seconds = time.monotonic() - started
         self._report(task, state, counters, records, len(letters))
+        self._report_progress(task, tracker, restriction, state, reporter, records,
+                              len(letters))
         stats = SliceStats(
             task.namespace, task.range_id, state.entities, records, state.queries, state.retries,
             seconds, counters.values, f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}",
-            errors=len(letters), kind=kind)
+            errors=len(letters), kind=kind, ended=time.time())
         if job.spec.defines(hooks.SLICE_COMPLETED):
             totals = Totals()
             totals.add_slice(dataclasses.replace(stats, counters=dict(counters.values)),
@@ -212,4 +223,23 @@ class ReadRangeFn(beam.DoFn):
             if metric is None:
                 metric = self._metrics[name] = Metrics.counter(self._metric_ns, name)
             metric.inc(n)
-        PROGRESS.add(task.unit.label, state.entities, self.read.progress_seconds)
+        if self.output.progress_dir is None:
+            WORKER_LOG.add(task.unit.label, state.entities, self.read.progress_seconds)
+
+    def _report_progress(self, task, tracker, restriction, state, reporter, records,
+                         errors) -> None:
+        """The slice on the progress channel and the progress counters: sample gaps passed,
+        and whether it finished its range (the piece that ends where the range ends)."""
+        current = tracker.current_restriction() if state.done else restriction
+        last = getattr(tracker, "last_claimed", None)
+        gaps = gaps_passed(current, last, state.done)
+        range_done = state.done and _end(current) == _end(task.restriction)
+        reporter.done(state.entities, records, errors, state.retries, gaps, range_done)
+        self._progress.inc("sample_gaps_read", gaps)
+        if range_done:
+            self._progress.inc("ranges_done")
+
+
+def _end(restriction):
+    """Where a restriction ends: a split piece ends before its range does."""
+    return (restriction.end, restriction.end_inclusive)

@@ -30,11 +30,13 @@ from pipeline.launch.local_runner import LOCAL_ARGS, apply_residual_fix, current
 from pipeline.launch.options import help_parser
 from pipeline.launch.records_sink import check_records_have_a_sink
 from pipeline.launch.resolve import resolve
-from pipeline.launch.rundir import RunDir
+from pipeline.launch.progress import watching
+from pipeline.launch.rundir import RunDir, results_dir
 from pipeline.sinks.bigquery.prepare import prepare as prepare_bigquery
 from pipeline.sinks.files import deadletters, lease
 from pipeline.sinks.files.layout import (
     NAMESPACES_DIR,
+    REPORT_FILE,
     SUMMARY_FILE,
     files_under,
     job_dir,
@@ -240,20 +242,32 @@ def _finish_failed(run) -> Optional[str]:
     return note
 
 
+def _local_output(run, rundir: RunDir):
+    """A local run's own places: the progress channel in its private directory and, without
+    --output, a directory in the user's cache for the summary and the report."""
+    out = run.output
+    changes = {"progress_dir": rundir.subdir("progress")}
+    if out.summary_path is None:
+        kept = results_dir(run.job.name, run.job.started, out.run_id)
+        changes.update(summary_path=os.path.join(kept, SUMMARY_FILE),
+                       report_path=os.path.join(kept, REPORT_FILE))
+    return dataclasses.replace(run, output=dataclasses.replace(out, **changes))
+
+
 def _run_locally(options, run, bigquery, held) -> int:
     rundir = RunDir()
-    if run.output.summary_path is None:
-        run = dataclasses.replace(run, output=dataclasses.replace(
-            run.output, summary_path=os.path.join(rundir.path, SUMMARY_FILE)))
+    run = _local_output(run, rundir)
     worker_log = rundir.file("workers.log")
     started = time.monotonic()
+    every = run.read.progress_seconds
     heartbeat = (lease.Heartbeat(run.output.directory, run.job.name, held) if held
                  else contextlib.nullcontext())
     try:
         p = beam.Pipeline(options=options)
         build(p, run, bigquery)
         with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted(), \
-                _fail_when_a_worker_dies():
+                _fail_when_a_worker_dies(), watching(run.output.progress_dir, every,
+                                                     run.job.name, started):
             try:
                 p.run().wait_until_finish()
             except KeyboardInterrupt:  # the workers stopped while their output still goes
@@ -282,21 +296,25 @@ def _run_locally(options, run, bigquery, held) -> int:
         if worker_log not in msg:
             say(f"(the workers' raw output is in {worker_log})")
         return EXIT_FAILED
-    wall = time.monotonic() - started
     summary_path = run.output.summary_path
     try:
         if summary_path and os.path.exists(summary_path):
             with open(summary_path, encoding="utf-8") as f:
                 summary = json.load(f)
             print(format_summary(summary))
-            dead = (summary.get("dead_letters") or {})
-            print(f"wall time {wall:.1f} s"
-                  + (f"; summary written to {summary_path}" if run.output.directory else "")
-                  + (f"; {dead['count']} dead letter(s) in {dead['file']}" if dead.get("count")
-                     else ""))
+            print(where_line(summary, summary_path, run.output.report_path))
     finally:
         rundir.remove()
     return EXIT_OK
+
+
+def where_line(summary: dict, summary_path: str, report_path: Optional[str]) -> str:
+    """The run's last line: where its summary, report and dead letters are."""
+    dead = summary.get("dead_letters") or {}
+    report = (f"; report {report_path}" if report_path and os.path.exists(report_path) else "")
+    return (f"summary {summary_path}{report}"
+            + (f"; {dead['count']} dead letter(s) in {dead['file']}" if dead.get("count")
+               else ""))
 
 
 class WorkerDied(Exception):

@@ -22,7 +22,7 @@ from pipeline.core.retry import RetryPolicy
 from pipeline.errors import JobFailed, MapperError, UsageError
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.options import MAX_SAMPLES, parse_read_time
-from pipeline.sinks.files.layout import DEAD_LETTER_FILE, SUMMARY_FILE, job_path
+from pipeline.sinks.files.layout import DEAD_LETTER_FILE, REPORT_FILE, SUMMARY_FILE, job_path
 
 
 def job_params(pairs_lists, job_cls, now: dt.datetime) -> Params:
@@ -93,5 +93,6 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None) -> RunC
         output=OutputConfig(
             directory=output,
             summary_path=job_path(output, job_cls.name, SUMMARY_FILE) if output else None,
+            report_path=job_path(output, job_cls.name, REPORT_FILE) if output else None,
             job_file=bool(m.job_file), dead_letter=dead_letter,
             discard_records=bool(m.discard_records)))
