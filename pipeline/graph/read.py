@@ -231,8 +231,7 @@ class ReadRangeFn(beam.DoFn):
         """The slice on the progress channel and the progress counters: sample gaps passed,
         and whether it finished its range (the piece that ends where the range ends)."""
         current = tracker.current_restriction() if state.done else restriction
-        last = getattr(tracker, "last_claimed", None)
-        gaps = gaps_passed(current, last, state.done)
+        gaps = gaps_passed(current, state.last_key(), state.done)
         range_done = state.done and _end(current) == _end(task.restriction)
         reporter.done(state.entities, records, errors, state.retries, gaps, range_done)
         self._progress.inc("sample_gaps_read", gaps)

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -236,6 +237,11 @@ def _finish_failed(run) -> Optional[str]:
                 note = f"{n} dead letter(s) in {out.dead_letter}"
         if out.directory:
             remove_tree(shard_dir(out.directory, run.job.name, out.run_id))
+        if out.progress_dir:  # of no use after the run: the workers' log is what is kept
+            shutil.rmtree(out.progress_dir, ignore_errors=True)
+        if not out.directory and out.summary_path:  # the cache directory, if nothing went in
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(out.summary_path))
     except Exception as e:  # a clean-up that fails must not hide why the run failed
         log.warning("could not clean up after the run: %s", e)
     _release(run)

@@ -59,18 +59,23 @@ class EventFiles:
 
 
 class PlainView:
-    """A ``progress:`` line every ``every`` seconds, and a last one at the end."""
+    """A ``progress:`` line every ``every`` seconds (not the same line twice in a row), and a
+    last one at the end."""
 
     def __init__(self, write: Callable[[str], None], every: float):
         self.write, self.every = write, every
         self._last: Optional[float] = None
+        self._said = ""
 
     def show(self, snap: Snapshot, now: float) -> None:
         if self._last is None:
             self._last = now
         if now - self._last >= self.every:
             self._last = now
-            self.write(format_line(snap))
+            line = format_line(snap)
+            if line != self._said:
+                self._said = line
+                self.write(line)
 
     def close(self, snap: Optional[Snapshot]) -> None:
         if snap is not None:
