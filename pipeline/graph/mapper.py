@@ -28,6 +28,7 @@ import apache_beam as beam
 
 from pipeline.config import RunConfig
 from pipeline.core.totals import Totals
+from pipeline.graph.changes import WriteChanges
 from pipeline.graph.lifecycle import (
     JobCompletedFn,
     JobStartedFn,
@@ -36,7 +37,7 @@ from pipeline.graph.lifecycle import (
     unit_done,
 )
 from pipeline.graph.namespaces import STATS, UNITS, ExpandNamespacesFn, SplitNamespaceFn
-from pipeline.graph.read import ReadRangeFn, RecordId
+from pipeline.graph.read import CHANGES, ReadRangeFn, RecordId
 from pipeline.graph.rollup import (
     JobSummaryFn,
     NamespaceTotalsFn,
@@ -89,8 +90,8 @@ class MapDatastore(beam.PTransform):
             split.ranges
             | "ReshuffleRanges" >> beam.Reshuffle()
             | "ReadRanges" >> beam.ParDo(ReadRangeFn(
-                job, read, output, self.record_id, self.encode, self.no_sink)).with_outputs(
-                STATS, main="records"))
+                job, read, output, self.record_id, self.encode, self.no_sink,
+                self.run.write)).with_outputs(STATS, CHANGES, main="records"))
         unit_totals = (
             (split[STATS], read_out[STATS])
             | "AllStats" >> beam.Flatten()
@@ -119,7 +120,11 @@ class MapDatastore(beam.PTransform):
             | "JobTotals" >> beam.CombineGlobally(JobSummaryFn())  # emits {} for an empty job
             | "JobCompleted" >> beam.ParDo(JobCompletedFn(job))
             | "Summary" >> beam.ParDo(BuildSummaryFn(self.run)))
-        return {"records": read_out.records, "summary": summary, "files": files}
+        changes = None
+        if self.run.write.enabled and self.run.write.changes_path:
+            changes = read_out[CHANGES] | "Changes" >> WriteChanges(self.run.write)
+        return {"records": read_out.records, "summary": summary, "files": files,
+                "changes": changes}
 
 
 def resumed_namespaces(units, cap: int, per_kind: bool) -> dict:

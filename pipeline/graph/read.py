@@ -19,7 +19,8 @@ from apache_beam.transforms.core import RestrictionProvider
 
 from pipeline.api import hooks
 from pipeline.api.job import Context, Counters
-from pipeline.config import JobConfig, OutputConfig, ReadConfig
+from pipeline.api.mutations import Delete, Put
+from pipeline.config import JobConfig, OutputConfig, ReadConfig, WriteConfig
 from pipeline.core import deadletters
 from pipeline.core.keyorder import format_path, path_from_flat
 from pipeline.core.keyrange import KeyRange
@@ -27,6 +28,7 @@ from pipeline.core.namespaces import namespace_label
 from pipeline.core.narrowing import SampleDensity
 from pipeline.core.totals import SliceStats, Totals
 from pipeline.datastore.client import client
+from pipeline.datastore.writes import KeyMaker
 from pipeline.errors import JobFailed, MapperError
 from pipeline.graph.lifecycle import fire
 from pipeline.graph.namespaces import STATS, RangeTask
@@ -34,6 +36,7 @@ from pipeline.core.progress import gaps_passed
 from pipeline.graph.progress import WORKER_LOG, Channel, ProgressCounters, SliceReporter
 from pipeline.graph.slices import SliceState, read_slice
 from pipeline.graph.trackers import KeyRangeTracker, ValueRangeTracker
+from pipeline.graph.writer import Writer
 from pipeline.sinks.files.deadletters import write_part
 from pipeline.sinks.files.lease import WorkerHeartbeat
 
@@ -41,6 +44,8 @@ from pipeline.sinks.files.lease import WorkerHeartbeat
 RecordId = Callable[[str, str, tuple, int], str]
 #: The Beam metric (and summary counter) of entities dead-lettered.
 ERRORS_COUNTER = "errors"
+#: The tag of the side output of a writing job's before/after samples: (namespace, sample).
+CHANGES = "changes"
 
 
 def undeclared_record_message(job: str) -> str:
@@ -87,10 +92,12 @@ class ReadRangeFn(beam.DoFn):
 
     def __init__(self, job: JobConfig, read: ReadConfig, output: Optional[OutputConfig] = None,
                  record_id: Optional[RecordId] = None,
-                 encode: Optional[Callable[[Any], Any]] = None, no_sink: bool = False):
+                 encode: Optional[Callable[[Any], Any]] = None, no_sink: bool = False,
+                 write: Optional[WriteConfig] = None):
         self.job, self.read, self.record_id, self.encode = job, read, record_id, encode
         self.output = output or OutputConfig()
         self.no_sink = no_sink  # records would go nowhere: the first one fails the run
+        self.write = write or WriteConfig()
 
     def setup(self):
         self._client = client(self.read.target)
@@ -104,13 +111,19 @@ class ReadRangeFn(beam.DoFn):
         self._failed = 0  # entities this worker dead-lettered in this run
         self._channel = Channel(self.output.progress_dir)
         self._progress = ProgressCounters(self._metric_ns)
+        self._keys = KeyMaker(self._client, self.read.retry)
+        self._writer = (Writer(self.job, self.read, self.write, self.output.run_id, self._client,
+                               self._write_failed)
+                        if self.write.enabled else None)
+        self._slice_letters: list = []
+        self._slice_task = None
 
     def process(self, task: RangeTask, tracker=beam.DoFn.RestrictionParam(RangeRestrictions())):
         job, read = self.job, self.read
         state = SliceState()
         counters = Counters(job.max_counters)
         ctx = Context(job.name, job.params, task.namespace, task.range_id,
-                      tracker.current_restriction().describe(), counters, task.kind)
+                      tracker.current_restriction().describe(), counters, task.kind, self._keys)
         keys_only = read.query.keys_only
         fire(job, hooks.SLICE_STARTED, namespace=task.namespace, kind=task.kind,
              range_id=task.range_id, range=ctx.range)
@@ -121,7 +134,13 @@ class ReadRangeFn(beam.DoFn):
         restriction = tracker.current_restriction()
         reporter = SliceReporter(self._channel, task.unit.label, task.namespace, task.range_id)
         seen = 0
+        self._slice_letters, self._slice_task, self._slice_start = letters, task, start
         next_fn, encode, record_id = job.spec.next, self.encode, self.record_id
+        writer = self._writer
+        migrates = writer is not None and job.spec.defines("migrate")
+        calls_next = job.spec.defines("next")
+        if writer is not None:
+            writer.start(ctx)
         kind, unit = task.kind, task.unit
         density = self._density.get((task.namespace, kind))
         if density is None:
@@ -134,14 +153,22 @@ class ReadRangeFn(beam.DoFn):
             if not seen & 255:
                 reporter.reading(seen)
             try:
-                out = next_fn(ctx, item)
+                if migrates:
+                    writer.migrate(entity)
+                out = next_fn(ctx, item) if calls_next else None
                 produced = list(out) if out is not None else ()  # an entity's records: all or none
+                if writer is not None and produced:
+                    mutations = [r for r in produced if isinstance(r, (Put, Delete))]
+                    if mutations:
+                        produced = [r for r in produced if not isinstance(r, (Put, Delete))]
+                        for m in mutations:
+                            writer.mutation(m)
             except MapperError:
                 raise
             except Exception as e:
                 letters.append(deadletters.job_error(job.name, task.namespace, kind,
                                                      entity.key.flat_path, e))
-                self._entity_failed(task, letters, start, e, entity)
+                self._entity_failed(task, letters, start, e, entity.key.flat_path)
                 continue
             if not produced:
                 continue
@@ -155,7 +182,7 @@ class ReadRangeFn(beam.DoFn):
                 except Exception as e:
                     letters.append(deadletters.record_error(job.name, task.namespace, kind,
                                                             entity.key.flat_path, i, record, e))
-                    self._entity_failed(task, letters, start, e, entity)
+                    self._entity_failed(task, letters, start, e, entity.key.flat_path)
                     continue
                 produced = encoded
             records += len(produced)
@@ -164,6 +191,9 @@ class ReadRangeFn(beam.DoFn):
                     record = (record_id(job.name, task.namespace, entity.key.flat_path, i),
                               record)
                 yield unit, record
+        if writer is not None:  # the slice's writes, before its checkpoint
+            for sample in writer.finish():
+                yield beam.pvalue.TaggedOutput(CHANGES, (task.namespace, sample))
         if letters:
             self._write_letters(task, start, letters)
         if self.output.directory:  # a remote run's lease lives on its workers' renewals
@@ -186,15 +216,24 @@ class ReadRangeFn(beam.DoFn):
         if not state.done:
             tracker.defer_remainder()
 
+    def _write_failed(self, namespace: str, kind: str, key: tuple, err: Exception,
+                      what: str) -> None:
+        """The writer could not write a mutation: a dead letter, counted as a failed entity."""
+        letters = self._slice_letters
+        letters.append(deadletters.write_error(
+            self.job.name, namespace, kind, key, f"{type(err).__name__}: {err}",
+            mutation=what))
+        self._entity_failed(self._slice_task, letters, self._slice_start, err, key)
+
     def _entity_failed(self, task: RangeTask, letters: list, start: str, err: Exception,
-                       entity) -> None:
+                       key: tuple) -> None:
         """Count a failed entity; fail the run (letters written first) past --max_errors."""
         self._failed += 1
         if self._failed <= self.job.max_errors:
             return
         job = self.job
         first = (f"job {job.name} failed on entity "
-                 f"{format_path(path_from_flat(entity.key.flat_path))} in namespace "
+                 f"{format_path(path_from_flat(key))} in namespace "
                  f"{namespace_label(task.namespace)}: {type(err).__name__}: {err}")
         where = ""
         if self.output.dead_letter_parts:

@@ -26,16 +26,17 @@ from pipeline.config import RunConfig
 from pipeline.core.deadletters import identity
 from pipeline.errors import UsageError
 from pipeline.sinks.files import deadletters, lease
+from pipeline.sinks.files.durable import write_whole
 from pipeline.sinks.files.layout import (
     DEAD_LETTER_FILE,
     FAILED_RUNS_DIR,
     MANIFESTS_DIR,
+    RUNS_DIR,
     SUMMARY_FILE,
     files_under,
     job_dir,
     job_path,
     manifest_path,
-    remove_tree,
 )
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def _keep_dead_letters(run: RunConfig, found: list[str], old_run: str) -> list[d
     for letter in letters:
         seen.setdefault(identity(letter), letter)
     kept = job_path(out.directory, run.job.name, f"{FAILED_RUNS_DIR}/{old_run}/{DEAD_LETTER_FILE}")
-    deadletters._write_whole(kept, deadletters._lines(seen.values()))
+    write_whole(kept, deadletters._lines(seen.values()))
     log.info("kept the %d dead letter(s) of the failed run %s in %s", len(seen), old_run, kept)
     return list(seen.values())
 
@@ -214,7 +215,10 @@ def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
     if case_insensitive_directory(out.directory):
         out = dataclasses.replace(out, case_insensitive=True)
         run = dataclasses.replace(run, output=out)
-    found = files_under(where)
+    # A writing run's own directory (runs/RUN/: its summary, changes, undo log) is never a
+    # previous run's output to refuse or replace: dry runs come before the real one.
+    runs = f"/{RUNS_DIR}/"
+    found = [p for p in files_under(where) if runs not in p.replace("\\", "/")]
     if not found:
         if mode == "resume":
             log.info("--output_mode=resume: %s holds nothing to resume; reading everything", where)
@@ -262,7 +266,11 @@ def take_output(plan: OutputPlan, local: bool = True) -> Optional[dict]:
     if plan.remove_all:
         log.info("--output_mode=replace: removing the previous output in %s (%d files)",
                  where, len(plan.found))
-        remove_tree(where)
+        if plan.found:  # everything but a writing run's own runs/RUN/ directories
+            FileSystems.delete(list(plan.found))
+        for d in sorted({os.path.dirname(c) for c in plan.found if not c.startswith("gs://")},
+                        key=len, reverse=True):
+            _remove_empty_dirs(d, where)
     elif plan.found:
         letters = _keep_dead_letters(run, list(plan.found), plan.old_run)
         if plan.clear:
