@@ -8,8 +8,14 @@ backend's statistics count if any), ``planned`` (a namespace's units all planned
 (a slice read: entities, records, errors, retries, sample gaps passed, whether it finished its
 piece of the range), ``reading`` (a slice still going: entities so far, replaced by its
 ``slice``). A namespace is *done* once it is planned and every range of its units has been
-read (its ``namespace_completed`` hook comes later: it waits for every namespace). Writes to Datastore will add a ``writes``
-field to ``slice`` once jobs can make them.
+read (its ``namespace_completed`` hook comes later: it waits for every namespace).
+
+**Writes** (a job that writes back, ``pipeline.graph.writer``): a ``slice`` carries its
+``writes`` counts (``put``, ``changed``, ``deleted``, ``unchanged``, ``failed``, ``conflicts``,
+... : the ``writes.*`` counters without their prefix), a ``reading`` event the mutations
+written so far by its slice (``written``: put + changed + deleted). In a dry run they are the
+writes the run *would* make; the launcher knows the mode (``ProgressState(write_mode=...)``)
+and says so.
 
 **The estimate.** A unit's ranges are cut at its scatter samples, which Datastore spreads
 like the data, so each *sample gap* of a unit holds about the same number of entities. For a
@@ -32,6 +38,11 @@ from pipeline.core.keyrange import KeyRange
 
 #: Seconds of history the current rate is measured over.
 RATE_WINDOW = 10.0
+#: The writes that count as written (the rate and the total shown), as in
+#: ``pipeline.core.writes.WRITTEN`` without the ``writes.`` prefix.
+WRITTEN = ("put", "changed", "deleted")
+#: Other write counts a line shows when not zero.
+WRITE_TROUBLE = ("failed", "conflicts", "gone")
 
 
 @dataclasses.dataclass
@@ -70,6 +81,12 @@ class Snapshot:
     rate: Optional[float]  # entities/s over the last RATE_WINDOW seconds
     elapsed: float
     finished: bool = False
+    #: A job that writes: ``dry_run``, ``transactional`` or ``blind`` (None: it writes nothing).
+    write_mode: Optional[str] = None
+    #: Write counts so far (``put``, ``changed``, ``deleted``, ``failed``, ...), slices ended.
+    writes: dict = dataclasses.field(default_factory=dict)
+    written: int = 0  # put + changed + deleted, slices still going included
+    write_rate: Optional[float] = None  # of ``written``, over the last RATE_WINDOW seconds
 
     @property
     def fraction(self) -> Optional[float]:
@@ -92,14 +109,17 @@ class Snapshot:
 class ProgressState:
     """Every event so far, folded; ``snapshot(now)`` gives the view."""
 
-    def __init__(self, started: float):
+    def __init__(self, started: float, write_mode: Optional[str] = None):
         self.started = started
+        self.write_mode = write_mode
+        self.writes: collections.Counter = collections.Counter()
+        self.reading_written: dict = {}  # worker -> writes of its slice still going
         self.namespaces: Optional[int] = None
         self.planned: set = set()
         self.units: dict = {}  # unit label -> UnitProgress
         self.entities = self.records = self.errors = self.retries = 0
         self.reading: dict = {}  # worker -> entities of its slice still going
-        self.history: collections.deque = collections.deque()  # (time, entities)
+        self.history: collections.deque = collections.deque()  # (time, entities, written)
         self.finished = False
 
     def apply(self, event: dict) -> None:
@@ -117,9 +137,14 @@ class ProgressState:
             self._slice(event)
         elif kind == "reading":
             self.reading[event["w"]] = int(event["entities"])
+            if "written" in event:
+                self.reading_written[event["w"]] = int(event["written"])
 
     def _slice(self, event: dict) -> None:
         self.reading.pop(event.get("w"), None)
+        self.reading_written.pop(event.get("w"), None)
+        for name, n in (event.get("writes") or {}).items():
+            self.writes[name] += int(n)
         n = int(event["entities"])
         self.entities += n
         self.records += int(event.get("records", 0))
@@ -140,13 +165,15 @@ class ProgressState:
 
     def snapshot(self, now: float) -> Snapshot:
         entities = self.entities + sum(self.reading.values())
+        written = (sum(self.writes[k] for k in WRITTEN) + sum(self.reading_written.values()))
         if not entities:  # the rate counts from the first entity read, not from the launch
             self.history.clear()
-        self.history.append((now, entities))
+        self.history.append((now, entities, written))
         while len(self.history) > 2 and now - self.history[1][0] >= RATE_WINDOW:
             self.history.popleft()
-        t0, e0 = self.history[0]
+        t0, e0, w0 = self.history[0]
         rate = (entities - e0) / (now - t0) if now - t0 >= 1.0 else None
+        write_rate = (written - w0) / (now - t0) if now - t0 >= 1.0 else None
         units = list(self.units.values())
         return Snapshot(
             namespaces=self.namespaces, namespaces_planned=len(self.planned),
@@ -155,7 +182,9 @@ class ProgressState:
             records=self.records, errors=self.errors, retries=self.retries,
             estimated=None if self.finished else estimate_total(
                 units, self.namespaces, len(self.planned), entities),
-            rate=rate, elapsed=now - self.started, finished=self.finished)
+            rate=rate, elapsed=now - self.started, finished=self.finished,
+            write_mode=self.write_mode, writes={k: v for k, v in self.writes.items() if v},
+            written=written, write_rate=write_rate if self.write_mode else None)
 
 
 def unit_estimate(u: UnitProgress, per_gap: Optional[float],
@@ -225,12 +254,27 @@ def format_line(s: Snapshot) -> str:
         parts.append(f"{s.errors:,} failed")
     if s.rate is not None and s.entities and not (read_all and not s.finished):
         parts.append(f"{s.rate:,.0f}/s")
+    if s.write_mode:
+        parts.append(format_writes(s, rate=not (read_all and not s.finished)))
     eta = s.eta
     if s.finished:
         parts.append(f"done in {format_seconds(s.elapsed)}")
     elif eta is not None and not read_all:
         parts.append(f"ETA {format_seconds(eta)}")
     return "progress: " + "; ".join(parts)
+
+
+def format_writes(s: Snapshot, rate: bool = True) -> str:
+    """``writes: 120 (changed 120), 40/s``; a dry run's ``dry run, would write: ...``."""
+    detail = ", ".join(f"{k} {s.writes[k]:,}" for k in WRITTEN if s.writes.get(k))
+    trouble = ", ".join(f"{k} {s.writes[k]:,}" for k in WRITE_TROUBLE if s.writes.get(k))
+    detail = "; ".join(p for p in (detail, trouble) if p)
+    head = ("dry run, would write" if s.write_mode == "dry_run"
+            else f"writes ({s.write_mode})")
+    text = f"{head} {s.written:,}" + (f" ({detail})" if detail else "")
+    if rate and s.write_rate is not None and s.written:
+        text += f", {s.write_rate:,.0f}/s"
+    return text
 
 
 def format_seconds(t: float) -> str:

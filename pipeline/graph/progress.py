@@ -26,6 +26,10 @@ from typing import Optional
 from apache_beam.metrics import Metrics
 
 from pipeline.core.namespaces import namespace_label
+from pipeline.core.writes import WRITTEN
+
+#: The prefix of the write counters (``writes.put``, ...).
+WRITES_PREFIX = "writes."
 
 log = logging.getLogger("pipeline.progress")
 
@@ -96,18 +100,31 @@ class SliceReporter:
         self.worker = worker_id()
         self._last = time.monotonic()
 
-    def reading(self, entities: int) -> None:
+    def reading(self, entities: int, counters: Optional[dict] = None) -> None:
+        """``counters``: the slice's counters so far, for a job that writes (its writes)."""
         now = time.monotonic()
         if now - self._last >= READING_EVERY:
             self._last = now
-            self.channel.emit({"e": "reading", "w": self.worker, "entities": entities})
+            event = {"e": "reading", "w": self.worker, "entities": entities}
+            if counters is not None:
+                event["written"] = sum(counters.get(n, 0) for n in WRITTEN)
+            self.channel.emit(event)
 
     def done(self, entities: int, records: int, errors: int, retries: int, gaps: float,
-             range_done: bool) -> None:
-        self.channel.emit({"e": "slice", "w": self.worker, "unit": self.unit,
-                           "ns": self.namespace, "range": self.range_id, "entities": entities,
-                           "records": records, "errors": errors, "retries": retries,
-                           "gaps": round(gaps, 3), "range_done": range_done})
+             range_done: bool, counters: Optional[dict] = None) -> None:
+        event = {"e": "slice", "w": self.worker, "unit": self.unit, "ns": self.namespace,
+                 "range": self.range_id, "entities": entities, "records": records,
+                 "errors": errors, "retries": retries, "gaps": round(gaps, 3),
+                 "range_done": range_done}
+        if counters is not None:
+            event["writes"] = write_counts(counters)
+        self.channel.emit(event)
+
+
+def write_counts(counters: dict) -> dict:
+    """A slice's ``writes.*`` counters, without the prefix, those not zero."""
+    return {name[len(WRITES_PREFIX):]: n for name, n in counters.items()
+            if name.startswith(WRITES_PREFIX) and n}
 
 
 class WorkerLog:

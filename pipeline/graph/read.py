@@ -151,7 +151,7 @@ class ReadRangeFn(beam.DoFn):
             item = entity.key if keys_only else entity
             seen += 1
             if not seen & 255:
-                reporter.reading(seen)
+                reporter.reading(seen, counters.values if writer is not None else None)
             try:
                 if migrates:
                     writer.migrate(entity)
@@ -201,7 +201,7 @@ class ReadRangeFn(beam.DoFn):
         seconds = time.monotonic() - started
         self._report(task, state, counters, records, len(letters))
         self._report_progress(task, tracker, restriction, state, reporter, records,
-                              len(letters))
+                              len(letters), counters)
         stats = SliceStats(
             task.namespace, task.range_id, state.entities, records, state.queries, state.retries,
             seconds, counters.values, f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}",
@@ -266,13 +266,14 @@ class ReadRangeFn(beam.DoFn):
             WORKER_LOG.add(task.unit.label, state.entities, self.read.progress_seconds)
 
     def _report_progress(self, task, tracker, restriction, state, reporter, records,
-                         errors) -> None:
+                         errors, counters) -> None:
         """The slice on the progress channel and the progress counters: sample gaps passed,
         and whether it finished its range (the piece that ends where the range ends)."""
         current = tracker.current_restriction() if state.done else restriction
         gaps = gaps_passed(current, state.last_key(), state.done)
         range_done = state.done and _end(current) == _end(task.restriction)
-        reporter.done(state.entities, records, errors, state.retries, gaps, range_done)
+        reporter.done(state.entities, records, errors, state.retries, gaps, range_done,
+                      counters.values if self._writer is not None else None)
         self._progress.inc("sample_gaps_read", gaps)
         if range_done:
             self._progress.inc("ranges_done")

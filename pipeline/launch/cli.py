@@ -273,8 +273,9 @@ def _run_locally(options, run, bigquery, held) -> int:
         p = beam.Pipeline(options=options)
         build(p, run, bigquery)
         with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted(), \
-                _fail_when_a_worker_dies(), watching(run.output.progress_dir, every,
-                                                     run.job.name, started):
+                _fail_when_a_worker_dies(), watching(
+                    run.output.progress_dir, every, run.job.name, started,
+                    run.write.mode if run.write.enabled else None):
             try:
                 p.run().wait_until_finish()
             except KeyboardInterrupt:  # the workers stopped while their output still goes

@@ -17,7 +17,13 @@ import threading
 import time
 from typing import Callable, Iterator, Optional
 
-from pipeline.core.progress import ProgressState, Snapshot, format_line, format_seconds
+from pipeline.core.progress import (
+    ProgressState,
+    Snapshot,
+    format_line,
+    format_seconds,
+    format_writes,
+)
 
 #: How often the files are read and a terminal's bar redrawn (seconds).
 POLL = 0.25
@@ -138,15 +144,18 @@ def live_counts(s: Snapshot) -> str:
         parts.append(f"namespaces {s.namespaces_done}/{s.namespaces}")
     if s.errors:
         parts.append(f"{s.errors:,} failed")
+    if s.write_mode:
+        parts.append(format_writes(s))
     return " · ".join(parts)
 
 
 class Watcher:
     """The thread that reads the events and keeps the view up to date."""
 
-    def __init__(self, directory: str, view, started: float):
+    def __init__(self, directory: str, view, started: float,
+                 write_mode: Optional[str] = None):
         self.files, self.view = EventFiles(directory), view
-        self.state = ProgressState(started)
+        self.state = ProgressState(started, write_mode)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
         self.last: Optional[Snapshot] = None
@@ -197,13 +206,15 @@ def _is_terminal(stream) -> bool:
 
 @contextlib.contextmanager
 def watching(directory: Optional[str], every: float, title: str,
-             started: Optional[float] = None) -> Iterator[Optional[Watcher]]:
-    """Watch the run while the block runs (the block is ``p.run()``)."""
+             started: Optional[float] = None,
+             write_mode: Optional[str] = None) -> Iterator[Optional[Watcher]]:
+    """Watch the run while the block runs (the block is ``p.run()``); ``write_mode``: the
+    job writes back (``dry_run``, ``transactional``, ``blind``), its writes are shown."""
     view = choose_view(sys.stderr, every, title) if directory else None
     if view is None:
         yield None
         return
-    watcher = Watcher(directory, view, started or time.monotonic()).start()
+    watcher = Watcher(directory, view, started or time.monotonic(), write_mode).start()
     ok = False
     try:
         yield watcher

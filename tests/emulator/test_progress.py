@@ -65,3 +65,22 @@ def test_progress_seconds_0_prints_no_progress(emulator, seeded, tmp_path):
     r = _run(emulator, tmp_path, "--job", "count_keys", "--progress_seconds", "0")
     assert r.returncode == 0, r.stderr
     assert _lines(r.stderr) == [] and "1507 entities in 3 namespaces" in r.stdout
+
+
+@pytest.mark.parametrize("writes", ["dry_run", "transactional"])
+def test_a_writing_job_s_progress_shows_its_writes(emulator, seeded, tmp_path, writes):
+    out = tmp_path / "out"
+    r = _run(emulator, tmp_path, "--job", "rename_property", "--job_module",
+             "tests.support.jobs_writes", "--params", "kind=Item,from=category,to=genre",
+             f"--writes={writes}", "--slice_entities", "100", "--progress_seconds", "0.3",
+             "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in _lines(r.stderr) if ln != "progress: listing namespaces"]
+    assert lines and all(LINE.match(ln) for ln in lines), lines
+    total = sum(len(v) for v in seeded.values())
+    head = "dry run, would write" if writes == "dry_run" else "writes (transactional)"
+    assert re.search(re.escape(f"; {head} {total:,} (changed {total:,})") + r"(, [\d,]+/s)?; "
+                     r"done in ", lines[-1]), lines[-1]
+    shown = [int(m.group(1).replace(",", "")) for m in
+             (re.search(re.escape(head) + r" ([\d,]+)", ln) for ln in lines) if m]
+    assert len(shown) == len(lines) and shown == sorted(shown), lines  # said on every line

@@ -2,6 +2,8 @@
 error and shows each namespace's numbers from its summary; a broken report is caught."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from devtools.seed import NamespaceSpec, seed_dataset
@@ -43,3 +45,28 @@ def test_a_broken_report_is_caught(chromium, report, tmp_path):
     wrong.write_text(text.replace('<span class="ns-entities">250</span>',
                                   '<span class="ns-entities">251</span>'), encoding="utf-8")
     assert any("namespaces shown" in p for p in report_problems(chromium, str(wrong), summary))
+
+
+@pytest.mark.parametrize("writes", ["dry_run", "transactional"])
+def test_a_writing_run_s_report_shows_its_writes(chromium, emulator, tmp_path, writes):
+    seeded = seed_dataset(TEST_PROJECT, SPEC[:2])
+    out = tmp_path / "out"
+    r = run_mapper("rename_property", ["--job_module", "tests.support.jobs_writes", "--params",
+                                       "kind=Item,from=category,to=genre",
+                                       f"--writes={writes}", "--slice_entities", "100"],
+                   output=str(out), runner=TWO_WORKERS)
+    assert r.code == 0, r.stderr
+    [run] = list((out / "rename_property" / "runs").iterdir())
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    assert summary["writes"]["mode"] == writes
+    assert summary["writes"]["counts"]["changed"] == sum(len(v) for v in seeded.values())
+    path = run / "report.html"
+    assert report_problems(chromium, str(path), summary) == []
+    # A write count that differs from the summary is caught.
+    text = path.read_text(encoding="utf-8")
+    n = summary["writes"]["counts"]["changed"]
+    wrong = tmp_path / "wrong.html"
+    wrong.write_text(text.replace(f'<span class="write-changed">{n:,}</span>',
+                                  f'<span class="write-changed">{n + 1:,}</span>'),
+                     encoding="utf-8")
+    assert any("writes shown" in p for p in report_problems(chromium, str(wrong), summary))

@@ -158,3 +158,69 @@ def test_plain_view_prints_every_interval_and_a_last_line():
     st.finished = True
     view.close(st.snapshot(17.0))
     assert len(lines) == 3 and "done in 17 s" in lines[-1]
+
+
+def _writing_slice(ns, entities, gaps, writes, done=False, w="1:1"):
+    return {**_slice(ns, entities, gaps, done=done, w=w), "writes": writes}
+
+
+def test_writes_are_summed_over_slices_and_shown_with_the_mode():
+    for mode, head in (("dry_run", "dry run, would write"),
+                       ("transactional", "writes (transactional)")):
+        st = ProgressState(started=0.0, write_mode=mode)
+        st.apply({"e": "namespaces", "n": 2})
+        st.apply(_unit("a", 1, 10.0))
+        st.apply(_unit("b", 1, 10.0))
+        st.apply({"e": "planned", "ns": "a"})
+        st.apply({"e": "planned", "ns": "b"})
+        st.snapshot(1.0)
+        st.apply(_writing_slice("a", 100, 2.0, {"changed": 60, "unchanged": 40}))
+        st.apply(_writing_slice("b", 50, 1.0, {"put": 3, "deleted": 2, "failed": 1}, w="2:1"))
+        snap = st.snapshot(3.0)
+        assert snap.written == 65 and snap.writes == {"changed": 60, "unchanged": 40, "put": 3,
+                                                      "deleted": 2, "failed": 1}
+        assert snap.write_rate == 32.5
+        line = format_line(snap)
+        assert line.endswith(f"; {head} 65 (put 3, changed 60, deleted 2; failed 1), 32/s; "
+                             "ETA 11 s"), line
+
+
+def test_a_job_that_writes_nothing_shows_no_writes():
+    st = ProgressState(started=0.0)
+    st.apply({"e": "namespaces", "n": 1})
+    st.apply(_unit("a", 1, 1.0))
+    st.apply({"e": "planned", "ns": "a"})
+    st.apply(_slice("a", 5, 1.0, done=True))
+    snap = st.snapshot(2.0)
+    assert snap.write_mode is None and snap.written == 0 and snap.write_rate is None
+    assert "writ" not in format_line(snap)
+
+
+def test_writes_of_slices_still_going_count_until_their_slice_arrives():
+    st = ProgressState(started=0.0, write_mode="blind")
+    st.apply({"e": "namespaces", "n": 1})
+    st.apply(_unit("a", 2, 4.0))
+    st.apply({"e": "planned", "ns": "a"})
+    st.apply({"e": "reading", "w": "1:1", "entities": 300, "written": 120})
+    st.apply({"e": "reading", "w": "2:1", "entities": 100})  # no writes said yet
+    assert st.snapshot(1.0).written == 120
+    st.apply(_writing_slice("a", 310, 2.0, {"changed": 125}, w="1:1"))
+    snap = st.snapshot(2.0)
+    assert snap.written == 125 and snap.entities == 410
+    assert "writes (blind) 125 (changed 125)" in format_line(snap)
+
+
+def test_slice_reporter_sends_a_slice_s_writes(tmp_path):
+    from pipeline.graph.progress import Channel, SliceReporter, write_counts
+
+    assert write_counts({"writes.changed": 4, "writes.put": 0, "genre:x": 9}) == {"changed": 4}
+    ch = Channel(str(tmp_path))
+    rep = SliceReporter(ch, "acme", "acme", "acme#0")
+    rep._last = float("-inf")  # a reading event is due
+    rep.reading(256, {"writes.changed": 7, "writes.deleted": 1, "writes.unchanged": 5})
+    rep.done(300, 0, 0, 0, 1.0, True, {"writes.changed": 9, "writes.unchanged": 6})
+    rep.done(10, 0, 0, 0, 1.0, True)  # a job that writes nothing: no writes field
+    events = list(EventFiles(str(tmp_path)).read())
+    assert events[0]["written"] == 8
+    assert events[1]["writes"] == {"changed": 9, "unchanged": 6}
+    assert "writes" not in events[2]

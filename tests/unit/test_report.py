@@ -76,3 +76,42 @@ def test_runs_without_output_keep_summary_and_report_under_the_cache_dir(tmp_pat
     assert path == str(tmp_path / "cache" / "datastore-mapper" / "runs" /
                        "20261127T120000Z-count_keys-abc123")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
+
+
+def _writing(summary, mode, per_ns, undo=None):
+    """A summary of a job that writes: per namespace its writes.* counters."""
+    counts = {c: 0 for c in ("put", "changed", "deleted", "unchanged", "gone", "conflicts",
+                             "failed", "outside_namespaces", "changed_since")}
+    for ns, c in per_ns.items():
+        summary["namespaces"][ns]["counters"].update({f"writes.{k}": v for k, v in c.items()})
+        for k, v in c.items():
+            counts[k] += v
+    summary["writes"] = {"mode": mode, "counts": counts, "undo_log": undo, "changes": None,
+                         "apply": "python -m pipeline --job j --writes=transactional"
+                         if mode == "dry_run" else None,
+                         "restore": f"restore from={undo}" if undo else None}
+    return summary
+
+
+def test_the_writes_of_a_writing_job_are_shown_dry_or_real():
+    per_ns = {"acme": {"changed": 25, "unchanged": 5}, "b": {"put": 2, "deleted": 7,
+                                                             "failed": 1}}
+    dry = render_report(_writing(_summary({"acme": _ns(30, 3), "b": _ns(10, 2)}), "dry_run",
+                                 per_ns))
+    assert 'data-mode="dry_run"' in dry and "nothing was written to Datastore" in dry
+    assert "34 would have been" in dry and "--writes=transactional" in dry
+    assert '<span class="write-changed">25</span>' in dry
+    assert '<span class="write-deleted">7</span>' in dry
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', dry, re.S).group(1))
+    assert data["writes"] == {"dry_run": True, "series": ["put", "changed", "deleted", "failed"],
+                              "namespaces": [["acme", 0, 25, 0, 0], ["b", 2, 0, 7, 1]]}
+    assert '<canvas id="writes">' in dry
+    real = render_report(_writing(_summary({"acme": _ns(30, 3), "b": _ns(10, 2)}),
+                                  "transactional", per_ns, undo="/o/j/runs/r/undo"))
+    assert "Written to Datastore (transactional)" in real and "dry run" not in real
+    assert "/o/j/runs/r/undo" in real and "restore from=/o/j/runs/r/undo" in real
+    assert json.loads(re.search(r'id="report-data">(.*?)</script>', real,
+                                re.S).group(1))["writes"]["dry_run"] is False
+    plain = render_report(_summary({"acme": _ns(30, 3)}))
+    assert "the job writes nothing" in plain and '<canvas id="writes">' not in plain
+    assert "<h2>Writes</h2>" not in plain

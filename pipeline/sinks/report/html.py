@@ -62,13 +62,35 @@ def range_rows(n: dict) -> list:
             for rid, ents in n.get("range_entities", {}).items()]
 
 
+#: The write counts of a namespace's chart and table, in order (``writes.NAME`` counters).
+WRITE_COUNTS = ("put", "changed", "deleted", "unchanged", "gone", "conflicts", "failed",
+                "outside_namespaces", "changed_since")
+#: Those drawn as bars (the others are in the tables).
+WRITE_BARS = ("put", "changed", "deleted", "failed")
+
+
+def write_rows(namespaces: dict) -> list:
+    """[namespace, then each of WRITE_COUNTS] per namespace, from its ``writes.*``
+    counters."""
+    return [[ns] + [n.get("counters", {}).get(f"writes.{c}", 0) for c in WRITE_COUNTS]
+            for ns, n in namespaces.items()]
+
+
 def chart_data(summary: dict) -> dict:
     namespaces = summary.get("namespaces", {})
-    return {
+    out = {
         "timeline": summary.get("timeline", {"bucket_seconds": 1, "points": []}),
         "namespaces": [{"name": ns, "ranges": range_rows(namespaces[ns])}
                        for ns in charted(namespaces)],
     }
+    if summary.get("writes"):
+        rows = {r[0]: r for r in write_rows(namespaces)}
+        out["writes"] = {
+            "dry_run": summary["writes"].get("mode") == "dry_run",
+            "series": list(WRITE_BARS),
+            "namespaces": [[ns] + [rows[ns][1 + WRITE_COUNTS.index(c)] for c in WRITE_BARS]
+                           for ns in charted(namespaces)]}
+    return out
 
 
 def _table(headers: list, rows: list, cls: str = "") -> str:
@@ -96,7 +118,7 @@ def _overview(s: dict) -> str:
         ("queries", _num(t["queries"])), ("retries", _num(t["retries"])),
         ("dead letters", _num(dead.get("count", t.get("errors", 0)))
          + (f" ({_e(dead['file'])})" if dead.get("file") else "")),
-        ("writes", _num(t["writes"]) if "writes" in t else "— (the job writes nothing)"),
+        ("writes", _writes_overview(s.get("writes"))),
         ("workers", _num(t["workers"])),
     ]
     if s.get("read_time"):
@@ -104,6 +126,45 @@ def _overview(s: dict) -> str:
     if s.get("failure"):
         rows.insert(1, ("failure", _e(s["failure"])))
     return _table(["", ""], [[f"<b>{_e(k)}</b>", v] for k, v in rows], "overview")
+
+
+def _writes_overview(wr: Optional[dict]) -> str:
+    if not wr:
+        return "— (the job writes nothing)"
+    c = wr["counts"]
+    n = sum(c.get(k, 0) for k in ("put", "changed", "deleted"))
+    if wr.get("mode") == "dry_run":
+        return f"dry run: none made, {_num(n)} would have been (see Writes below)"
+    return f"{_num(n)} ({_e(wr.get('mode'))}; see Writes below)"
+
+
+def _writes_section(s: dict) -> str:
+    """The writes of a job that writes back: the mode, the counts in all and per namespace
+    (a chart of them), and where the undo log, the changes and the commands are."""
+    wr = s.get("writes")
+    if not wr:
+        return ""
+    c = wr["counts"]
+    dry = wr.get("mode") == "dry_run"
+    mode = ("Dry run: nothing was written to Datastore; the counts are the writes the run "
+            "would have made." if dry else
+            f"Written to Datastore ({_e(wr.get('mode'))}).")
+    totals = _table(["", *WRITE_COUNTS], [["<b>all namespaces</b>"] + [
+        f'<span class="write-{k}">{_num(c.get(k, 0))}</span>' for k in WRITE_COUNTS]],
+        "writes-total")
+    per_ns = _table(["namespace", *WRITE_COUNTS],
+                    [[f'<span class="ns">{_e(r[0])}</span>'] + [_num(v) for v in r[1:]]
+                     for r in write_rows(s.get("namespaces", {}))], "writes-namespaces")
+    where = []
+    for label, key in (("undo log", "undo_log"), ("restore with", "restore"),
+                       ("samples of the changes", "changes"), ("to apply it", "apply")):
+        if wr.get(key):
+            where.append(f"<li>{label}: <code>{_e(wr[key])}</code></li>")
+    if not dry and not wr.get("undo_log"):
+        where.append("<li>no undo log (--undo_log=false)</li>")
+    return (f'<h2>Writes</h2>\n<p id="writes-mode" data-mode="{_e(wr.get("mode"))}">{mode}</p>'
+            f"\n{totals}\n{per_ns}\n<ul>{''.join(where)}</ul>\n"
+            '<div class="chart-wide"><canvas id="writes"></canvas></div>')
 
 
 def _namespace_rows(namespaces: dict) -> list:
@@ -167,6 +228,7 @@ table.overview td, table.namespaces td:last-child {{ text-align: left; }}
 <p class="note">balance: the largest range's entities over the mean range's (1.00 is even).
 read s: seconds spent reading, summed over slices.</p>
 <p>total counters: {total_counters}</p>
+{_writes_section(s)}
 <h2>Ranges: entities and seconds per range</h2>
 <p class="note">Each bar pair is one initial range: entities read (left axis) and seconds spent
 reading it (right axis); hover for its slices.{rest}</p>
@@ -195,6 +257,21 @@ _SCRIPT = r"""
                        y: {beginAtZero: true, title: {display: true, text: "entities/s"}}}}
   });
   charts++;
+  if (data.writes) {
+    const colors = {put: "#109618", changed: "#3366cc", deleted: "#dc3912", failed: "#990099"};
+    const w = data.writes;
+    new Chart(document.getElementById("writes"), {
+      type: "bar",
+      data: {labels: w.namespaces.map(r => r[0]),
+             datasets: w.series.map((name, j) => ({
+               label: (w.dry_run ? "would be " : "") + name,
+               data: w.namespaces.map(r => r[j + 1]), backgroundColor: colors[name]}))},
+      options: {maintainAspectRatio: false, animation: false,
+                scales: {x: {stacked: true}, y: {stacked: true, beginAtZero: true,
+                         title: {display: true, text: "entities"}}}}
+    });
+    charts++;
+  }
   data.namespaces.forEach(function (ns, i) {
     const rows = ns.ranges;
     new Chart(document.getElementById("ranges-" + i), {
