@@ -5,7 +5,10 @@ setup(
     name="datastore-mapper",
     version="0.1.0",
     description="Run mapper jobs over every entity of Google Cloud Datastore with Apache Beam",
-    packages=find_packages(include=["pipeline", "pipeline.*", "jobs", "jobs.*"]),
+    # devtools: the emulator, seed and demo commands of `datastore-mapper` (small, pure Python).
+    packages=find_packages(include=["pipeline", "pipeline.*", "jobs", "jobs.*", "devtools",
+                                    "devtools.*"]),
+    entry_points={"console_scripts": ["datastore-mapper = pipeline.command:main"]},
     # The report's chart library, inlined into every report.html (workers make reports too).
     package_data={"pipeline.sinks.report": ["assets/*.js", "assets/*.md"]},
     python_requires=">=3.10",

@@ -17,7 +17,7 @@ import pytest
 # offline Google Cloud for the deployment tests (offline_gcp).
 pytest_plugins = ["tests.support.datastore_emulator", "tests.support.storage_emulators",
                   "tests.support.bigquery_emulator", "tests.support.offline_gcp",
-                  "tests.support.browser"]
+                  "tests.support.browser", "tests.support.installed"]
 
 EMULATOR_FIXTURES = frozenset({"datastore_emulator", "emulator", "datastore_client",
                                "fake_gcs", "gcs_emulator", "gcs_emulator_env",

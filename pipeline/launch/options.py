@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import logging
 import os
+import sys
 from typing import Callable, Optional
 
 from pipeline.api.mutations import WRITE_MODES
@@ -33,7 +34,12 @@ Dataflow. Without --runner the job runs here on Beam's FnApiRunner with two work
 processes; --direct_num_workers changes that.
 
 Example (against the emulator):
-  DATASTORE_EMULATOR_HOST=127.0.0.1:8081 python -m pipeline --job count_keys --project demo
+  DATASTORE_EMULATOR_HOST=127.0.0.1:8081 datastore-mapper --job count_keys --project demo
+
+Tools (datastore-mapper TOOL --help):
+  datastore-mapper emulator   start a local Datastore emulator for your own data
+  datastore-mapper seed       write the demo data set into it
+  datastore-mapper demo       emulator + demo data + one run, then everything stopped
 """
 
 
@@ -305,13 +311,20 @@ class OneLineErrors(argparse.ArgumentParser):
     not argparse's usage block followed by the error: a bad value is one clear line."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {message} (python -m pipeline --help lists the options)\n")
+        self.exit(2, f"error: {message} ({cli_name()} --help lists the options)\n")
+
+
+def cli_name() -> str:
+    """How the CLI was started: ``datastore-mapper`` (the console script) or
+    ``python -m pipeline``."""
+    return ("datastore-mapper" if os.path.basename(sys.argv[0] or "") == "datastore-mapper"
+            else "python -m pipeline")
 
 
 def help_parser() -> argparse.ArgumentParser:
     """The CLI's own parser: --help, and every mapper option checked before Beam sees them."""
     parser = OneLineErrors(
-        prog="python -m pipeline", description="Run a mapper job over every entity of a kind, "
+        prog=cli_name(), description="Run a mapper job over every entity of a kind, "
         "across all namespaces, split evenly into parallel work.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--project", help="the Google Cloud project (required)")

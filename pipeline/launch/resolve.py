@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shlex
 import uuid
 from typing import Optional, Sequence
@@ -71,9 +72,11 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
     m = options.view_as(MapperOptions)
     now = now or dt.datetime.now(dt.timezone.utc)
     project = options.view_as(GoogleCloudOptions).project
+    if not project and m.emulator_host:  # what `datastore-mapper emulator` says to export
+        project = os.environ.get("DATASTORE_PROJECT_ID") or None
     if not project:
         raise UsageError("--project is required (the Google Cloud project; any id works with "
-                         "the emulator)")
+                         "the emulator, and $DATASTORE_PROJECT_ID is the default there)")
     if not m.job:
         raise UsageError("--job is required; --list_jobs shows the registered jobs")
     if m.shards * m.oversampling > MAX_SAMPLES:
