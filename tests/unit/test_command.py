@@ -11,7 +11,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from devtools.emulator import default_data_dir
-from pipeline import command
+from pipeline.launch import command
 from pipeline.errors import UsageError
 from pipeline.launch.resolve import resolve
 
@@ -45,7 +45,7 @@ def test_tools_and_runs_are_dispatched(monkeypatch):
 def test_the_command_module_is_light():
     """Starting the command (for the emulator, say) imports neither Beam nor a Google client
     (``google`` and ``google.cloud`` themselves are namespace packages site's .pth files make)."""
-    code = ("import sys, pipeline.command; print(sorted(m for m in sys.modules if m.startswith("
+    code = ("import sys, pipeline.launch.command; print(sorted(m for m in sys.modules if m.startswith("
             "('apache_beam', 'google.cloud.', 'google.api_core', 'grpc'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
