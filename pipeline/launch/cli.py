@@ -32,6 +32,7 @@ from pipeline.launch.options import help_parser
 from pipeline.launch.records_sink import check_records_have_a_sink
 from pipeline.launch.resolve import resolve
 from pipeline.launch.progress import watching
+from pipeline.launch.remote import RemoteWait
 from pipeline.launch.rundir import RunDir, results_dir
 from pipeline.sinks.bigquery.prepare import prepare as prepare_bigquery
 from pipeline.sinks.files import deadletters, lease
@@ -208,7 +209,7 @@ def _launch_remote(options, run, bigquery, runner: str) -> int:
     try:
         p = beam.Pipeline(options=options)
         build(p, run, bigquery)
-        p.run()
+        result = p.run()
     except MapperError as e:
         _release(run)
         error(failure_message(e))
@@ -216,8 +217,49 @@ def _launch_remote(options, run, bigquery, runner: str) -> int:
     except Exception:
         _release(run)
         raise
-    log.info("launched on %s; not waiting for a remote runner's result here", runner)
+    if not options.view_as(MapperOptions).wait:
+        log.info("launched on %s; not waiting for its result (--wait follows it)", runner)
+        return EXIT_OK
+    return wait_for_remote(result, run, runner)
+
+
+def wait_for_remote(result, run, runner: str, **kw) -> int:
+    """--wait: the job's progress lines from its metrics until it ends, then its summary
+    (``kw``: RemoteWait's clock and sleep, for tests)."""
+    waiter = RemoteWait(result, run.job.metrics_namespace,
+                        lambda line: print(line, file=sys.stderr, flush=True),
+                        every=run.read.progress_seconds,
+                        write_mode=run.write.mode if run.write.enabled else None, **kw)
+    say(f"launched on {runner}; waiting for the job to end (Ctrl-C stops waiting, not the job)")
+    try:
+        state = waiter.run()
+    except KeyboardInterrupt:
+        say("interrupted: stopped waiting; the job goes on (follow it in the Dataflow console)")
+        return EXIT_INTERRUPTED
+    if state != "DONE":
+        error(f"the job ended {state} on {runner}"
+              + (f"; its summary (if written) is {run.output.summary_path}"
+                 if run.output.summary_path else ""))
+        return EXIT_FAILED
+    summary = _read_summary(run.output.summary_path)
+    if summary is not None:
+        print(format_summary(summary))
+        print(f"summary {run.output.summary_path}"
+              + (f"; report {run.output.report_path}" if run.output.report_path else ""))
     return EXIT_OK
+
+
+def _read_summary(path: Optional[str]) -> Optional[dict]:
+    if not path:
+        return None
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(path) as f:
+            return json.loads(f.read().decode("utf-8"))
+    except Exception as e:
+        log.warning("could not read the summary %s: %s", path, e)
+        return None
 
 
 def _release(run) -> None:

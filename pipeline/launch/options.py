@@ -246,6 +246,11 @@ def add_mapper_arguments(parser) -> None:
                    "OUTPUT/JOB/dead_letter.jsonl; needs --output then)")
     g.add_argument("--progress_seconds", type=seconds(3600, zero=True), default=5.0,
                    help="how often each worker logs its progress (0: never; default 5)")
+    g.add_argument("--wait", nargs="?", const=True, default=False, type=parse_bool,
+                   help="on a remote runner (Dataflow): wait for the job to end, printing its "
+                   "progress from its metrics every --progress_seconds (at least 10 s), then "
+                   "its summary; the exit code is the job's (default false: return once "
+                   "launched; a local run always waits)")
     g.add_argument("--discard_records", nargs="?", const=True, default=False, type=parse_bool,
                    help="run a job that yields records without keeping them: counted, written "
                    "nowhere (default false: a job that yields records needs --output or "

@@ -84,3 +84,28 @@ def test_a_writing_job_s_progress_shows_its_writes(emulator, seeded, tmp_path, w
     shown = [int(m.group(1).replace(",", "")) for m in
              (re.search(re.escape(head) + r" ([\d,]+)", ln) for ln in lines) if m]
     assert len(shown) == len(lines) and shown == sorted(shown), lines  # said on every line
+
+
+def test_the_progress_counters_of_a_real_run_make_the_wait_lines(emulator, seeded):
+    """What --wait reads on Dataflow, read from a real run's result (the in-process
+    FnApiRunner's): the progress counters and the job's, folded into the final line."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.graph.build import build
+    from pipeline.launch.remote import RemoteWait
+    from tests.support.configs import run_config
+    from tests.support.runs import IN_PROCESS
+
+    run = run_config("count_keys", "--slice_entities", "200", host=emulator.host)
+    p = beam.Pipeline(options=PipelineOptions(IN_PROCESS))
+    build(p, run)
+    result = p.run()
+    result.wait_until_finish()
+    lines: list = []
+    assert RemoteWait(result, run.job.metrics_namespace, lines.append).run() == "DONE"
+    m = LINE.match(lines[-1])
+    assert m, lines
+    assert m.group(1, 2, 3) == ("3", "3", "3") and m.group(4) == m.group(5), lines[-1]
+    assert int(m.group(5)) >= 3 and m.group(6) == "1,507", lines[-1]
+    assert "done in" in lines[-1]
