@@ -74,9 +74,20 @@ class Chromium:
         return self.driver.get_log("browser")
 
     def screenshot(self, out: str, width: int) -> None:
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(width, height + 40)
-        time.sleep(0.3)
+        """The whole page: the window grown to the content's height (plus the window's own
+        chrome) until that stops changing (the charts are responsive: a resize can move
+        them)."""
+        content = None
+        for _ in range(5):
+            now, chrome = self.driver.execute_script(
+                "const r = document.documentElement.getBoundingClientRect();"
+                "const m = parseFloat(getComputedStyle(document.body).marginBottom) || 0;"
+                "return [Math.ceil(r.height + m), window.outerHeight - window.innerHeight]")
+            if now == content:
+                break
+            content = now
+            self.driver.set_window_size(width, content + chrome + 16)
+            time.sleep(0.3)
         self.driver.save_screenshot(out)
 
     def close(self) -> None:
