@@ -141,6 +141,7 @@ class WriteConfig:
     changes_sample: int = 20
     contention_retries: int = 3
     apply_command: str = ""
+    restore_command: str = ""  # what puts back what this run changes (its undo log)
 
     @property
     def dry_run(self) -> bool:

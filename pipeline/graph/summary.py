@@ -49,8 +49,7 @@ def writes_section(write, counters: dict) -> dict:
             "counts": {name.split(".", 1)[1]: counters.get(name, 0) for name in w.COUNTERS},
             "undo_log": write.undo_dir, "changes": write.changes_path,
             "apply": write.apply_command if write.dry_run else None,
-            "restore": (f"python -m pipeline --job restore_entities --params from={write.undo_dir} "
-                        "--writes=transactional --project PROJECT") if write.undo_dir else None}
+            "restore": write.restore_command or None}
 
 
 def run_failure(summary: dict, max_errors: int, bigquery: Optional[BigQuerySettings],

@@ -151,6 +151,11 @@ def write_config(m, options: PipelineOptions, job_cls, rq, output: Optional[str]
             raise UsageError(f"--writes={m.writes}: job {name} does not write to Datastore (it "
                              "defines no migrate() and does not declare writes = True)")
         return WriteConfig()
+    if options.view_as(TestOptions).dry_run:  # Beam's: only Dataflow's runner honours it
+        raise UsageError(f"--dry_run is Beam's (it stops Dataflow's runner from submitting, "
+                         f"whatever its value; a local run ignores it): to see what job {name} "
+                         "would change, run it without --writes (a dry run is the default) or "
+                         "with --writes=dry_run")
     if job_cls.defines("migrate") and rq.keys_only:
         raise UsageError(f"job {name} defines migrate(), which changes whole entities: its "
                          "query must read them (Query(..., keys_only=False))")
@@ -178,12 +183,38 @@ def write_config(m, options: PipelineOptions, job_cls, rq, output: Optional[str]
         wo = options.view_as(WorkerOptions)
         workers = ((options.view_as(DirectOptions).direct_num_workers or 1) if local
                    else wo.max_num_workers or wo.num_workers or 1)
+    undo_dir = f"{home}/{UNDO_DIR}" if home and mode != DRY_RUN and m.undo_log else None
     return WriteConfig(
         enabled=True, mode=mode, batch=m.write_batch, transaction_groups=m.transaction_groups,
         max_rate=m.max_write_rate, rampup=rampup, workers_hint=max(1, int(workers)),
-        undo_dir=(f"{home}/{UNDO_DIR}" if home and mode != DRY_RUN and m.undo_log else None),
-        changes_path=f"{home}/{CHANGES_FILE}" if home else None,
-        changes_sample=m.changes_sample, apply_command=apply_command(argv))
+        undo_dir=undo_dir, changes_path=f"{home}/{CHANGES_FILE}" if home else None,
+        changes_sample=m.changes_sample, apply_command=apply_command(argv),
+        restore_command=restore_command(argv, undo_dir) if undo_dir else "")
+
+
+def _without(argv: Sequence[str], names: tuple) -> list:
+    """``argv`` without the options ``names`` (``--name VALUE`` and ``--name=VALUE``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in names:
+            skip = True
+            continue
+        if a.split("=", 1)[0] in names and "=" in a:
+            continue
+        out.append(a)
+    return out
+
+
+def restore_command(argv: Sequence[str], undo_dir: str) -> str:
+    """The command that puts back what this run changes: restore_entities over its undo log,
+    against the same project, database, emulator and output (the job's own options dropped)."""
+    kept = _without(argv, ("--job", "--params", "--writes", "--namespaces", "--output_mode",
+                           "--job_module", "--changes_sample"))
+    return shlex.join(["python", "-m", "pipeline", "--job", "restore_entities", "--params",
+                       f"from={undo_dir}", *kept, "--writes=transactional"])
 
 
 def apply_command(argv: Sequence[str]) -> str:

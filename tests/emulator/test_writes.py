@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 from collections import Counter
 
@@ -104,7 +105,7 @@ def test_a_migration_changes_every_entity_exactly_once_and_a_rerun_is_a_no_op(
     assert "nothing was written, so nothing needs undoing" in r2.stdout
 
 
-def test_a_dry_run_writes_nothing_and_says_how_to_apply_it(seeded, tmp_path):
+def test_a_dry_run_writes_nothing_and_says_how_to_apply_it(seeded, tmp_path, caplog):
     snapshot = dump()
     out = tmp_path / "out"
     r = run_mapper("rename_property", [*RENAME, "--changes_sample", "3"], output=str(out),
@@ -124,10 +125,14 @@ def test_a_dry_run_writes_nothing_and_says_how_to_apply_it(seeded, tmp_path):
         assert x["change"] == "changed" and set(x["diff"]) == {"category", "genre"}
         assert x["diff"]["category"][1] is None and x["diff"]["genre"][0] is None
         assert x["diff"]["category"][0] == x["diff"]["genre"][1]
-    # A dry run's output does not make the real run refuse (its files live in runs/RUN/).
-    ok(run_mapper("rename_property", [*RENAME, "--writes=transactional"], output=str(out),
-                  runner=IN_PROCESS))
+    # A dry run's output does not make the real run refuse (its files live in runs/RUN/),
+    # and the files beside them are named as that complete run's, not a dead run's.
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        ok(run_mapper("rename_property", [*RENAME, "--writes=transactional"], output=str(out),
+                      runner=IN_PROCESS))
     assert dump() != snapshot
+    assert f"of the previous run {s['run_id']}" in caplog.text
+    assert "dead run" not in caplog.text
 
 
 def test_the_undo_log_restores_the_database_exactly_and_reports_later_changes(seeded, tmp_path):
@@ -254,6 +259,23 @@ def test_free_mutations_are_written_counted_and_deleted(seeded, tmp_path):
                                   "__default__,acme", "--writes=blind"], output=str(out)))
     assert summary_of(out, "index_items")["writes"]["counts"]["deleted"] == n
     assert not list(c.query(kind="ItemIndex").fetch())
+
+
+def test_a_writing_jobs_records_are_not_replaced_unless_asked(seeded, tmp_path):
+    out = tmp_path / "out"
+    args = [*JOBS, "--params", "report=true", "--namespaces", "acme"]
+    ok(run_mapper("index_items", args, output=str(out)))  # a dry run, with records
+    records = out / "index_items" / "namespaces" / "acme.jsonl"
+    first = records.read_bytes()
+    assert first.count(b"\n") == len(seeded["acme"])
+    r = run_mapper("index_items", [*args, "--writes=blind"], output=str(out))
+    assert r.code == 2 and "holds the records of the previous run" in r.stderr, r.stderr
+    assert "--output_mode=replace" in r.stderr and records.read_bytes() == first
+    c = datastore.Client(project=TEST_PROJECT, namespace="acme")
+    assert not list(c.query(kind="ItemIndex").fetch())  # refused: nothing written
+    ok(run_mapper("index_items", [*args, "--writes=blind", "--output_mode=replace"],
+                  output=str(out)))
+    assert len(list(c.query(kind="ItemIndex").fetch())) == len(seeded["acme"])
 
 
 def test_mutations_that_cannot_be_written_are_dead_letters_with_their_key(seeded, tmp_path):

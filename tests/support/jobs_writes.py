@@ -50,21 +50,25 @@ class TagConcurrently(JobSpec):
 class IndexItems(JobSpec):
     """Free mutations: for each Item, an ``ItemIndex`` entity named after it in namespace
     ``into`` (default: the Item's own), holding its category; with ``drop=true`` it deletes
-    that index entity instead."""
+    that index entity instead; with ``report=true`` it also yields a record per item."""
 
     name = "index_items"
     writes = True
     parameters = {"into": "the namespace of the index entities (default: the item's)",
-                  "drop": "true: delete the index entities instead (default false)"}
+                  "drop": "true: delete the index entities instead (default false)",
+                  "report": "true: also yield a record {indexed: name} per item"}
 
     def query(self, params: Params) -> Query:
         self.into = params.get("into")
         self.drop = params.flag("drop", False)
+        self.report = params.flag("report", False)
         return Query(kind="Item", keys_only=False)
 
     def next(self, ctx: Context, entity):
         name = "-".join(str(x) for x in entity.key.flat_path)
         key = ctx.key("ItemIndex", name, namespace=self.into)
+        if self.report:
+            yield {"indexed": name}
         if self.drop:
             yield Delete(key)
             return

@@ -17,7 +17,7 @@ from pipeline.core.matching import matches
 from pipeline.core.summary import format_summary
 from pipeline.datastore import entity_json as ej
 from pipeline.graph.writer import MigrateError, outcome
-from pipeline.launch.resolve import apply_command
+from pipeline.launch.resolve import apply_command, restore_command
 
 UTC = dt.timezone.utc
 
@@ -184,6 +184,17 @@ def test_apply_command_replaces_any_writes_option():
     assert "'kind=Item,from=a b,to=c'" in cmd  # quoted for the shell
 
 
+def test_restore_command_keeps_where_and_drops_the_jobs_own_options():
+    cmd = restore_command(["--job", "rename_property", "--project", "p1", "--database=db2",
+                           "--params", "from=a,to=b", "--params=kind=X", "--namespaces", "t1",
+                           "--output", "/o", "--writes=transactional", "--emulator_host",
+                           "127.0.0.1:1"], "/o/rename_property/runs/r/undo")
+    assert cmd.split() == ["python", "-m", "pipeline", "--job", "restore_entities", "--params",
+                           "from=/o/rename_property/runs/r/undo", "--project", "p1",
+                           "--database=db2", "--output", "/o", "--emulator_host",
+                           "127.0.0.1:1", "--writes=transactional"]
+
+
 def _summary(mode, **counts):
     base = {c.split(".", 1)[1]: 0 for c in w.COUNTERS}
     base.update(counts)
@@ -207,3 +218,20 @@ def test_summary_lines_of_a_dry_run_and_of_a_real_one():
            "restore_entities" in real
     noop = format_summary(_summary("transactional", unchanged=3))
     assert "nothing was written, so nothing needs undoing" in noop
+
+
+def test_the_adaptive_backoff_holds_commits_back_only_while_failures_dominate():
+    from pipeline.graph.writer import Overload
+    clock = FakeClock()
+    clock.now = 1_000_000.0
+    o = Overload(delay=1.0, clock=clock, sleep=clock.sleep)
+    for _ in range(50):  # all good: never held back
+        assert o.admit() == 0.0
+        o.succeeded()
+    assert clock.slept == 0
+    for _ in range(200):  # Datastore refusing every attempt (no success recorded)
+        o.admit()
+    assert clock.slept > 0  # held back, one delay at a time
+    held = clock.slept
+    clock.now += 130  # the window (2 minutes) forgets the failures
+    assert o.admit() == 0.0 and clock.slept == held
