@@ -124,7 +124,8 @@ def _signal(pid: int, sig: signal.Signals, group: bool = False) -> None:
 
 
 class DatastoreEmulator:
-    """One emulator process on a free loopback port, in memory, strongly consistent.
+    """One emulator process on a free loopback port (or ``port``), strongly consistent; in memory,
+    or with ``data_dir`` stored on disk there (kept after stop(), reused by the next start).
 
     Use as a context manager, or call start()/stop(). An atexit hook stops it if the caller forgets.
     """
@@ -136,8 +137,12 @@ class DatastoreEmulator:
         startup_timeout: float = 60.0,
         java_tool_options: str | None = None,
         consistency: float = 1.0,
+        data_dir: str | os.PathLike[str] | None = None,
+        port: int | None = None,
     ) -> None:
         self.project = project
+        self.data_dir = Path(data_dir).expanduser().resolve() if data_dir is not None else None
+        self.fixed_port = port
         self.startup_timeout = startup_timeout
         # Overridable per instance or with $DATASTORE_EMULATOR_JAVA_TOOL_OPTIONS.
         self.java_tool_options = java_tool_options or os.environ.get(
@@ -176,7 +181,7 @@ class DatastoreEmulator:
         if self._proc is not None:
             return self
         script = find_emulator_script()
-        for attempt in range(3):
+        for attempt in range(3 if self.fixed_port is None else 1):
             try:
                 self._launch(script)
                 self._wait_ready()
@@ -190,18 +195,39 @@ class DatastoreEmulator:
         raise AssertionError("unreachable")
 
     def _launch(self, script: str) -> None:
-        self.port = _free_port()
+        self.port = self.fixed_port or _free_port()
         # Fresh cwd: the emulator writes WEB-INF/appengine-generated/ into its working directory.
         self.workdir = Path(tempfile.mkdtemp(prefix="datastore-emulator-"))
         env = {**os.environ, "JAVA_TOOL_OPTIONS": self.java_tool_options}
+        args = [script, "start", f"--host={LOOPBACK}", f"--port={self.port}",
+                f"--consistency={self.consistency}"]
+        if self.data_dir is None:
+            args.append("--store_on_disk=false")
+        else:  # a project directory of the emulator's own: created once, then reused
+            self._create_data_dir(script, env)
+            args += ["--store_on_disk=true", str(self.data_dir)]
         with open(self.workdir / "emulator.log", "wb") as log:
             self._proc = subprocess.Popen(
-                [script, "start", f"--host={LOOPBACK}", f"--port={self.port}",
-                 "--store_on_disk=false", f"--consistency={self.consistency}"],
-                cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                args, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,  # own group: stop() kills Java too
             )
         atexit.register(self.stop)
+
+    def _create_data_dir(self, script: str, env: dict[str, str]) -> None:
+        """``cloud_datastore_emulator create`` into an empty or missing ``data_dir`` (as
+        ``gcloud beta emulators datastore start`` does); a directory with data is reused."""
+        assert self.data_dir is not None
+        if self.data_dir.is_dir() and any(self.data_dir.iterdir()):
+            return
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        if self.data_dir.is_dir():
+            self.data_dir.rmdir()  # `create` wants to make it itself
+        out = subprocess.run([script, "create", f"--project_id={self.project}", str(self.data_dir)],
+                             cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=self.startup_timeout)
+        if out.returncode != 0 or not self.data_dir.is_dir():
+            raise EmulatorError(f"could not create the emulator's data directory {self.data_dir}: "
+                                f"{(out.stdout + out.stderr).strip()[-2000:]}")
 
     def _wait_ready(self) -> None:
         assert self._proc is not None
@@ -278,10 +304,93 @@ class DatastoreEmulator:
         self.stop()
 
 
-def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.emulator")
-    parser.add_argument("command", choices=["check"], help="check: print the emulator script path")
-    parser.parse_args(argv)
+#: Where ``start`` keeps its data by default: one emulator project directory per project.
+def default_data_dir(project: str, environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base, "datastore-mapper", "emulator", project)
+
+
+DEFAULT_PORT = 8081  # gcloud's
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return True
+    return False
+
+
+def serve(args: argparse.Namespace, out=None) -> int:
+    """``start``: run an emulator for one's own data until Ctrl-C (or SIGTERM, SIGHUP), which
+    stops it with its whole process tree (the wrapper script and Java)."""
+    out = out or sys.stdout
+    data_dir = None if args.in_memory else Path(args.data_dir or default_data_dir(args.project))
+    if args.port and _port_in_use(args.port):
+        print(f"error: port {args.port} on {LOOPBACK} is in use (another emulator?): pass "
+              "--port N, or --port 0 for a free one", file=sys.stderr)
+        return 2
+    emu = DatastoreEmulator(project=args.project, consistency=args.consistency,
+                            data_dir=data_dir, port=args.port or None)
+
+    def stop_on(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop_on)
+    try:
+        try:
+            emu.start()
+        except EmulatorUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        where = (f"data in {data_dir} (kept; --in_memory for none)" if data_dir is not None
+                 else "in memory (gone when it stops)")
+        print(f"Datastore emulator for project {args.project} on {emu.host}, {where}, "
+              f"consistency {args.consistency}.", file=out)
+        print("In another shell, point the mapper (and devtools.seed) at it:", file=out)
+        print(f"export DATASTORE_EMULATOR_HOST={emu.host} DATASTORE_PROJECT_ID={args.project}",
+              file=out)
+        print("Ctrl-C stops it.", file=out, flush=True)
+        while emu.running:
+            time.sleep(0.2)
+        print(f"error: the emulator exited by itself; its log:\n{emu._log_tail()}",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopping the emulator ...", file=out, flush=True)
+        return 0
+    finally:
+        emu.stop(grace=15.0)  # on disk: give Java time to write its data out
+
+
+def _main(argv: list[str] | None = None, prog: str = "python -m devtools.emulator") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="The Cloud Datastore emulator: start one for your own data, "
+        "or check that it is installed.", allow_abbrev=False)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="print the emulator script's path (exit 1 if not installed)")
+    start = sub.add_parser(
+        "start", help="start an emulator and print the variables to export; Ctrl-C stops it",
+        allow_abbrev=False)
+    start.add_argument("--project", default=os.environ.get("DATASTORE_PROJECT_ID", "demo"),
+                       help="the project id the data lives in (default: $DATASTORE_PROJECT_ID "
+                       "or demo)")
+    start.add_argument("--data_dir", help="where the data is stored on disk (default: "
+                       "$XDG_DATA_HOME/datastore-mapper/emulator/PROJECT, else "
+                       "~/.local/share/...); reused by the next start")
+    start.add_argument("--in_memory", action="store_true",
+                       help="keep nothing on disk: the data is gone when it stops")
+    start.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help=f"port on {LOOPBACK} (default {DEFAULT_PORT}; 0: any free port)")
+    start.add_argument("--consistency", type=float, default=1.0,
+                       help="fraction of eventually consistent reads that see the latest "
+                       "write (default 1.0: every query sees what was just written)")
+    args = parser.parse_args(argv)
+    if args.command == "start":
+        return serve(args)
     try:
         print(find_emulator_script())
     except EmulatorUnavailable as exc:

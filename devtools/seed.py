@@ -154,15 +154,15 @@ def seed_dataset(
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.seed", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m devtools.seed") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--project", default=os.environ.get("DATASTORE_PROJECT_ID", "demo"))
     parser.add_argument("--small", action="store_true", help="a tenth of DEMO_DATASET (min 1 each)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not os.environ.get("DATASTORE_EMULATOR_HOST"):
-        print("DATASTORE_EMULATOR_HOST is not set: start the emulator first "
-              "(see devtools/emulator.py).", file=sys.stderr)
+        print("DATASTORE_EMULATOR_HOST is not set: start the emulator first (datastore-mapper "
+              "emulator, in another shell) and export what it prints.", file=sys.stderr)
         return 2
     spec = [NamespaceSpec(s.name, max(1, s.count // 10)) if args.small else s for s in DEMO_DATASET]
     started = time.monotonic()

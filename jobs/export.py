@@ -14,6 +14,7 @@ class ExportKeys(JobSpec):
     """
 
     name = "export_keys"
+    yields_records = True
     parameters = {"kind": "the kind to export (default Item; A|B for several, * for every kind)",
                   "full": "true: read full entities instead of keys only (default false)"}
 
@@ -42,6 +43,7 @@ class ExportEntities(JobSpec):
     """
 
     name = "export_entities"
+    yields_records = True
     parameters = {"kind": "the kind to export (default Item; A|B for several, * for every kind)"}
     typed_rows = True
 

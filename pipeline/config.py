@@ -101,6 +101,15 @@ class OutputConfig:
     #: The output is on a case-insensitive file system: names with capitals get a suffix there
     #: (``pipeline.core.units.path_part``).
     case_insensitive: bool = False
+    #: --discard_records: the job's records are counted but written nowhere (the summary and
+    #: the report still are, with --output).
+    discard_records: bool = False
+    #: The run report (``OUTPUT/JOB/report.html``; a local run without --output: beside its
+    #: summary in the user's cache directory).
+    report_path: Optional[str] = None
+    #: A local run's progress channel: the private directory the workers append their
+    #: progress events to (``pipeline.graph.progress``); None: no channel (remote runs).
+    progress_dir: Optional[str] = None
 
     @property
     def dead_letter_parts(self) -> Optional[str]:

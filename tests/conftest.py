@@ -8,17 +8,33 @@ packaging, run_dataflow.sh; offline), ``support/`` (fixtures, helpers and test-o
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 # Datastore (datastore_emulator, emulator, datastore_client), Cloud Storage (fake_gcs,
 # gcs_emulator, fake credentials), BigQuery (bigquery_emulator_server, bigquery_emulator) and an
 # offline Google Cloud for the deployment tests (offline_gcp).
 pytest_plugins = ["tests.support.datastore_emulator", "tests.support.storage_emulators",
-                  "tests.support.bigquery_emulator", "tests.support.offline_gcp"]
+                  "tests.support.bigquery_emulator", "tests.support.offline_gcp",
+                  "tests.support.browser", "tests.support.installed"]
 
 EMULATOR_FIXTURES = frozenset({"datastore_emulator", "emulator", "datastore_client",
                                "fake_gcs", "gcs_emulator", "gcs_emulator_env",
                                "bigquery_emulator_server", "bigquery_emulator"})
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cache_home_in_tmp(tmp_path_factory):
+    """Runs without --output keep their summary and report under the user's cache directory:
+    the tests' go to a directory of the session's own (subprocesses inherit it)."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield os.environ["XDG_CACHE_HOME"]
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -180,6 +180,13 @@ class JobSpec:
     name: ClassVar[str] = ""
     parameters: ClassVar[Mapping[str, str]] = {}
 
+    #: True for a job whose ``next`` yields records (an export): run without a sink for them
+    #: (no --output, no --bigquery_table) it is refused at launch, unless --discard_records
+    #: says to drop them. A job that only counts leaves it False; should it yield a record
+    #: anyway with no sink, the run fails at that record rather than drop it silently.
+    #: (Writes to Datastore, once jobs can make them, are not records and need no sink.)
+    yields_records: ClassVar[bool] = False
+
     def query(self, params: Params) -> Query:
         raise NotImplementedError(f"{type(self).__name__} must define query(params)")
 

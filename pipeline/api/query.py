@@ -14,6 +14,7 @@ from pipeline.core.keyorder import KeyPath, path_from_flat
 from pipeline.core.namespaces import normalise_namespaces
 from pipeline.core.values import (
     UnsupportedValue,
+    describe_value,
     parse_bound,
     value_sort_key,
     value_type,
@@ -106,13 +107,13 @@ class ResolvedQuery:
     def describe(self) -> str:
         parts = [self.kinds_text()]
         for prop, value in self.equalities:
-            parts.append(f"{prop} = {value!r}")
+            parts.append(f"{prop} = {describe_value(value)}")
         r = self.prop_range
         if r is not None:
             if r.lo is not None:
-                parts.append(f"{r.prop} {'>=' if r.lo_inclusive else '>'} {r.lo!r}")
+                parts.append(f"{r.prop} {'>=' if r.lo_inclusive else '>'} {describe_value(r.lo)}")
             if r.hi is not None:
-                parts.append(f"{r.prop} {'<=' if r.hi_inclusive else '<'} {r.hi!r}")
+                parts.append(f"{r.prop} {'<=' if r.hi_inclusive else '<'} {describe_value(r.hi)}")
         if self.ancestor:
             parts.append(f"ancestor {self.ancestor!r}")
         return ", ".join(parts) + (" (keys only)" if self.keys_only else " (full entities)")

@@ -28,16 +28,40 @@ def build_summary(job: str, query: str, params: dict, started: dt.datetime,
         "totals": total.to_json(),
         "namespaces": {namespace_label(ns): per_namespace[ns].to_json()
                        for ns in sorted(per_namespace)},
+        "timeline": timeline(total.timeline, started),
     }
     return out
+
+
+#: The summary's timeline has at most this many points (wider buckets for longer runs).
+TIMELINE_POINTS = 300
+
+
+def timeline(per_second: dict, started: dt.datetime) -> dict:
+    """Entities read over time, for the report: ``bucket_seconds`` and ``points`` of
+    [seconds since the start, entities/s in that bucket], the buckets widened so that a long
+    run has at most TIMELINE_POINTS."""
+    if not per_second:
+        return {"bucket_seconds": 1, "points": []}
+    t0 = started.timestamp()
+    last = max(per_second) - t0
+    width = max(1, int(last // TIMELINE_POINTS) + 1)
+    buckets: dict = {}
+    for second, n in per_second.items():
+        b = int(max(second - t0, 0) // width)
+        buckets[b] = buckets.get(b, 0) + n
+    return {"bucket_seconds": width,
+            "points": [[b * width, round(buckets.get(b, 0) / width, 1)]
+                       for b in range(max(buckets) + 1)]}
 
 
 def format_summary(s: dict) -> str:
     """The summary as the terminal shows it at the end of a run."""
     t = s["totals"]
     lines = [
-        f"job {s['job']}: {t['entities']} entities in {len(s['namespaces'])} namespaces, "
-        f"{t['ranges']} ranges, {s['seconds']:.1f} s ({s['entities_per_second']:.0f} entities/s)",
+        f"job {s['job']}: {plural(t['entities'], 'entity', 'entities')} in "
+        f"{plural(len(s['namespaces']), 'namespace')}, {plural(t['ranges'], 'range')}, "
+        f"{s['seconds']:.1f} s ({s['entities_per_second']:.0f} entities/s)",
         f"query: {s['query']}",
     ]
     if s.get("read_time"):
@@ -57,6 +81,11 @@ def format_summary(s: dict) -> str:
     if s.get("writes"):
         lines.extend(_writes_lines(s["writes"]))
     return "\n".join(lines)
+
+
+def plural(n: int, one: str, many: str = "") -> str:
+    """``1 range``, ``26 ranges``."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def _writes_lines(wr: dict) -> list:

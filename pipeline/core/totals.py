@@ -29,6 +29,7 @@ class SliceStats:
     worker: str = ""
     errors: int = 0  # entities dead-lettered: the job failed on them or their records
     kind: str = ""
+    ended: float = 0.0  # when it ended (seconds since the epoch): the run's timeline
 
 
 #: The kind of the plan record of a namespace that holds none of the kinds a job reads: the
@@ -66,6 +67,11 @@ class Totals:
     range_entities: dict = dataclasses.field(default_factory=dict)  # range id -> entities
     errors: int = 0  # entities dead-lettered
     kinds: dict = dataclasses.field(default_factory=dict)  # kind -> Totals (several kinds read)
+    range_seconds: dict = dataclasses.field(default_factory=dict)  # range id -> read seconds
+    range_slices: dict = dataclasses.field(default_factory=dict)  # range id -> slices
+    #: entities read per second of the run: whole second since the epoch -> entities (the
+    #: report's rate over time; not in summary.json's per-namespace totals)
+    timeline: dict = dataclasses.field(default_factory=dict)
 
     def add_slice(self, s: SliceStats, cap: int) -> None:
         self.entities += s.entities
@@ -79,6 +85,10 @@ class Totals:
         if s.worker:
             self.workers.add(s.worker)
         self.range_entities[s.range_id] = self.range_entities.get(s.range_id, 0) + s.entities
+        self.range_seconds[s.range_id] = self.range_seconds.get(s.range_id, 0.0) + s.seconds
+        self.range_slices[s.range_id] = self.range_slices.get(s.range_id, 0) + 1
+        if s.ended:
+            add_to_timeline(self.timeline, s.ended - s.seconds, s.ended, s.entities)
 
     def add(self, o: "Totals", cap: int) -> None:
         self.entities += o.entities
@@ -92,8 +102,11 @@ class Totals:
         self.workers |= o.workers
         self.ranges += o.ranges
         self.samples += o.samples
-        for k, v in o.range_entities.items():
-            self.range_entities[k] = self.range_entities.get(k, 0) + v
+        for mine, theirs in ((self.range_entities, o.range_entities),
+                             (self.range_seconds, o.range_seconds),
+                             (self.range_slices, o.range_slices), (self.timeline, o.timeline)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
         for kind, t in o.kinds.items():
             self.kinds.setdefault(kind, Totals()).add(t, cap)
 
@@ -127,9 +140,9 @@ class Totals:
             "retries": self.retries, "errors": self.errors,
             "read_seconds": round(self.read_seconds, 3),
             "counters": dict(sorted(self.counters.items())), "workers": len(self.workers),
-            "range_entities": dict(sorted(self.range_entities.items(),
-                                          key=lambda kv: (kv[0].rsplit("#", 1)[0],
-                                                          int(kv[0].rsplit("#", 1)[-1])))),
+            "range_entities": _by_range(self.range_entities),
+            "range_seconds": {k: round(v, 3) for k, v in _by_range(self.range_seconds).items()},
+            "range_slices": _by_range(self.range_slices),
         }
 
 
@@ -143,7 +156,32 @@ class Totals:
     @classmethod
     def from_dict(cls, d: dict) -> "Totals":
         kinds = {k: cls.from_dict(t) for k, t in d.get("kinds", {}).items()}
-        return cls(**{**d, "workers": set(d.get("workers", ())), "kinds": kinds})
+        timeline = {int(k): v for k, v in d.get("timeline", {}).items()}  # JSON made them text
+        return cls(**{**d, "workers": set(d.get("workers", ())), "kinds": kinds,
+                      "timeline": timeline})
+
+
+def add_to_timeline(timeline: dict, start: float, end: float, entities: int) -> None:
+    """A slice's entities spread evenly over the whole seconds it took (``timeline``: whole
+    second since the epoch -> entities)."""
+    first, last = int(start), int(end)
+    if last <= first or entities <= 0:
+        timeline[last] = timeline.get(last, 0) + entities
+        return
+    span = end - start
+    given = 0
+    for sec in range(first, last + 1):
+        share = (min(end, sec + 1) - max(start, sec)) / span
+        n = round(entities * share) if sec < last else entities - given
+        given += n
+        if n:
+            timeline[sec] = timeline.get(sec, 0) + n
+
+
+def _by_range(d: dict) -> dict:
+    """Range id -> value, in range order (``acme#2`` before ``acme#10``)."""
+    return dict(sorted(d.items(), key=lambda kv: (kv[0].rsplit("#", 1)[0],
+                                                  int(kv[0].rsplit("#", 1)[-1]))))
 
 
 @dataclasses.dataclass(frozen=True)

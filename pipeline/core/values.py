@@ -148,5 +148,14 @@ def to_json_value(v: Any) -> Any:
     return v
 
 
+def describe_value(v: Any) -> str:
+    """A filter's value as messages and the summary show it: a time in RFC 3339
+    (``2026-11-27T00:00:00+00:00``, not ``datetime.datetime(2026, 11, 27, ...)``), a string
+    quoted, anything else as Python writes it."""
+    if isinstance(v, dt.datetime):
+        return to_json_value(v)
+    return repr(v)
+
+
 def parse_bound(v: Optional[Any]) -> Optional[Any]:
     return None if v is None else (as_utc(v) if isinstance(v, dt.datetime) else v)

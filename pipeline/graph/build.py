@@ -38,9 +38,11 @@ def build(p: beam.Pipeline, run: RunConfig,
         out["summary"] = out["summary"] | "Finish" >> beam.ParDo(
             FinishRunFn(run, bigquery), beam.pvalue.AsList(stream.dead_letters))
         return out
-    write = (WriteOutput(run.job, run.output, run.read.query.per_kind) if run.output.directory
-             else None)
-    out = p | "Mapper" >> MapDatastore(run, write, encode=write.encode if write else None)
+    keep = run.output.directory and not run.output.discard_records
+    write = WriteOutput(run.job, run.output, run.read.query.per_kind) if keep else None
+    no_sink = not run.output.directory and not run.output.discard_records
+    out = p | "Mapper" >> MapDatastore(run, write, encode=write.encode if write else None,
+                                       no_sink=no_sink)
     waits = ([beam.pvalue.AsList(out["changes"])] if out.get("changes") is not None else [])
     out["summary"] = out["summary"] | "Finish" >> beam.ParDo(FinishRunFn(run), *waits)
     return out

@@ -18,6 +18,7 @@ from pipeline.config import JobConfig, RunConfig
 from pipeline.core.totals import Totals
 from pipeline.core.units import unit_for
 from pipeline.errors import JobFailed
+from pipeline.graph.progress import ProgressCounters
 from pipeline.sinks.files.layout import manifest_path
 from pipeline.sinks.files.prepare import manifest
 
@@ -94,6 +95,7 @@ class NamespaceCompletedFn(beam.DoFn):
         fire(self.run.job, hooks.NAMESPACE_COMPLETED, namespace=namespace,
              totals=copy.deepcopy(done.totals), output=output,
              outputs=dict(outputs) if outputs and per_kind else None)
+        ProgressCounters(self.run.job.metrics_namespace).inc("namespaces_done")
         out = self.run.output
         if out.directory:
             units = (done.totals.kinds.items() if per_kind

@@ -55,17 +55,19 @@ class MapDatastore(beam.PTransform):
     ``write`` (optional): the sink, a PTransform over ``(records, units)`` returning
     ((namespace, kind), NamespaceOutput) once per unit; ``record_id`` (optional): the records
     reach it as (Unit, (id, record)) (see ``ReadRangeFn``); ``encode`` (optional): each
-    record as the sink writes it.
+    record as the sink writes it; ``no_sink``: the run keeps no records (no sink, and not
+    --discard_records), so a record the job yields fails it.
     """
 
     def __init__(self, run: RunConfig, write: Optional[beam.PTransform] = None,
                  record_id: Optional[RecordId] = None,
-                 encode: Optional[Callable[[Any], Any]] = None):
+                 encode: Optional[Callable[[Any], Any]] = None, no_sink: bool = False):
         super().__init__()
         self.run = run
         self.write = write
         self.record_id = record_id
         self.encode = encode
+        self.no_sink = no_sink
 
     def expand(self, pbegin):
         job, read, output = self.run.job, self.run.read, self.run.output
@@ -76,18 +78,20 @@ class MapDatastore(beam.PTransform):
             pbegin
             | "Start" >> beam.Create([None])
             | "JobStarted" >> beam.ParDo(JobStartedFn(job))
-            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(read, frozenset(resumed))))
+            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(
+                read, frozenset(resumed), output.progress_dir, job.metrics_namespace)))
         split = (
             namespaces
             | "ReshuffleNamespaces" >> beam.Reshuffle()
-            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(job, read, case))
+            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(job, read, case,
+                                                              output.progress_dir))
             .with_outputs(STATS, UNITS, main="ranges"))
         read_out = (
             split.ranges
             | "ReshuffleRanges" >> beam.Reshuffle()
             | "ReadRanges" >> beam.ParDo(ReadRangeFn(
-                job, read, output, self.record_id, self.encode, self.run.write)).with_outputs(
-                STATS, CHANGES, main="records"))
+                job, read, output, self.record_id, self.encode, self.no_sink,
+                self.run.write)).with_outputs(STATS, CHANGES, main="records"))
         unit_totals = (
             (split[STATS], read_out[STATS])
             | "AllStats" >> beam.Flatten()

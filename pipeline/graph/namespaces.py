@@ -3,7 +3,7 @@ in it) cut into their initial ranges (the elements of the reading step)."""
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple, Union
+from typing import NamedTuple, Optional, Union
 
 import apache_beam as beam
 
@@ -11,6 +11,8 @@ from pipeline.api import hooks
 from pipeline.config import JobConfig, ReadConfig
 from pipeline.core.keyrange import KeyRange
 from pipeline.core.namespaces import namespace_label, require_namespaces
+from pipeline.core.progress import plan_gaps
+from pipeline.core.summary import plural
 from pipeline.core.totals import NO_KIND, Totals, UnitPlanned
 from pipeline.core.units import Unit, unit_for
 from pipeline.core.valuerange import ValueRange
@@ -20,6 +22,7 @@ from pipeline.datastore.metadata import list_kinds, list_namespaces
 from pipeline.datastore.sampling import split_unit
 from pipeline.errors import MapperError
 from pipeline.graph.lifecycle import fire
+from pipeline.graph.progress import Channel, ProgressCounters
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +52,16 @@ class ExpandNamespacesFn(beam.DoFn):
     """All namespaces (``__namespace__``) or the listed ones, which must exist; without those a
     failed run completed (``skip``: --output_mode=resume)."""
 
-    def __init__(self, read: ReadConfig, skip: frozenset = frozenset()):
+    def __init__(self, read: ReadConfig, skip: frozenset = frozenset(),
+                 progress_dir: Optional[str] = None, metrics_namespace: str = "mapper"):
         self.read, self.skip = read, skip
+        self.progress_dir, self.metrics_namespace = progress_dir, metrics_namespace
 
     def process(self, element):
-        for ns in self._namespaces():
-            if ns not in self.skip:
-                yield ns
+        todo = [ns for ns in self._namespaces() if ns not in self.skip]
+        Channel(self.progress_dir).emit({"e": "namespaces", "n": len(todo)})
+        ProgressCounters(self.metrics_namespace).inc("namespaces", len(todo))
+        yield from todo
 
     def _namespaces(self):
         read = self.read
@@ -79,9 +85,14 @@ class SplitNamespaceFn(beam.DoFn):
     ``units``, firing ``namespace_started`` once its units are planned and each
     ``range_started``."""
 
-    def __init__(self, job: JobConfig, read: ReadConfig, case_insensitive: bool = False):
+    def __init__(self, job: JobConfig, read: ReadConfig, case_insensitive: bool = False,
+                 progress_dir: Optional[str] = None):
         self.job, self.read = job, read
         self.case_insensitive = case_insensitive
+        self.progress_dir = progress_dir
+
+    def setup(self):
+        self._counters = ProgressCounters(self.job.metrics_namespace)
 
     def _kinds(self, c, namespace: str) -> tuple:
         """The kinds read in ``namespace``: the job's one kind (planned even where it has no
@@ -106,12 +117,12 @@ class SplitNamespaceFn(beam.DoFn):
             ranges, samples = split_unit(c, read, namespace, kind, on_retry=retries.append)
             unit = unit_for(namespace, kind, read.query.per_kind, self.case_insensitive)
             planned.append((unit, ranges, samples, len(retries)))
-            log.info("%s %s: %d ranges from %d samples",
-                     "unit" if read.query.per_kind else "namespace", unit.label, len(ranges),
-                     samples)
+            log.info("%s %s: %s from %s", "unit" if read.query.per_kind else "namespace",
+                     unit.label, plural(len(ranges), "range"), plural(samples, "sample"))
         fire(self.job, hooks.NAMESPACE_STARTED, namespace=namespace,
              totals=Totals(ranges=sum(len(p[1]) for p in planned),
                            samples=sum(p[2] for p in planned)))
+        self._report(namespace, planned)
         if not planned:  # none of the job's kinds here: the namespace still completes
             yield beam.pvalue.TaggedOutput(STATS, UnitPlanned(namespace, 0, 0, kind=NO_KIND))
         for unit, ranges, samples, retries in planned:
@@ -123,3 +134,16 @@ class SplitNamespaceFn(beam.DoFn):
                 fire(self.job, hooks.RANGE_STARTED, namespace=namespace, kind=unit.kind,
                      range_id=range_id, range=r.describe())
                 yield RangeTask(unit, range_id, r)
+
+    def _report(self, namespace: str, planned: list) -> None:
+        """The namespace's plan on the progress channel and the progress counters."""
+        channel, limit = Channel(self.progress_dir), self.read.shards * self.read.oversampling
+        for unit, ranges, samples, _ in planned:
+            gaps = sum(plan_gaps(r) for r in ranges)
+            channel.emit({"e": "unit", "unit": unit.label, "ns": namespace,
+                          "ranges": len(ranges), "gaps": gaps, "capped": samples >= limit,
+                          "stat": None})
+            self._counters.inc("ranges", len(ranges))
+            self._counters.inc("sample_gaps", gaps)
+        channel.emit({"e": "planned", "ns": namespace})
+        self._counters.inc("namespaces_planned")

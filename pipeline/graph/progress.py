@@ -1,20 +1,136 @@
-"""Progress while a run goes on, logged by the reading DoFns themselves.
+"""Progress while a run goes on, from the steps themselves.
 
-Beam metrics reach a local runner's launcher only at the end, so each worker
-process logs its own running totals every few seconds.
+Three ways out, for three audiences:
+
+- **The progress channel** (local runs): the launcher gives the run a private directory
+  (``OutputConfig.progress_dir``); each worker process appends its events
+  (``pipeline.core.progress``) as JSON lines to a file of its own there, and the launcher
+  folds every file into the job-wide view. A line per slice, a line per unit planned, and
+  at most one line a second for a slice still going: nothing on the read path per entity.
+  Beam's metrics reach a local launcher only at the end, and ``p.run()`` blocks, so this is
+  the way a local run is watched.
+- **Beam counters** (``datastore_mapper.JOB.progress``): the same figures, for Dataflow's
+  console and ``--wait``.
+- **A worker's log line** every ``--progress_seconds``, when there is no channel (Dataflow's
+  worker logs).
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
+from typing import Optional
+
+from apache_beam.metrics import Metrics
 
 from pipeline.core.namespaces import namespace_label
+from pipeline.core.writes import WRITTEN
+
+#: The prefix of the write counters (``writes.put``, ...).
+WRITES_PREFIX = "writes."
 
 log = logging.getLogger("pipeline.progress")
 
+#: The metric namespace of the progress counters, after the job's own.
+PROGRESS_METRICS = "progress"
+#: How often a slice still going reports (seconds).
+READING_EVERY = 1.0
 
-class Progress:
+
+def progress_metrics_namespace(job_metrics_namespace: str) -> str:
+    return f"{job_metrics_namespace}.{PROGRESS_METRICS}"
+
+
+class ProgressCounters:
+    """The Beam counters of progress (namespaces, units, ranges, sample gaps planned and
+    read), for Dataflow's console and ``--wait``."""
+
+    def __init__(self, job_metrics_namespace: str):
+        self.ns = progress_metrics_namespace(job_metrics_namespace)
+        self._counters: dict = {}
+
+    def inc(self, name: str, n: float = 1) -> None:
+        c = self._counters.get(name)
+        if c is None:
+            c = self._counters[name] = Metrics.counter(self.ns, name)
+        c.inc(int(round(n)))
+
+
+class Channel:
+    """This process's events file in the progress directory (one per process and
+    directory; appends are whole lines, under a lock)."""
+
+    _lock = threading.Lock()
+    _files: dict = {}  # directory -> file object
+
+    def __init__(self, directory: Optional[str]):
+        self.directory = directory
+
+    def emit(self, event: dict) -> None:
+        if not self.directory:
+            return
+        line = (json.dumps(event, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        with self._lock:
+            f = self._files.get(self.directory)
+            try:
+                if f is None:
+                    path = os.path.join(self.directory, f"events-{os.getpid()}.jsonl")
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                                 0o600)
+                    f = self._files[self.directory] = os.fdopen(fd, "ab", buffering=0)
+                f.write(line)
+            except OSError as e:  # the launcher went away, or the directory with it
+                log.debug("progress channel %s: %s", self.directory, e)
+                self.directory = None
+
+
+def worker_id() -> str:
+    return f"{os.getpid()}:{threading.get_ident()}"
+
+
+class SliceReporter:
+    """A slice's progress: a ``reading`` event at most every second while it goes on (called
+    every few hundred entities), its ``slice`` event at the end."""
+
+    def __init__(self, channel: Channel, unit: str, namespace: str, range_id: str):
+        self.channel, self.unit, self.namespace, self.range_id = (channel, unit, namespace,
+                                                                  range_id)
+        self.worker = worker_id()
+        self._last = time.monotonic()
+
+    def reading(self, entities: int, counters: Optional[dict] = None) -> None:
+        """``counters``: the slice's counters so far, for a job that writes (its writes)."""
+        now = time.monotonic()
+        if now - self._last >= READING_EVERY:
+            self._last = now
+            event = {"e": "reading", "w": self.worker, "entities": entities}
+            if counters is not None:
+                event["written"] = sum(counters.get(n, 0) for n in WRITTEN)
+            self.channel.emit(event)
+
+    def done(self, entities: int, records: int, errors: int, retries: int, gaps: float,
+             range_done: bool, counters: Optional[dict] = None) -> None:
+        event = {"e": "slice", "w": self.worker, "unit": self.unit, "ns": self.namespace,
+                 "range": self.range_id, "entities": entities, "records": records,
+                 "errors": errors, "retries": retries, "gaps": round(gaps, 3),
+                 "range_done": range_done}
+        if counters is not None:
+            event["writes"] = write_counts(counters)
+        self.channel.emit(event)
+
+
+def write_counts(counters: dict) -> dict:
+    """A slice's ``writes.*`` counters, without the prefix, those not zero."""
+    return {name[len(WRITES_PREFIX):]: n for name, n in counters.items()
+            if name.startswith(WRITES_PREFIX) and n}
+
+
+class WorkerLog:
+    """A worker's own running totals, logged every ``--progress_seconds`` (runs without a
+    progress channel: Dataflow's worker logs)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._done: dict[str, int] = {}
@@ -22,18 +138,18 @@ class Progress:
         self._last_log = self._start
         self._last_total = 0
 
-    def add(self, namespace: str, n: int, every: float) -> None:
+    def add(self, unit: str, n: int, every: float) -> None:
         with self._lock:
-            self._done[namespace] = self._done.get(namespace, 0) + n
+            self._done[unit] = self._done.get(unit, 0) + n
             now = time.monotonic()
             if every <= 0 or now - self._last_log < every:
                 return
             total = sum(self._done.values())
             rate = (total - self._last_total) / (now - self._last_log)
-            parts = ", ".join(f"{namespace_label(ns)}: {c}" for ns, c in sorted(self._done.items()))
+            parts = ", ".join(f"{namespace_label(u)}: {c}" for u, c in sorted(self._done.items()))
             self._last_log, self._last_total = now, total
         log.info("progress: %d entities read by this worker (%.0f/s now, %.0f/s overall); %s",
                  total, rate, total / max(now - self._start, 1e-9), parts)
 
 
-PROGRESS = Progress()
+WORKER_LOG = WorkerLog()

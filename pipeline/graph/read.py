@@ -32,7 +32,8 @@ from pipeline.datastore.writes import KeyMaker
 from pipeline.errors import JobFailed, MapperError
 from pipeline.graph.lifecycle import fire
 from pipeline.graph.namespaces import STATS, RangeTask
-from pipeline.graph.progress import PROGRESS
+from pipeline.core.progress import gaps_passed
+from pipeline.graph.progress import WORKER_LOG, Channel, ProgressCounters, SliceReporter
 from pipeline.graph.slices import SliceState, read_slice
 from pipeline.graph.trackers import KeyRangeTracker, ValueRangeTracker
 from pipeline.graph.writer import Writer
@@ -45,6 +46,14 @@ RecordId = Callable[[str, str, tuple, int], str]
 ERRORS_COUNTER = "errors"
 #: The tag of the side output of a writing job's before/after samples: (namespace, sample).
 CHANGES = "changes"
+
+
+def undeclared_record_message(job: str) -> str:
+    """Why a run without a sink stops at a job's first record (no silent drops)."""
+    return (f"job {job} yielded a record, but this run has nowhere to put records and the job "
+            "does not declare yields_records = True: pass --output DIR, --bigquery_table "
+            "[PROJECT:]DATASET.TABLE or --discard_records; declaring yields_records = True on "
+            "the job makes such a run refused at launch")
 
 
 class RangeRestrictions(RestrictionProvider):
@@ -83,10 +92,11 @@ class ReadRangeFn(beam.DoFn):
 
     def __init__(self, job: JobConfig, read: ReadConfig, output: Optional[OutputConfig] = None,
                  record_id: Optional[RecordId] = None,
-                 encode: Optional[Callable[[Any], Any]] = None,
+                 encode: Optional[Callable[[Any], Any]] = None, no_sink: bool = False,
                  write: Optional[WriteConfig] = None):
         self.job, self.read, self.record_id, self.encode = job, read, record_id, encode
         self.output = output or OutputConfig()
+        self.no_sink = no_sink  # records would go nowhere: the first one fails the run
         self.write = write or WriteConfig()
 
     def setup(self):
@@ -99,6 +109,8 @@ class ReadRangeFn(beam.DoFn):
         self._density: dict = {}  # (namespace, kind) -> SampleDensity, learnt by this worker
         self._all_units = SampleDensity()  # over every unit: each new unit's prior
         self._failed = 0  # entities this worker dead-lettered in this run
+        self._channel = Channel(self.output.progress_dir)
+        self._progress = ProgressCounters(self._metric_ns)
         self._keys = KeyMaker(self._client, self.read.retry)
         self._writer = (Writer(self.job, self.read, self.write, self.output.run_id, self._client,
                                self._write_failed)
@@ -119,6 +131,9 @@ class ReadRangeFn(beam.DoFn):
         records = 0
         letters: list = []
         start = ctx.range
+        restriction = tracker.current_restriction()
+        reporter = SliceReporter(self._channel, task.unit.label, task.namespace, task.range_id)
+        seen = 0
         self._slice_letters, self._slice_task, self._slice_start = letters, task, start
         next_fn, encode, record_id = job.spec.next, self.encode, self.record_id
         writer = self._writer
@@ -134,6 +149,9 @@ class ReadRangeFn(beam.DoFn):
         for entity in read_slice(self._client, read, task.namespace, kind, tracker, state,
                                  density):
             item = entity.key if keys_only else entity
+            seen += 1
+            if not seen & 255:
+                reporter.reading(seen, counters.values if writer is not None else None)
             try:
                 if migrates:
                     writer.migrate(entity)
@@ -154,6 +172,8 @@ class ReadRangeFn(beam.DoFn):
                 continue
             if not produced:
                 continue
+            if self.no_sink:
+                raise JobFailed(undeclared_record_message(job.name))
             if encode is not None:
                 try:
                     encoded = []
@@ -180,10 +200,12 @@ class ReadRangeFn(beam.DoFn):
             WorkerHeartbeat.maybe_renew(self.output.directory, job.name, self.output.run_id)
         seconds = time.monotonic() - started
         self._report(task, state, counters, records, len(letters))
+        self._report_progress(task, tracker, restriction, state, reporter, records,
+                              len(letters), counters)
         stats = SliceStats(
             task.namespace, task.range_id, state.entities, records, state.queries, state.retries,
             seconds, counters.values, f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}",
-            errors=len(letters), kind=kind)
+            errors=len(letters), kind=kind, ended=time.time())
         if job.spec.defines(hooks.SLICE_COMPLETED):
             totals = Totals()
             totals.add_slice(dataclasses.replace(stats, counters=dict(counters.values)),
@@ -240,4 +262,23 @@ class ReadRangeFn(beam.DoFn):
             if metric is None:
                 metric = self._metrics[name] = Metrics.counter(self._metric_ns, name)
             metric.inc(n)
-        PROGRESS.add(task.unit.label, state.entities, self.read.progress_seconds)
+        if self.output.progress_dir is None:
+            WORKER_LOG.add(task.unit.label, state.entities, self.read.progress_seconds)
+
+    def _report_progress(self, task, tracker, restriction, state, reporter, records,
+                         errors, counters) -> None:
+        """The slice on the progress channel and the progress counters: sample gaps passed,
+        and whether it finished its range (the piece that ends where the range ends)."""
+        current = tracker.current_restriction() if state.done else restriction
+        gaps = gaps_passed(current, state.last_key(), state.done)
+        range_done = state.done and _end(current) == _end(task.restriction)
+        reporter.done(state.entities, records, errors, state.retries, gaps, range_done,
+                      counters.values if self._writer is not None else None)
+        self._progress.inc("sample_gaps_read", gaps)
+        if range_done:
+            self._progress.inc("ranges_done")
+
+
+def _end(restriction):
+    """Where a restriction ends: a split piece ends before its range does."""
+    return (restriction.end, restriction.end_inclusive)

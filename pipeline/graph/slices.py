@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from google.api_core import exceptions as gexc
 from google.cloud import datastore
@@ -54,6 +54,14 @@ class SliceState:
     queries: int = 0
     retries: int = 0
     done: bool = False  # nothing of the range is left for a later slice
+    #: the slice's position rules (their last position tells the progress how far it got)
+    positions: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def last_key(self) -> Any:
+        """The key range's last position read (a key, or a sample a query ran out at); None
+        for a value range, or before anything was read."""
+        resume = getattr(self.positions, "resume", None)
+        return resume[0] if resume else None
 
 
 class KeyPositions:
@@ -246,6 +254,7 @@ def read_slice(c: datastore.Client, read: ReadConfig, namespace: str, kind: str,
         positions: Positions = KeyPositions(c, read, namespace, kind, tracker, density)
     else:
         positions = ValuePositions(c, read, namespace, kind, tracker)
+    state.positions = positions
     one = _Slice(read, state, positions)
 
     def retried(_err) -> None:

@@ -1,6 +1,6 @@
 """The last steps: the job's summary is built and logged (``BuildSummaryFn``), then the run is
 finished (``FinishRunFn``): the dead letters composed into their file, ``summary.json`` written
-with the run's status, the lease released, and the run failed when more entities failed (or more
+with the run's status and ``report.html`` made from it, the lease released, and the run failed when more entities failed (or more
 rows were rejected) than allowed, once all of that is written."""
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pipeline.errors import MapperError
 from pipeline.sinks.bigquery.settings import BigQuerySettings
 from pipeline.sinks.bigquery.stream import REJECTED_COUNTER
 from pipeline.sinks.files import deadletters, lease
+from pipeline.sinks.report.html import render_report
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,17 @@ def run_failure(summary: dict, max_errors: int, bigquery: Optional[BigQuerySetti
     return None
 
 
+def write_report(path: str, summary: dict) -> None:
+    """report.html beside summary.json (a report that cannot be made is logged, never the
+    end of a run that read everything)."""
+    try:
+        text = render_report(summary)
+        with FileSystems.create(path, mime_type="text/html") as f:
+            f.write(text.encode("utf-8"))
+    except Exception as e:
+        log.warning("could not write the run report %s: %s: %s", path, type(e).__name__, e)
+
+
 class FinishRunFn(beam.DoFn):
     """summary -> the summary as written: dead letters composed (``side``: the sinks' own
     dead-letter files, waited for), ``summary.json`` with its status, the lease released;
@@ -88,6 +100,8 @@ class FinishRunFn(beam.DoFn):
         if out.summary_path:
             with FileSystems.create(out.summary_path) as f:
                 f.write(to_json_text(summary).encode("utf-8"))
+        if out.report_path:
+            write_report(out.report_path, summary)
         if out.directory:
             lease.release(out.directory, job.name, out.run_id)
         if failure:

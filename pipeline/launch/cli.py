@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -25,14 +26,19 @@ from pipeline.graph.build import build
 from pipeline.launch import logs, processes
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.checks import check_before_launch
+from pipeline.launch.known_options import check_known_options
 from pipeline.launch.local_runner import LOCAL_ARGS, apply_residual_fix, current_step
 from pipeline.launch.options import help_parser
+from pipeline.launch.records_sink import check_records_have_a_sink
 from pipeline.launch.resolve import resolve
-from pipeline.launch.rundir import RunDir
+from pipeline.launch.progress import watching
+from pipeline.launch.remote import RemoteWait
+from pipeline.launch.rundir import RunDir, results_dir
 from pipeline.sinks.bigquery.prepare import prepare as prepare_bigquery
 from pipeline.sinks.files import deadletters, lease
 from pipeline.sinks.files.layout import (
     NAMESPACES_DIR,
+    REPORT_FILE,
     SUMMARY_FILE,
     files_under,
     job_dir,
@@ -47,15 +53,21 @@ LOCAL_RUNNERS = {"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "Swit
                  "PrismRunner"}
 
 
+def plain_text(text: str) -> str:
+    """Docstring text as a terminal shows it: reStructuredText's literal and interpreted
+    markup (````value:<v>````, ```bq load```) without its backquotes."""
+    return re.sub(r"``(.+?)``|`([^`]+)`", lambda m: m.group(1) or m.group(2), text)
+
+
 def list_jobs(modules: Sequence[str]) -> str:
     """The registered jobs with the first line of their docstring and their parameters."""
     load_modules(modules)
     lines = ["registered jobs:"]
     for name, cls in known_jobs().items():
         doc = (cls.__doc__ or "").strip().splitlines()
-        lines.append(f"  {name:<22} {doc[0] if doc else ''}")
+        lines.append(f"  {name:<22} {plain_text(doc[0]) if doc else ''}")
         for p, h in cls.parameters.items():
-            lines.append(f"  {'':<22}   {p}: {h}")
+            lines.append(f"  {'':<22}   {p}: {plain_text(h)}")
     return "\n".join(lines)
 
 
@@ -160,12 +172,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         options = PipelineOptions(argv)
         check_beam_options(options)
+        check_known_options(argv)
         runner = options.view_as(StandardOptions).runner or ""
         local = runner.split(".")[-1] in LOCAL_RUNNERS
         if local:
             apply_residual_fix()
         run = resolve(options, argv=given)
         m = options.view_as(MapperOptions)
+        check_records_have_a_sink(run, m.bigquery_table)
         plan = plan_output(run, m.output_mode)  # decides only: nothing is written yet
         run = plan.run
         namespaces = (check_before_launch(run, m.allow_empty_kind) if m.launch_checks
@@ -195,7 +209,7 @@ def _launch_remote(options, run, bigquery, runner: str) -> int:
     try:
         p = beam.Pipeline(options=options)
         build(p, run, bigquery)
-        p.run()
+        result = p.run()
     except MapperError as e:
         _release(run)
         error(failure_message(e))
@@ -203,8 +217,49 @@ def _launch_remote(options, run, bigquery, runner: str) -> int:
     except Exception:
         _release(run)
         raise
-    log.info("launched on %s; not waiting for a remote runner's result here", runner)
+    if not options.view_as(MapperOptions).wait:
+        log.info("launched on %s; not waiting for its result (--wait follows it)", runner)
+        return EXIT_OK
+    return wait_for_remote(result, run, runner)
+
+
+def wait_for_remote(result, run, runner: str, **kw) -> int:
+    """--wait: the job's progress lines from its metrics until it ends, then its summary
+    (``kw``: RemoteWait's clock and sleep, for tests)."""
+    waiter = RemoteWait(result, run.job.metrics_namespace,
+                        lambda line: print(line, file=sys.stderr, flush=True),
+                        every=run.read.progress_seconds,
+                        write_mode=run.write.mode if run.write.enabled else None, **kw)
+    say(f"launched on {runner}; waiting for the job to end (Ctrl-C stops waiting, not the job)")
+    try:
+        state = waiter.run()
+    except KeyboardInterrupt:
+        say("interrupted: stopped waiting; the job goes on (follow it in the Dataflow console)")
+        return EXIT_INTERRUPTED
+    if state != "DONE":
+        error(f"the job ended {state} on {runner}"
+              + (f"; its summary (if written) is {run.output.summary_path}"
+                 if run.output.summary_path else ""))
+        return EXIT_FAILED
+    summary = _read_summary(run.output.summary_path)
+    if summary is not None:
+        print(format_summary(summary))
+        print(f"summary {run.output.summary_path}"
+              + (f"; report {run.output.report_path}" if run.output.report_path else ""))
     return EXIT_OK
+
+
+def _read_summary(path: Optional[str]) -> Optional[dict]:
+    if not path:
+        return None
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(path) as f:
+            return json.loads(f.read().decode("utf-8"))
+    except Exception as e:
+        log.warning("could not read the summary %s: %s", path, e)
+        return None
 
 
 def _release(run) -> None:
@@ -225,26 +280,44 @@ def _finish_failed(run) -> Optional[str]:
                 note = f"{n} dead letter(s) in {out.dead_letter}"
         if out.directory:
             remove_tree(shard_dir(out.directory, run.job.name, out.run_id))
+        if out.progress_dir:  # of no use after the run: the workers' log is what is kept
+            shutil.rmtree(out.progress_dir, ignore_errors=True)
+        if not out.directory and out.summary_path:  # the cache directory, if nothing went in
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(out.summary_path))
     except Exception as e:  # a clean-up that fails must not hide why the run failed
         log.warning("could not clean up after the run: %s", e)
     _release(run)
     return note
 
 
+def _local_output(run, rundir: RunDir):
+    """A local run's own places: the progress channel in its private directory and, without
+    --output, a directory in the user's cache for the summary and the report."""
+    out = run.output
+    changes = {"progress_dir": rundir.subdir("progress")}
+    if out.summary_path is None:
+        kept = results_dir(run.job.name, run.job.started, out.run_id)
+        changes.update(summary_path=os.path.join(kept, SUMMARY_FILE),
+                       report_path=os.path.join(kept, REPORT_FILE))
+    return dataclasses.replace(run, output=dataclasses.replace(out, **changes))
+
+
 def _run_locally(options, run, bigquery, held) -> int:
     rundir = RunDir()
-    if run.output.summary_path is None:
-        run = dataclasses.replace(run, output=dataclasses.replace(
-            run.output, summary_path=os.path.join(rundir.path, SUMMARY_FILE)))
+    run = _local_output(run, rundir)
     worker_log = rundir.file("workers.log")
     started = time.monotonic()
+    every = run.read.progress_seconds
     heartbeat = (lease.Heartbeat(run.output.directory, run.job.name, held) if held
                  else contextlib.nullcontext())
     try:
         p = beam.Pipeline(options=options)
         build(p, run, bigquery)
         with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted(), \
-                _fail_when_a_worker_dies():
+                _fail_when_a_worker_dies(), watching(
+                    run.output.progress_dir, every, run.job.name, started,
+                    run.write.mode if run.write.enabled else None):
             try:
                 p.run().wait_until_finish()
             except KeyboardInterrupt:  # the workers stopped while their output still goes
@@ -273,21 +346,25 @@ def _run_locally(options, run, bigquery, held) -> int:
         if worker_log not in msg:
             say(f"(the workers' raw output is in {worker_log})")
         return EXIT_FAILED
-    wall = time.monotonic() - started
     summary_path = run.output.summary_path
     try:
         if summary_path and os.path.exists(summary_path):
             with open(summary_path, encoding="utf-8") as f:
                 summary = json.load(f)
             print(format_summary(summary))
-            dead = (summary.get("dead_letters") or {})
-            print(f"wall time {wall:.1f} s"
-                  + (f"; summary written to {summary_path}" if run.output.directory else "")
-                  + (f"; {dead['count']} dead letter(s) in {dead['file']}" if dead.get("count")
-                     else ""))
+            print(where_line(summary, summary_path, run.output.report_path))
     finally:
         rundir.remove()
     return EXIT_OK
+
+
+def where_line(summary: dict, summary_path: str, report_path: Optional[str]) -> str:
+    """The run's last line: where its summary, report and dead letters are."""
+    dead = summary.get("dead_letters") or {}
+    report = (f"; report {report_path}" if report_path and os.path.exists(report_path) else "")
+    return (f"summary {summary_path}{report}"
+            + (f"; {dead['count']} dead letter(s) in {dead['file']}" if dead.get("count")
+               else ""))
 
 
 class WorkerDied(Exception):

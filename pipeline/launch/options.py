@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import logging
 import os
+import sys
 from typing import Callable, Optional
 
 from pipeline.api.mutations import WRITE_MODES
@@ -33,7 +34,12 @@ Dataflow. Without --runner the job runs here on Beam's FnApiRunner with two work
 processes; --direct_num_workers changes that.
 
 Example (against the emulator):
-  DATASTORE_EMULATOR_HOST=127.0.0.1:8081 python -m pipeline --job count_keys --project demo
+  DATASTORE_EMULATOR_HOST=127.0.0.1:8081 datastore-mapper --job count_keys --project demo
+
+Tools (datastore-mapper TOOL --help):
+  datastore-mapper emulator   start a local Datastore emulator for your own data
+  datastore-mapper seed       write the demo data set into it
+  datastore-mapper demo       emulator + demo data + one run, then everything stopped
 """
 
 
@@ -240,6 +246,15 @@ def add_mapper_arguments(parser) -> None:
                    "OUTPUT/JOB/dead_letter.jsonl; needs --output then)")
     g.add_argument("--progress_seconds", type=seconds(3600, zero=True), default=5.0,
                    help="how often each worker logs its progress (0: never; default 5)")
+    g.add_argument("--wait", nargs="?", const=True, default=False, type=parse_bool,
+                   help="on a remote runner (Dataflow): wait for the job to end, printing its "
+                   "progress from its metrics every --progress_seconds (at least 10 s), then "
+                   "its summary; the exit code is the job's (default false: return once "
+                   "launched; a local run always waits)")
+    g.add_argument("--discard_records", nargs="?", const=True, default=False, type=parse_bool,
+                   help="run a job that yields records without keeping them: counted, written "
+                   "nowhere (default false: a job that yields records needs --output or "
+                   "--bigquery_table)")
     g.add_argument("--allow_empty_kind", nargs="?", const=True, default=False, type=parse_bool,
                    help="run even when the kind has no entities (default false: a typo in "
                    "the kind is an error)")
@@ -301,13 +316,20 @@ class OneLineErrors(argparse.ArgumentParser):
     not argparse's usage block followed by the error: a bad value is one clear line."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {message} (python -m pipeline --help lists the options)\n")
+        self.exit(2, f"error: {message} ({cli_name()} --help lists the options)\n")
+
+
+def cli_name() -> str:
+    """How the CLI was started: ``datastore-mapper`` (the console script) or
+    ``python -m pipeline``."""
+    return ("datastore-mapper" if os.path.basename(sys.argv[0] or "") == "datastore-mapper"
+            else "python -m pipeline")
 
 
 def help_parser() -> argparse.ArgumentParser:
     """The CLI's own parser: --help, and every mapper option checked before Beam sees them."""
     parser = OneLineErrors(
-        prog="python -m pipeline", description="Run a mapper job over every entity of a kind, "
+        prog=cli_name(), description="Run a mapper job over every entity of a kind, "
         "across all namespaces, split evenly into parallel work.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--project", help="the Google Cloud project (required)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shlex
 import uuid
 from typing import Optional, Sequence
@@ -37,6 +38,7 @@ from pipeline.launch.options import MAX_SAMPLES, parse_read_time
 from pipeline.sinks.files.layout import (
     CHANGES_FILE,
     DEAD_LETTER_FILE,
+    REPORT_FILE,
     SUMMARY_FILE,
     UNDO_DIR,
     job_path,
@@ -70,9 +72,11 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
     m = options.view_as(MapperOptions)
     now = now or dt.datetime.now(dt.timezone.utc)
     project = options.view_as(GoogleCloudOptions).project
+    if not project and m.emulator_host:  # what `datastore-mapper emulator` says to export
+        project = os.environ.get("DATASTORE_PROJECT_ID") or None
     if not project:
         raise UsageError("--project is required (the Google Cloud project; any id works with "
-                         "the emulator)")
+                         "the emulator, and $DATASTORE_PROJECT_ID is the default there)")
     if not m.job:
         raise UsageError("--job is required; --list_jobs shows the registered jobs")
     if m.shards * m.oversampling > MAX_SAMPLES:
@@ -81,6 +85,12 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
                          f"{MAX_SAMPLES} are sampled; lower one of them")
     load_modules(m.job_module)
     job_cls = get_job(m.job)
+    if options.view_as(TestOptions).dry_run and job_cls.writes_back():
+        # Beam's --dry_run (translate, don't submit) stays usable for a job that only reads.
+        raise UsageError("--dry_run is Beam's (it stops a runner from submitting anything, "
+                         "whatever its value): to see what a job that writes would change, "
+                         "run it without --writes (a dry run is the default) or with "
+                         "--writes=dry_run")
     params = job_params(m.params, job_cls, now)
     job = job_cls()
     try:
@@ -102,6 +112,9 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
     place = (lambda name: f"{home}/{name}") if home else (
         lambda name: job_path(output, job_cls.name, name))
     dead_letter = m.dead_letter or (place(DEAD_LETTER_FILE) if output else None)
+    if m.discard_records and m.bigquery_table:
+        raise UsageError("--discard_records and --bigquery_table contradict each other: stream "
+                         "the records, or discard them")
     if m.max_errors and not dead_letter:
         raise UsageError(f"--max_errors {m.max_errors} needs a place for the entities that fail: "
                          "pass --output (they go to OUTPUT/JOB/dead_letter.jsonl) or "
@@ -123,7 +136,9 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
         output=OutputConfig(
             directory=output,
             summary_path=place(SUMMARY_FILE) if output else None,
-            job_file=bool(m.job_file), dead_letter=dead_letter, run_id=run_id))
+            report_path=place(REPORT_FILE) if output else None,
+            job_file=bool(m.job_file), dead_letter=dead_letter, run_id=run_id,
+            discard_records=bool(m.discard_records)))
 
 
 def write_config(m, options: PipelineOptions, job_cls, rq, output: Optional[str],

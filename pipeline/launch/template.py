@@ -70,6 +70,8 @@ NOT_IN_TEMPLATE = {
     "progress_seconds": "how often workers log progress: a debugging knob",
     "bigquery_emulator_host": "the BigQuery emulator is for local runs and tests, not Dataflow",
     "query_entities": "how wide each query's key range is: an emulator-speed knob",
+    "wait": "the launcher must not block: the Dataflow console follows the job (the same "
+            "progress counters)",
 }
 
 #: Beam's Dataflow options a console user or Google's launcher may set (Beam 2.77's spelling,

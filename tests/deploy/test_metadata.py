@@ -87,6 +87,7 @@ SAMPLES = {  # name: (values the console accepts, values it refuses)
     "datastore_deadline": (["300", "0.5", "60"], ["0", "-1", "x", "1e3", ""]),
     "max_errors": (["0", "10", "1000"], ["-1", "x", "1.5", "", "01"]),
     "job_file": (["true", "false"], ["yes", ""]),
+    "discard_records": (["true", "false"], ["yes", ""]),
     "bigquery_table": (["my-proj:ds.t", "example.com:my-proj:ds.t", "my-proj.ds.t", "ds.t",
                         "ds_1.T-x_9", "ds.t_{namespace}", "p:ds.{namespace}", "p.ds.{namespace}-rows",
                         "ds." + "t" * 1024, "ds." + "a" * 511 + "{namespace}" + "b" * 511],

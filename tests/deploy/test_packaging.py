@@ -1,19 +1,14 @@
 """What Dataflow runs: the Docker images' files, and the sdist the workers install."""
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 import shutil
 import subprocess
-import sys
-import sysconfig
-import tarfile
-from pathlib import Path
 
 import apache_beam as beam
 import pytest
 
+from tests.support.installed import PACKAGES, install_from_sdist
 from tests.support.offline_gcp import ROOT
 
 # --- images -----------------------------------------------------------------------------------
@@ -50,60 +45,39 @@ def test_dockerfiles_copy_what_exists_and_point_at_the_launcher():
 
 @pytest.mark.timeout(180)
 def test_sdist_contains_our_packages_and_installs_in_a_clean_venv(tmp_path):
-    """Build the sdist from a copy of the sources (the work tree stays untouched), then install
-    it with --no-deps into a new venv made --without-pip (fast) by this interpreter's pip
-    (`pip --python`). Beam and the other dependencies come from this interpreter's
-    site-packages through a .pth line, which sys.path puts after the new venv's own
-    site-packages, so `import pipeline` must find the installed copy; the check runs in an
-    empty directory with no PYTHONPATH. The build backend (setuptools with bdist_wheel) comes
-    from this interpreter when it has one offline, else through pip's build isolation from
-    the configured package index, as for .ci/run's own install."""
-    src = tmp_path / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for d in ("pipeline", "jobs"):
-        shutil.copytree(ROOT / d, src / d, ignore=ignore)
-    for f in ("setup.py", "README.md"):
-        shutil.copy(ROOT / f, src / f)
-    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path / "dist")],
-                   cwd=src, check=True, capture_output=True, timeout=120)
-    (sdist,) = (tmp_path / "dist").glob("*.tar.gz")
-    with tarfile.open(sdist) as tar:
-        members = {m.split("/", 1)[1] for m in tar.getnames() if "/" in m}
-    expected = {str(p.relative_to(ROOT)) for d in ("pipeline", "jobs")
+    """The sdist (``tests.support.installed``) holds every module of our packages and, installed
+    into a clean venv, imports from there (run in an empty directory with no PYTHONPATH); its
+    console script ``datastore-mapper`` is on the venv's PATH and runs the CLI and the tools."""
+    inst = install_from_sdist(tmp_path)
+    expected = {str(p.relative_to(ROOT)) for d in PACKAGES
                 for p in (ROOT / d).rglob("*.py") if "__pycache__" not in p.parts}
-    assert expected <= members, f"missing from the sdist: {expected - members}"
-
-    venv_dir = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv_dir)], check=True,
-                   timeout=60)
-    vpy = venv_dir / "bin" / "python"
-    purelib = subprocess.run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    Path(purelib, "zz_beam_from_test_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    offline_backend = importlib.util.find_spec("wheel") is not None or _setuptools_has_bdist_wheel()
-    cmd = [sys.executable, "-m", "pip", "--python", str(vpy), "install", "--quiet", "--no-deps",
-           "--disable-pip-version-check", str(sdist)]
-    if offline_backend:
-        cmd[-1:-1] = ["--no-build-isolation", "--no-index"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    assert expected <= inst.members, f"missing from the sdist: {expected - inst.members}"
+    env = inst.env()
     empty = tmp_path / "empty"
     empty.mkdir()
     out = subprocess.run(
-        [str(vpy), "-c", "import pipeline, jobs, pipeline.launch.template, pipeline.api.registry as r; "
+        [str(inst.python), "-c", "import pipeline, jobs, devtools.emulator, "
+         "pipeline.launch.template, pipeline.api.registry as r; "
          "print(pipeline.__file__); print(jobs.__file__); print(','.join(r.known_jobs()))"],
         cwd=empty, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-3000:]
     pipeline_file, jobs_file, registered = out.stdout.split()
-    assert pipeline_file.startswith(purelib) and jobs_file.startswith(purelib)
+    assert pipeline_file.startswith(inst.purelib) and jobs_file.startswith(inst.purelib)
     assert "count_keys" in registered.split(",")
-
-
-def _setuptools_has_bdist_wheel() -> bool:
-    try:
-        import setuptools
-    except ImportError:
-        return False
-    version = tuple(int(x) for x in re.findall(r"\d+", setuptools.__version__)[:2])
-    return version >= (70, 1)
+    # The console script, found on PATH as a user's shell would.
+    assert shutil.which("datastore-mapper", path=env["PATH"]) == str(inst.command)
+    jobs_list = subprocess.run(["datastore-mapper", "--list_jobs"], cwd=empty, env=env,
+                               capture_output=True, text=True, timeout=60)
+    assert jobs_list.returncode == 0, jobs_list.stderr[-3000:]
+    assert "count_keys" in jobs_list.stdout and "rename_property" in jobs_list.stdout
+    helped = subprocess.run(["datastore-mapper", "--help"], cwd=empty, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: datastore-mapper ")
+    assert "datastore-mapper emulator" in helped.stdout
+    bad = subprocess.run(["datastore-mapper", "--job", "count_keys", "--project", "p",
+                          "--shard", "4"], cwd=empty, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "did you mean --shards?" in bad.stderr, bad.stderr[-2000:]
+    tool = subprocess.run(["datastore-mapper", "emulator", "start", "--help"], cwd=empty,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert tool.returncode == 0 and "--data_dir" in tool.stdout and "--in_memory" in tool.stdout

@@ -226,10 +226,11 @@ CATALOGUE = [
          ("--runner NoSuchRunner", "Unexpected pipeline runner", "Valid values are",
           "DataflowRunner")),
     Case("options-unknown-option-shard", job("count_keys", "--shard", "4"),
-         ("--shard", "--shards"), datastore=True,
-         xfail="an unknown option is not refused: Beam only warns ('Unparseable argument: "
-               "--shard. Did you mean --shards?') and the run goes on with the default --shards "
-               "(exit 0); reported, the CLI is unchanged"),
+         ("unknown option --shard; did you mean --shards?", "no abbreviations")),
+    Case("options-abbreviated-job_module", job("count_keys", "--job_mod=x"),
+         ("unknown option --job_mod; did you mean --job_module?",)),
+    Case("options-stray-argument", job("count_keys", "count_by_property"),
+         ("unexpected argument 'count_by_property'", "--name=value")),
     # --- the job's parameters -----------------------------------------------------------------
     Case("params-unknown", job("count_keys", "--params", "colour=red"),
          ("job count_keys has no parameter 'colour'", "it accepts:", "kind", "by_parent")),
@@ -278,6 +279,12 @@ CATALOGUE = [
          ("kind 'Nope' has no entities", "kinds found: Item, Parent", "--allow_empty_kind=true"),
          datastore=True),
     # --- outputs --------------------------------------------------------------------------------
+    Case("records-without-a-sink", job("export_keys"), output=False,
+         expect=("job export_keys yields records, and this run has nowhere to put them",
+                 "--output DIR", "--bigquery_table", "--discard_records")),
+    Case("records-discarded-and-streamed",
+         job("export_keys", "--discard_records", "--bigquery_table", "ds.t"), output=False,
+         expect=("--discard_records and --bigquery_table contradict each other",)),
     Case("output-an-existing-file", job("count_keys", "--output", "{tmp}/file.txt"),
          ("--output {tmp}/file.txt is a file, not a directory",), output=False, datastore=True,
          setup=_a_file),

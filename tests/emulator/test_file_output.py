@@ -57,7 +57,7 @@ def test_every_entity_once_in_its_namespace_file_and_the_job_file_is_the_union(m
     job = out / "export_keys"
     # Layout: one file per namespace (even the empty one) and its manifest, the job file, the
     # summary; no temp files, no lease.
-    assert all_files(job) == sorted(["all.jsonl", "summary.json", *layout(NAMESPACES)])
+    assert all_files(job) == sorted(["all.jsonl", "report.html", "summary.json", *layout(NAMESPACES)])
     assert set(result.files) == {"__default__", "acme", "small", "empty"}
     assert result.files["empty"] == []
     for ns, paths in multi.items():
@@ -89,7 +89,7 @@ def test_rerun_is_refused_by_default_and_replace_replaces_completely(multi, tmp_
     replaced = run_mapper("export_keys", [*SMALL, "--output_mode=replace"], output=str(out))
     ok(replaced)
     # Old and new never mix: the stale file and the old job file are gone, the rest is new.
-    assert all_files(job) == sorted(["summary.json", *layout(NAMESPACES)])
+    assert all_files(job) == sorted(["report.html", "summary.json", *layout(NAMESPACES)])
     assert Counter(tuple(r["key"]) for r in replaced.files["small"]) == Counter(
         tuple(p) for p in multi["small"][3:])
 
@@ -189,7 +189,7 @@ def test_export_entities_round_trips_and_writes_a_matching_schema(emulator, tmp_
     result = run_mapper("export_entities", ["--job_file=true"], output=str(out))
     ok(result)
     job = out / "export_entities"
-    assert all_files(job) == sorted(["all.jsonl", "schema.json", "summary.json",
+    assert all_files(job) == sorted(["all.jsonl", "report.html", "schema.json", "summary.json",
                                      *layout(["__default__", "acme"])])
     schema = json.loads((job / "schema.json").read_text(encoding="utf-8"))
     check_schema_valid(schema)
@@ -275,7 +275,7 @@ def test_gs_output_every_entity_once_and_the_job_file_is_the_union(multi, gcs_em
     prefix = "exports/export_keys/"
     blobs = {b.name[len(prefix):]: b for b in gcs_emulator_env.client.list_blobs(bucket.name,
                                                                                   prefix=prefix)}
-    assert sorted(blobs) == sorted(["all.jsonl", "summary.json",
+    assert sorted(blobs) == sorted(["all.jsonl", "report.html", "summary.json",
                                     *layout(NAMESPACES)])  # no temp objects, no lease left
 
     def rows(name):
@@ -296,7 +296,7 @@ def test_gs_output_every_entity_once_and_the_job_file_is_the_union(multi, gcs_em
     ok(run_mapper("export_keys", [*SMALL, "--output_mode=replace"], output=output))
     names = sorted(b.name[len(prefix):] for b in gcs_emulator_env.client.list_blobs(
         bucket.name, prefix=prefix))
-    assert names == sorted(["summary.json", *layout(NAMESPACES)]), names
+    assert names == sorted(["report.html", "summary.json", *layout(NAMESPACES)]), names
 
 
 def test_existing_output_sees_every_file_below_and_remove_output_removes_all(tmp_path):

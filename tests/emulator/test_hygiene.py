@@ -62,13 +62,23 @@ def test_a_successful_run_leaves_tmpdir_empty(emulator, seeded, tmp_path, output
     tmpdir.mkdir()
     out = tmp_path / "out"
     args = ["--job", "export_keys", "--project", TEST_PROJECT, *runner]
-    r = _cli(args + (["--output", str(out)] if output else []), _env(emulator, tmpdir))
+    cache = tmp_path / "cache"
+    env = {**_env(emulator, tmpdir), "XDG_CACHE_HOME": str(cache)}
+    r = _cli(args + (["--output", str(out)] if output else ["--discard_records"]), env)
     assert r.returncode == 0, r.stderr
     assert _listing(tmpdir) == [], r.stderr
     if output:
         assert _listing(out / "export_keys") == [
             "manifests", "manifests/__default__.json", "manifests/acme.json", "namespaces",
-            "namespaces/__default__.jsonl", "namespaces/acme.jsonl", "summary.json"]
+            "namespaces/__default__.jsonl", "namespaces/acme.jsonl", "report.html",
+            "summary.json"]
+        assert not cache.exists()
+    else:  # the summary and the report are kept under the cache directory, and named
+        runs = list((cache / "datastore-mapper" / "runs").iterdir())
+        assert len(runs) == 1 and stat.S_IMODE(runs[0].stat().st_mode) == 0o700, runs
+        assert sorted(p.name for p in runs[0].iterdir()) == ["report.html", "summary.json"]
+        assert r.stdout.splitlines()[-1] == (f"summary {runs[0] / 'summary.json'}; report "
+                                             f"{runs[0] / 'report.html'}"), r.stdout
 
 
 # --- interrupted --------------------------------------------------------------------------------

@@ -365,6 +365,18 @@ def test_created_between_reads_exactly_the_day(dataset, tmp_path):
         assert result.summary["namespaces"][lab]["entities"] == by_ns.get(ns, 0), lab
 
 
+def test_created_between_counts_each_entity_by_its_own_day(dataset, tmp_path):
+    """Regression: every entity was counted under ``day:<the from parameter>``."""
+    lo, hi = DAY - dt.timedelta(days=1), NEXT + dt.timedelta(days=1)
+    result = run_ok("created_between", [
+        "--params", "kind=Event,from=2026-11-19,to=2026-11-22", "--shards", "2"], tmp_path)
+    days = Counter(dataset.events[ns][p].date().isoformat()
+                   for ns, p in expected_events(dataset, lo, hi))
+    assert len(days) == 3, days
+    counters = result.summary["totals"]["counters"]
+    assert {k[4:]: v for k, v in counters.items() if k.startswith("day:")} == dict(days)
+
+
 def test_split_points_belong_to_the_range_above(dataset, tmp_path):
     """--shards 4 over one day cuts at 06:00, 12:00 and 18:00; an entity at a cut is read
     by the range that starts there, once, also across checkpoints among equal values."""

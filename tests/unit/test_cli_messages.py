@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pipeline.errors import JobFailed, UsageError
-from pipeline.launch.cli import failure_message
+from pipeline.launch.cli import failure_message, list_jobs, plain_text
 
 
 def test_failure_message_finds_our_error_inside_a_runner_error():
@@ -53,3 +53,11 @@ def test_failure_message_of_our_own_errors_and_unrelated_ones():
     assert failure_message(unrelated) is None
     assert failure_message(ValueError("something else entirely")) is None
     assert failure_message(RuntimeError("")) is None
+
+
+def test_list_jobs_shows_plain_text_not_rst_markup():
+    assert plain_text("by ``value:<v>`` for `bq load`") == "by value:<v> for bq load"
+    assert plain_text("no markup: a*b") == "no markup: a*b"
+    text = list_jobs([])
+    assert "`" not in text, text
+    assert "(value:<v> counters)" in text and "stream_entities" in text

@@ -106,3 +106,15 @@ def test_resolve_namespaces():
 def test_resolve_rejects_something_that_is_not_a_query():
     with pytest.raises(QueryError, match="pipeline.Query"):
         resolve({"kind": "Item"})
+
+
+def test_describe_shows_times_in_rfc3339_not_as_python_objects():
+    import datetime as dt
+    day = dt.datetime(2026, 11, 27, tzinfo=dt.timezone.utc)
+    rq = resolve(Query(kind="Order", keys_only=False, filters=[
+        ("status", "=", "paid"), ("created", ">=", day),
+        ("created", "<", day + dt.timedelta(days=1))]))
+    text = rq.describe()
+    assert "datetime" not in text, text
+    assert ("status = 'paid', created >= 2026-11-27T00:00:00+00:00, "
+            "created < 2026-11-28T00:00:00+00:00") in text

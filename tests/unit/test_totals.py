@@ -118,7 +118,14 @@ def test_build_summary_of_an_empty_job():
     s = build_summary("j", "q", {}, NOW, NOW, {}, cap=10)
     assert s["totals"]["entities"] == 0 and s["namespaces"] == {}
     assert s["read_time"] is None
-    format_summary(s)
+    assert format_summary(s).startswith("job j: 0 entities in 0 namespaces, 0 ranges,")
+
+
+def test_summary_says_one_range_not_one_ranges():
+    t = Totals(ranges=1, samples=0)
+    t.add_slice(_slice("", "__default__#0", 1, {}), cap=10)
+    s = build_summary("j", "q", {}, NOW, NOW + dt.timedelta(seconds=1), {"": t}, cap=10)
+    assert format_summary(s).startswith("job j: 1 entity in 1 namespace, 1 range, 1.0 s")
 
 
 def test_range_entities_sorted_numerically():

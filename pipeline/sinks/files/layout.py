@@ -52,6 +52,7 @@ JOB_FILE_STEM = "all"
 SHARDS_PREFIX = ".shards-"
 DEFAULT_SUFFIX = ".jsonl"
 SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.html"
 SCHEMA_FILE = "schema.json"
 DEAD_LETTER_FILE = "dead_letter.jsonl"
 

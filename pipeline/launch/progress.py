@@ -1,0 +1,223 @@
+"""Watching a local run: the workers' progress events folded into one job-wide view, shown as
+a live bar on a terminal (``rich``) or as plain ``progress:`` lines otherwise (CI, logs).
+
+``p.run()`` blocks the launcher's main thread and the workers are other processes, so a
+thread here reads the events files of the run's progress directory
+(``pipeline.graph.progress``) a few times a second; ``pipeline.core.progress`` estimates the
+total and the time left.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Callable, Iterator, Optional
+
+from pipeline.core.progress import (
+    ProgressState,
+    Snapshot,
+    format_line,
+    format_seconds,
+    format_writes,
+)
+
+#: How often the files are read and a terminal's bar redrawn (seconds).
+POLL = 0.25
+
+
+class EventFiles:
+    """Reads what was appended to each events file since the last call (whole lines)."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self._offsets: dict = {}
+        self._partial: dict = {}
+
+    def read(self) -> Iterator[dict]:
+        try:
+            names = sorted(os.listdir(self.directory))
+        except OSError:
+            return
+        for name in names:
+            if not name.endswith(".jsonl"):
+                continue
+            path = os.path.join(self.directory, name)
+            try:
+                with open(path, "rb") as f:
+                    f.seek(self._offsets.get(name, 0))
+                    data = f.read()
+            except OSError:
+                continue
+            self._offsets[name] = self._offsets.get(name, 0) + len(data)
+            data = self._partial.pop(name, b"") + data
+            lines = data.split(b"\n")
+            if lines[-1]:
+                self._partial[name] = lines[-1]  # a line still being written
+            for line in lines[:-1]:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
+
+class PlainView:
+    """A ``progress:`` line every ``every`` seconds (not the same line twice in a row), and a
+    last one at the end."""
+
+    def __init__(self, write: Callable[[str], None], every: float):
+        self.write, self.every = write, every
+        self._last: Optional[float] = None
+        self._said = ""
+
+    def show(self, snap: Snapshot, now: float) -> None:
+        if self._last is None:
+            self._last = now
+        if now - self._last >= self.every:
+            self._last = now
+            line = format_line(snap)
+            if line != self._said:
+                self._said = line
+                self.write(line)
+
+    def close(self, snap: Optional[Snapshot]) -> None:
+        if snap is not None:
+            self.write(format_line(snap))
+
+
+class LiveView:
+    """A live bar (``rich``): entities of the estimated total, rate, time left, ranges and
+    namespaces. Log lines printed meanwhile go above it."""
+
+    def __init__(self, stream, title: str):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+        self.console = Console(file=stream, stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[counts]}"), console=self.console, transient=False,
+            refresh_per_second=4, redirect_stdout=False, redirect_stderr=False)
+        self.task = self.progress.add_task(title, total=None, counts="listing namespaces")
+        self._streams: list = []
+
+    def start(self) -> None:
+        from rich.file_proxy import FileProxy
+
+        self.progress.start()
+        proxy = FileProxy(self.console, self.console.file)
+        for h in logging.getLogger().handlers:
+            if isinstance(h, logging.StreamHandler) and h.stream is self.console.file:
+                self._streams.append(h)
+                h.setStream(proxy)
+        self._saved_stderr, sys.stderr = sys.stderr, proxy
+
+    def show(self, snap: Snapshot, now: float) -> None:
+        total = snap.estimated if not snap.finished else snap.entities
+        self.progress.update(self.task, completed=snap.entities, total=total,
+                             counts=live_counts(snap))
+
+    def close(self, snap: Optional[Snapshot]) -> None:
+        if snap is not None:
+            self.show(snap, time.monotonic())
+        self.progress.stop()
+        sys.stderr = self._saved_stderr
+        for h in self._streams:
+            h.setStream(self.console.file)
+
+
+def live_counts(s: Snapshot) -> str:
+    """The text beside the bar."""
+    est = f"~{s.estimated:,}" if s.estimated is not None and not s.finished else "?"
+    parts = [f"{s.entities:,}/{s.entities if s.finished else est} entities"]
+    if s.rate is not None:
+        parts.append(f"{s.rate:,.0f}/s")
+    if s.finished:
+        parts.append(f"done in {format_seconds(s.elapsed)}")
+    elif s.eta is not None:
+        parts.append(f"ETA {format_seconds(s.eta)}")
+    parts.append(f"ranges {s.ranges_done}/{s.ranges}")
+    if s.namespaces is not None:
+        parts.append(f"namespaces {s.namespaces_done}/{s.namespaces}")
+    if s.errors:
+        parts.append(f"{s.errors:,} failed")
+    if s.write_mode:
+        parts.append(format_writes(s))
+    return " · ".join(parts)
+
+
+class Watcher:
+    """The thread that reads the events and keeps the view up to date."""
+
+    def __init__(self, directory: str, view, started: float,
+                 write_mode: Optional[str] = None):
+        self.files, self.view = EventFiles(directory), view
+        self.state = ProgressState(started, write_mode)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+        self.last: Optional[Snapshot] = None
+
+    def _tick(self) -> Snapshot:
+        for event in self.files.read():
+            self.state.apply(event)
+        now = time.monotonic()
+        self.last = self.state.snapshot(now)
+        return self.last
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL):
+            try:
+                self.view.show(self._tick(), time.monotonic())
+            except Exception as e:  # progress must never take the run down
+                logging.getLogger(__name__).debug("progress: %s", e)
+
+    def start(self) -> "Watcher":
+        if hasattr(self.view, "start"):
+            self.view.start()
+        self._thread.start()
+        return self
+
+    def stop(self, finished: bool) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.state.finished = finished
+        snap = self._tick() if finished else None
+        self.view.close(snap)
+
+
+def choose_view(stream, every: float, title: str):
+    """A live bar on a terminal, plain lines elsewhere; None when progress is off (0)."""
+    if every <= 0:
+        return None
+    if _is_terminal(stream) and os.environ.get("TERM") != "dumb":
+        return LiveView(stream, title)
+    return PlainView(lambda line: print(line, file=stream, flush=True), every)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def watching(directory: Optional[str], every: float, title: str,
+             started: Optional[float] = None,
+             write_mode: Optional[str] = None) -> Iterator[Optional[Watcher]]:
+    """Watch the run while the block runs (the block is ``p.run()``); ``write_mode``: the
+    job writes back (``dry_run``, ``transactional``, ``blind``), its writes are shown."""
+    view = choose_view(sys.stderr, every, title) if directory else None
+    if view is None:
+        yield None
+        return
+    watcher = Watcher(directory, view, started or time.monotonic(), write_mode).start()
+    ok = False
+    try:
+        yield watcher
+        ok = True
+    finally:
+        watcher.stop(finished=ok)

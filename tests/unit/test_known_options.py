@@ -1,0 +1,57 @@
+"""Unknown options are refused with the closest name; every Beam option, the mapper's own and
+what the Flex Template launcher injects are still accepted."""
+from __future__ import annotations
+
+import pytest
+
+from pipeline.errors import UsageError
+from pipeline.launch import template
+from pipeline.launch.known_options import (
+    beam_parser,
+    check_known_options,
+    closest,
+    option_names,
+    unknown_arguments,
+)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--shard", "4"], "unknown option --shard; did you mean --shards?"),
+    (["--shard=4"], "unknown option --shard; did you mean --shards?"),
+    (["--job_mod", "x"], "unknown option --job_mod; did you mean --job_module?"),
+    (["--temp_locaton=gs://b/t"], "did you mean --temp_location?"),
+    (["--zzzz"], "unknown option --zzzz (--help"),
+    (["stray"], "unexpected argument 'stray'"),
+])
+def test_unknown_options_are_refused_with_the_closest_name(argv, message):
+    with pytest.raises(UsageError, match=message.replace("?", r"\?").replace("(", r"\(")):
+        check_known_options(["--job", "count_keys", *argv])
+
+
+def test_every_option_beam_the_mapper_and_the_template_launcher_know_is_accepted():
+    names = option_names()
+    assert "--shards" in names and "--runner" in names and "--dry_run" in names
+    parser = beam_parser()
+    checked = 0
+    for action in parser._actions:
+        for name in (s for s in action.option_strings if s.startswith("--") and s != "--help"):
+            value = None if action.nargs == 0 else str((action.choices or ["1"])[0])
+            argv = [name] if value is None else [f"{name}={value}"]
+            try:
+                _, unknown = parser.parse_known_args(argv + ["--nope"])
+            except (SystemExit, Exception):  # a value of another type (JSON, say): known name
+                continue
+            assert unknown == ["--nope"], (argv, unknown)
+            checked += 1
+    assert checked > 150, checked
+    for dest in [*template.DATAFLOW_OPTIONS, *template.INJECTED]:
+        if dest in template.DATAFLOW_FLAGS:
+            tries = [[f"--{dest}"]]
+        else:
+            tries = [[f"--{dest}={v}"] for v in ("x", "1", "COST_OPTIMIZED", "NONE")]
+        results = [unknown_arguments(t + ["--nope"]) for t in tries]
+        assert ["--nope"] in results, (dest, results)
+
+
+def test_closest_is_none_when_nothing_is_close():
+    assert closest("--qqqq", ["--shards", "--project"]) is None
