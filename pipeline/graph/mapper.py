@@ -3,13 +3,15 @@
 ::
 
     Create ─ JobStarted ─ ExpandNamespaces ─ Reshuffle ─ SplitNamespaces ─ Reshuffle ─ ReadRanges
-                                                    units │ UnitPlanned            │ records, SliceStats
+                                 units │ UnitPlanned, records, SliceStats │ records, SliceStats
                                                           └──────── Flatten ───────┘
     RangeTotals → RangeCompleted → UnitTotals (+ the sink's outputs)
       → NamespaceTotals → NamespaceCompleted → JobTotals → JobCompleted → Summary
 
 A unit is a kind in a namespace: one per namespace for a job reading one kind, one per
-(namespace, kind) for a job reading several or all. Each unit is split and read on its own.
+(namespace, kind) for a job reading several or all. Each unit is read first by
+``SplitNamespaces`` (one query: a small unit is done there, records and all), and only a unit
+that fills that query is split and read on by ``ReadRanges``.
 
 A sink (``write``) is a PTransform over ``(records, units)`` (records as (Unit, record)) returning,
 per unit, ((namespace, kind), ``NamespaceOutput``); ``UnitCompleted`` consumes it (a
@@ -35,7 +37,13 @@ from pipeline.graph.lifecycle import (
     RangeCompletedFn,
     unit_done,
 )
-from pipeline.graph.namespaces import STATS, UNITS, ExpandNamespacesFn, SplitNamespaceFn
+from pipeline.graph.namespaces import (
+    RECORDS,
+    STATS,
+    UNITS,
+    ExpandNamespacesFn,
+    SplitNamespaceFn,
+)
 from pipeline.graph.read import ReadRangeFn, RecordId
 from pipeline.graph.rollup import (
     JobSummaryFn,
@@ -79,14 +87,17 @@ class MapDatastore(beam.PTransform):
         split = (
             namespaces
             | "ReshuffleNamespaces" >> beam.Reshuffle()
-            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(job, read, case))
-            .with_outputs(STATS, UNITS, main="ranges"))
+            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(
+                job, read, case, output, self.record_id, self.encode))
+            .with_outputs(STATS, UNITS, RECORDS, main="ranges"))
         read_out = (
             split.ranges
             | "ReshuffleRanges" >> beam.Reshuffle()
             | "ReadRanges" >> beam.ParDo(ReadRangeFn(
                 job, read, output, self.record_id, self.encode)).with_outputs(
                 STATS, main="records"))
+        records = ((split[RECORDS], read_out.records)
+                   | "AllRecords" >> beam.Flatten())
         unit_totals = (
             (split[STATS], read_out[STATS])
             | "AllStats" >> beam.Flatten()
@@ -96,7 +107,7 @@ class MapDatastore(beam.PTransform):
             | "UnitTotals" >> beam.CombinePerKey(TotalsFn(cap)))
         files = None
         if self.write is not None:
-            files = (read_out.records, split[UNITS]) | "WriteFiles" >> self.write
+            files = (records, split[UNITS]) | "WriteFiles" >> self.write
             unit_totals = (
                 {"totals": unit_totals, "output": files}
                 | "TotalsWithFiles" >> beam.CoGroupByKey()
@@ -115,7 +126,7 @@ class MapDatastore(beam.PTransform):
             | "JobTotals" >> beam.CombineGlobally(JobSummaryFn())  # emits {} for an empty job
             | "JobCompleted" >> beam.ParDo(JobCompletedFn(job))
             | "Summary" >> beam.ParDo(BuildSummaryFn(self.run)))
-        return {"records": read_out.records, "summary": summary, "files": files}
+        return {"records": records, "summary": summary, "files": files}
 
 
 def resumed_namespaces(units, cap: int, per_kind: bool) -> dict:

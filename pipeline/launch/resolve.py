@@ -86,7 +86,7 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None) -> RunC
             oversampling=m.oversampling, slice_entities=m.slice_entities,
             slice_seconds=m.slice_seconds, query_entities=m.query_entities,
             retry=RetryPolicy(deadline=m.datastore_deadline), progress_seconds=m.progress_seconds,
-            read_time_option=m.read_time),
+            read_time_option=m.read_time, reads_in_flight=m.reads_in_flight),
         output=OutputConfig(
             directory=output,
             summary_path=job_path(output, job_cls.name, SUMMARY_FILE) if output else None,

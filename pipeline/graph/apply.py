@@ -1,0 +1,171 @@
+"""Handing one slice's entities to the job: ``SliceJob``, shared by the two steps that read.
+
+``ReadRanges`` reads a range slice by slice; ``SplitNamespaces`` reads each unit first and hands
+a small unit (or the first slices of a big one) over itself. Either way a slice is the same
+thing for the job: ``slice_started``, ``next`` on each entity (its records encoded by the sink,
+with their stable ids), ``slice_completed``, the counters and a ``SliceStats``, dead letters
+for entities the job fails on, progress and the lease's heartbeat.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipeline.api import hooks
+from pipeline.api.job import Context, Counters
+from pipeline.config import JobConfig, OutputConfig, ReadConfig
+from pipeline.core import deadletters
+from pipeline.core.keyorder import format_path, path_from_flat
+from pipeline.core.namespaces import namespace_label
+from pipeline.core.totals import SliceStats, Totals
+from pipeline.core.units import Unit
+from pipeline.errors import JobFailed, MapperError
+from pipeline.graph.lifecycle import fire
+from pipeline.graph.progress import PROGRESS
+from pipeline.sinks.files.deadletters import write_part
+from pipeline.sinks.files.lease import WorkerHeartbeat
+
+#: (job name, namespace, entity key's flat path, index among the entity's records) -> an id.
+RecordId = Callable[[str, str, tuple, int], str]
+#: The Beam metric (and summary counter) of entities dead-lettered.
+ERRORS_COUNTER = "errors"
+#: The tag of the side output that carries SliceStats and UnitPlanned records.
+STATS = "stats"
+
+
+class SliceJob:
+    """Applies the job to slices. Emits the job's records as (unit, record) — encoded by the
+    sink's ``encode`` (a line of a file, a row for BigQuery), and as (unit, (id, record)) with
+    ``record_id``, for a sink that deduplicates by a stable id — and a SliceStats per slice on
+    ``stats``.
+
+    An entity the job fails on, or whose records cannot be encoded, is not the end of the run:
+    it becomes a dead letter (``pipeline.core.deadletters``), its records are dropped as a
+    whole, and the slice's letters are written by this worker at the slice's end. Once more
+    entities failed than ``--max_errors`` allows, the worker fails the run, after writing them.
+    Without a dead-letter file (no --output) the first failure fails the run.
+    """
+
+    def __init__(self, job: JobConfig, read: ReadConfig, output: OutputConfig,
+                 record_id: Optional[RecordId] = None,
+                 encode: Optional[Callable[[Any], Any]] = None):
+        self.job, self.read, self.output = job, read, output
+        self.record_id, self.encode = record_id, encode
+        self._metric_ns = job.metrics_namespace
+        self._entities = Metrics.counter(self._metric_ns, "entities")
+        self._records = Metrics.counter(self._metric_ns, "records")
+        self._errors_metric = Metrics.counter(self._metric_ns, ERRORS_COUNTER)
+        self._metrics: dict = {}
+        self._failed = 0  # entities this worker dead-lettered in this run
+
+    def run(self, unit: Unit, range_id: str, described: str, entities: Iterable,
+            state, one_query: bool = False) -> Iterator:
+        """One slice: ``entities`` (an iterable the slice's queries fill as they are consumed,
+        after ``slice_started``), described by ``described`` (what is left of the range);
+        ``state`` (a ``SliceState``) counts what was read. ``one_query``: the slice is the whole
+        unit, read in one query while planning (progress counts those apart)."""
+        job, read = self.job, self.read
+        namespace, kind = unit.namespace, unit.kind
+        counters = Counters(job.max_counters)
+        ctx = Context(job.name, job.params, namespace, range_id, described, counters, kind)
+        keys_only = read.query.keys_only
+        fire(job, hooks.SLICE_STARTED, namespace=namespace, kind=kind, range_id=range_id,
+             range=described)
+        started = time.monotonic()
+        records = 0
+        letters: list = []
+        next_fn, encode, record_id = job.spec.next, self.encode, self.record_id
+        for entity in entities:
+            item = entity.key if keys_only else entity
+            try:
+                out = next_fn(ctx, item)
+                produced = list(out) if out is not None else ()  # an entity's records: all or none
+            except MapperError:
+                raise
+            except Exception as e:
+                letters.append(deadletters.job_error(job.name, namespace, kind,
+                                                     entity.key.flat_path, e))
+                self._entity_failed(unit, range_id, letters, described, e, entity)
+                continue
+            if not produced:
+                continue
+            if encode is not None:
+                try:
+                    encoded = []
+                    for i, record in enumerate(produced):
+                        encoded.append(encode(record))
+                except Exception as e:
+                    letters.append(deadletters.record_error(job.name, namespace, kind,
+                                                            entity.key.flat_path, i, record, e))
+                    self._entity_failed(unit, range_id, letters, described, e, entity)
+                    continue
+                produced = encoded
+            records += len(produced)
+            for i, record in enumerate(produced):
+                if record_id is not None:  # stable: (job, namespace, key, index)
+                    record = (record_id(job.name, namespace, entity.key.flat_path, i), record)
+                yield unit, record
+        if letters:
+            self._write_letters(namespace, range_id, described, letters)
+        if self.output.directory:  # a remote run's lease lives on its workers' renewals
+            WorkerHeartbeat.maybe_renew(self.output.directory, job.name, self.output.run_id)
+        seconds = time.monotonic() - started
+        self._report(unit, range_id, state, counters, records, len(letters), one_query)
+        stats = SliceStats(
+            namespace, range_id, state.entities, records, state.queries, state.retries,
+            seconds, counters.values, f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}",
+            errors=len(letters), kind=kind)
+        if job.spec.defines(hooks.SLICE_COMPLETED):
+            totals = Totals()
+            totals.add_slice(dataclasses.replace(stats, counters=dict(counters.values)),
+                             job.max_counters)
+            fire(job, hooks.SLICE_COMPLETED, namespace=namespace, kind=kind,
+                 range_id=range_id, range=described, totals=totals)
+        yield beam.pvalue.TaggedOutput(STATS, stats)
+
+    def _entity_failed(self, unit: Unit, range_id: str, letters: list, start: str,
+                       err: Exception, entity) -> None:
+        """Count a failed entity; fail the run (letters written first) past --max_errors."""
+        self._failed += 1
+        if self._failed <= self.job.max_errors:
+            return
+        job = self.job
+        first = (f"job {job.name} failed on entity "
+                 f"{format_path(path_from_flat(entity.key.flat_path))} in namespace "
+                 f"{namespace_label(unit.namespace)}: {type(err).__name__}: {err}")
+        where = ""
+        if self.output.dead_letter_parts:
+            self._write_letters(unit.namespace, range_id, start, letters)
+            where = f"; dead letters: {self.output.dead_letter}"
+        if job.max_errors == 0 and not where:
+            raise JobFailed(first) from err
+        raise JobFailed(f"{first} ({self._failed} entities failed, more than "
+                        f"--max_errors={job.max_errors}{where})") from err
+
+    def _write_letters(self, namespace: str, range_id: str, start: str, letters: list) -> None:
+        parts = self.output.dead_letter_parts
+        if parts is None:
+            return
+        write_part(parts, deadletters.slice_part_name(namespace, range_id, start), letters)
+
+    def _report(self, unit: Unit, range_id: str, state, counters, records: int, errors: int,
+                one_query: bool) -> None:
+        self._entities.inc(state.entities)
+        if records:
+            self._records.inc(records)
+        if errors:
+            self._errors_metric.inc(errors)
+        for name, n in counters.values.items():
+            metric = self._metrics.get(name)
+            if metric is None:
+                metric = self._metrics[name] = Metrics.counter(self._metric_ns, name)
+            metric.inc(n)
+        PROGRESS.add(unit.label, range_id, state.entities, self.read.progress_seconds,
+                     done=state.done, one_query=one_query)
