@@ -1,2 +1,2 @@
 """Ready-made jobs; importing this package registers them."""
-from jobs import counting, daily, export, lifecycle, streaming  # noqa: F401
+from jobs import counting, daily, export, lifecycle, migrations, restore, streaming  # noqa: F401

@@ -8,10 +8,12 @@ go) and ``graph`` (the Beam graph), ``launch`` (CLI and template launcher).
 """
 from pipeline.api.hooks import HookContext
 from pipeline.api.job import Context, Counters, JobSpec, Params
-from pipeline.api.query import ALL_NAMESPACES, DEFAULT_NAMESPACE_ONLY, Query
+from pipeline.api.mutations import DELETE, UNCHANGED, Delete, Put
+from pipeline.api.query import ALL_KINDS, ALL_NAMESPACES, DEFAULT_NAMESPACE_ONLY, Query
 from pipeline.api.registry import register
 from pipeline.core.totals import Totals
 from pipeline.errors import MapperError
 
-__all__ = ["ALL_NAMESPACES", "DEFAULT_NAMESPACE_ONLY", "Context", "Counters", "HookContext",
-           "JobSpec", "MapperError", "Params", "Query", "Totals", "register"]
+__all__ = ["ALL_KINDS", "ALL_NAMESPACES", "DEFAULT_NAMESPACE_ONLY", "DELETE", "UNCHANGED",
+           "Context", "Counters", "Delete", "HookContext", "JobSpec", "MapperError", "Params",
+           "Put", "Query", "Totals", "register"]

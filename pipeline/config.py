@@ -7,7 +7,8 @@ worker sees the same job object, the same parameters, the same launch time and s
   (hooks, the reading step, the summary);
 - ``ReadConfig``: what to read and how (the Datastore to talk to, the query, the snapshot, key
   order, splitting, slices): listing, sampling and reading depend on this alone;
-- ``OutputConfig``: where the run's files go (``OUTPUT/JOB/...``, the summary).
+- ``OutputConfig``: where the run's files go (``OUTPUT/JOB/...``, the summary);
+- ``WriteConfig``: whether and how a job that writes back writes (``--writes``), its undo log.
 
 A sink's own settings (BigQuery's) are the sink's, given to it when the graph is built.
 """
@@ -19,6 +20,7 @@ import uuid
 from typing import Optional
 
 from pipeline.api.job import JobSpec, Params
+from pipeline.api.mutations import DRY_RUN
 from pipeline.api.query import ResolvedQuery
 from pipeline.core.keyorder import StringOrder
 from pipeline.core.retry import RetryPolicy
@@ -112,7 +114,35 @@ class OutputConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class WriteConfig:
+    """How a job that writes back writes (``pipeline.graph.writer``): ``mode`` (--writes:
+    dry_run, transactional or blind; ``enabled`` False for a job that does not write), the
+    commit bounds, the rate (ramp-up, cap, over ``workers_hint`` workers), the undo log's
+    directory (None: none, a dry run or --undo_log=false), how many before/after pairs per
+    namespace go to ``changes.jsonl``, the command that applies a dry run."""
+
+    enabled: bool = False
+    mode: str = DRY_RUN
+    batch: int = 500
+    transaction_groups: int = 25
+    max_rate: Optional[float] = None
+    rampup: bool = False
+    workers_hint: int = 1
+    undo_dir: Optional[str] = None
+    changes_path: Optional[str] = None
+    changes_sample: int = 20
+    contention_retries: int = 3
+    apply_command: str = ""
+    restore_command: str = ""  # what puts back what this run changes (its undo log)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.mode == DRY_RUN
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     job: JobConfig
     read: ReadConfig
     output: OutputConfig = OutputConfig()
+    write: WriteConfig = WriteConfig()

@@ -126,10 +126,11 @@ class Context:
     """What ``next`` knows about where it is: job, parameters, namespace and kind, range,
     counters."""
 
-    __slots__ = ("job", "params", "namespace", "range_id", "range", "counters", "kind")
+    __slots__ = ("job", "params", "namespace", "range_id", "range", "counters", "kind",
+                 "transaction", "_keys")
 
     def __init__(self, job: str, params: Params, namespace: str, range_id: str, range_desc: str,
-                 counters: Counters, kind: str = ""):
+                 counters: Counters, kind: str = "", keys: Any = None):
         self.job = job
         self.params = params
         self.namespace = namespace
@@ -137,6 +138,26 @@ class Context:
         self.range = range_desc
         self.counters = counters
         self.kind = kind  # the kind of the entities of this range
+        #: True while ``migrate`` runs inside the writer's transaction (on the current version),
+        #: False when it runs on the version read.
+        self.transaction = False
+        self._keys = keys  # makes keys in the run's project and database (``key``)
+
+    def key(self, *path: Any, namespace: Optional[str] = None) -> Any:
+        """A ``google.cloud.datastore.Key`` in the run's project and database, in ``namespace``
+        (default: this entity's): for the entities a job writes (``pipeline.Put``). A path
+        ending with a kind and no id is incomplete: see ``allocate_ids``."""
+        if self._keys is None:
+            raise RuntimeError("ctx.key() is available while the job runs on a worker")
+        return self._keys.key(path, self.namespace if namespace is None else namespace)
+
+    def allocate_ids(self, kind: str, n: int, namespace: Optional[str] = None,
+                     parent: Any = None) -> list:
+        """``n`` complete keys of ``kind`` with ids Datastore allocated (never reused)."""
+        if self._keys is None:
+            raise RuntimeError("ctx.allocate_ids() is available while the job runs on a worker")
+        return self._keys.allocate(kind, n, self.namespace if namespace is None else namespace,
+                                   parent)
 
 
 class JobSpec:
@@ -199,6 +220,28 @@ class JobSpec:
 
     def slice_completed(self, ctx: HookContext) -> None:
         """After each slice, with that slice's counters."""
+
+    # -- Writing back to Datastore (--writes) ------------------------------------------------
+
+    #: True for a job whose ``next`` yields free mutations (``pipeline.Put``,
+    #: ``pipeline.Delete``), written blind. A job defining ``migrate`` writes too.
+    writes: ClassVar[bool] = False
+
+    def migrate(self, ctx: Context, entity: Any) -> Any:
+        """Read-modify-write: the entity as it should be (changed in place, or a new entity
+        with the same key), ``pipeline.DELETE``, or ``pipeline.UNCHANGED`` / None. Called on a
+        copy of what was read, and in ``--writes=transactional`` again on the entity's current
+        version inside the transaction: it must be idempotent. Not defined by default."""
+        raise NotImplementedError(f"{type(self).__name__} does not define migrate")
+
+    #: True for a job that reads an undo log instead of querying (``restore_entities``); its
+    #: ``query()`` stores the log's location as ``self.undo_location``.
+    reads_undo_log: ClassVar[bool] = False
+
+    @classmethod
+    def writes_back(cls) -> bool:
+        """Whether the job writes to Datastore (the launcher knows before reading)."""
+        return bool(cls.writes) or cls.defines("migrate")
 
     # -- Files (--output) -----------------------------------------------------------------------
 

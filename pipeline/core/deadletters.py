@@ -16,7 +16,7 @@ import json
 import traceback
 from typing import Any, Optional, Sequence
 
-JOB, RECORD, BIGQUERY = "job", "record", "bigquery"
+JOB, RECORD, BIGQUERY, WRITE = "job", "record", "bigquery", "write"
 #: Frames of a job error's traceback kept (the innermost: the job's own code).
 TRACEBACK_FRAMES = 5
 REPR_LIMIT = 1000
@@ -52,6 +52,15 @@ def record_error(job: str, namespace: str, kind: str, key: Sequence, index: int,
     return {"source": RECORD, "job": job, "namespace": namespace, "kind": kind, "key": list(key),
             "index": index, "error": type(err).__name__, "message": str(err)[:REPR_LIMIT],
             "record": _repr(record), "time": _now()}
+
+
+def write_error(job: str, namespace: str, kind: str, key: Sequence, message: str,
+                error: str = "WriteFailed", mutation: Optional[str] = None) -> dict:
+    """A mutation that could not be written (contention that outlasted every retry and the
+    halving, an entity too large, a key the run cannot write, ...): nothing was written."""
+    return {"source": WRITE, "job": job, "namespace": namespace, "kind": kind,
+            "key": list(key), "error": error, "message": message[:REPR_LIMIT],
+            "mutation": mutation, "time": _now()}
 
 
 def bigquery_rejection(job: str, namespace: str, table: str, insert_id: str, errors: list,

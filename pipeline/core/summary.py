@@ -63,6 +63,8 @@ def format_summary(s: dict, shown: int = SHOWN_NAMESPACES) -> str:
         lines.append(_rest_line(rest))
     if t["counters"]:
         lines.append("total counters: " + ", ".join(f"{k}={v}" for k, v in t["counters"].items()))
+    if s.get("writes"):
+        lines.extend(_writes_lines(s["writes"]))
     return "\n".join(lines)
 
 
@@ -83,6 +85,30 @@ def _rest_line(rest: list) -> str:
     return (f"  ... and {len(rest)} more namespaces: {entities} entities, {ranges} ranges, "
             f"at most {max(n['entities'] for n in rest)} each (every namespace is in "
             "summary.json)")
+
+
+def _writes_lines(wr: dict) -> list:
+    c = wr["counts"]
+    done = (f"put {c['put']}, changed {c['changed']}, deleted {c['deleted']}, unchanged "
+            f"{c['unchanged']}")
+    extra = ", ".join(f"{k} {c[k]}" for k in ("gone", "conflicts", "failed", "outside_namespaces")
+                      if c.get(k))
+    if wr["mode"] == "dry_run":
+        lines = [f"dry run: nothing was written; it would have {done}"
+                 + (f" ({extra})" if extra else "")]
+        if wr.get("changes"):
+            lines.append(f"samples of the changes: {wr['changes']}")
+        if wr.get("apply"):
+            lines.append(f"to apply it: {wr['apply']}")
+        return lines
+    lines = [f"writes ({wr['mode']}): {done}" + (f" ({extra})" if extra else "")]
+    if not (c["put"] or c["changed"] or c["deleted"]):
+        lines.append("nothing was written, so nothing needs undoing")
+    elif wr.get("undo_log"):
+        lines.append(f"undo log: {wr['undo_log']} (restore with: {wr['restore']})")
+    else:
+        lines.append("no undo log (--undo_log=false)")
+    return lines
 
 
 def _counters(n: dict) -> str:

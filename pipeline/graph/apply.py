@@ -3,8 +3,10 @@
 ``ReadRanges`` reads a range slice by slice; ``SplitNamespaces`` reads each unit first and hands
 a small unit (or the first slices of a big one) over itself. Either way a slice is the same
 thing for the job: ``slice_started``, ``next`` on each entity (its records encoded by the sink,
-with their stable ids), ``slice_completed``, the counters and a ``SliceStats``, dead letters
-for entities the job fails on, progress and the lease's heartbeat.
+with their stable ids), a writing job's ``migrate`` and free mutations (``Writer``: written
+before the slice ends, so before its checkpoint; their samples on ``changes``),
+``slice_completed``, the counters and a ``SliceStats``, dead letters for entities the job fails
+on, progress and the lease's heartbeat.
 """
 from __future__ import annotations
 
@@ -20,15 +22,18 @@ from apache_beam.metrics import Metrics
 
 from pipeline.api import hooks
 from pipeline.api.job import Context, Counters
-from pipeline.config import JobConfig, OutputConfig, ReadConfig
+from pipeline.api.mutations import Delete, Put
+from pipeline.config import JobConfig, OutputConfig, ReadConfig, WriteConfig
 from pipeline.core import deadletters
 from pipeline.core.keyorder import format_path, path_from_flat
 from pipeline.core.namespaces import namespace_label
 from pipeline.core.totals import SliceStats, Totals
 from pipeline.core.units import Unit
+from pipeline.datastore.writes import KeyMaker
 from pipeline.errors import JobFailed, MapperError
 from pipeline.graph.lifecycle import fire
 from pipeline.graph.progress import PROGRESS
+from pipeline.graph.writer import Writer
 from pipeline.sinks.files.deadletters import write_part
 from pipeline.sinks.files.lease import WorkerHeartbeat
 
@@ -38,6 +43,8 @@ RecordId = Callable[[str, str, tuple, int], str]
 ERRORS_COUNTER = "errors"
 #: The tag of the side output that carries SliceStats and UnitPlanned records.
 STATS = "stats"
+#: The tag of the side output of a writing job's before/after samples: (namespace, sample).
+CHANGES = "changes"
 
 
 class SliceJob:
@@ -55,9 +62,15 @@ class SliceJob:
 
     def __init__(self, job: JobConfig, read: ReadConfig, output: OutputConfig,
                  record_id: Optional[RecordId] = None,
-                 encode: Optional[Callable[[Any], Any]] = None):
+                 encode: Optional[Callable[[Any], Any]] = None,
+                 write: Optional[WriteConfig] = None, client: Any = None):
         self.job, self.read, self.output = job, read, output
         self.record_id, self.encode = record_id, encode
+        write = write or WriteConfig()
+        self._keys = KeyMaker(client, read.retry) if client is not None else None
+        self._writer = (Writer(job, read, write, output.run_id, client, self._write_failed)
+                        if write.enabled else None)
+        self._slice: tuple = ()  # (unit, range_id, described, letters) of the slice being run
         self._metric_ns = job.metrics_namespace
         self._entities = Metrics.counter(self._metric_ns, "entities")
         self._records = Metrics.counter(self._metric_ns, "records")
@@ -74,25 +87,40 @@ class SliceJob:
         job, read = self.job, self.read
         namespace, kind = unit.namespace, unit.kind
         counters = Counters(job.max_counters)
-        ctx = Context(job.name, job.params, namespace, range_id, described, counters, kind)
+        ctx = Context(job.name, job.params, namespace, range_id, described, counters, kind,
+                      self._keys)
         keys_only = read.query.keys_only
         fire(job, hooks.SLICE_STARTED, namespace=namespace, kind=kind, range_id=range_id,
              range=described)
         started = time.monotonic()
         records = 0
         letters: list = []
+        self._slice = (unit, range_id, described, letters)
         next_fn, encode, record_id = job.spec.next, self.encode, self.record_id
+        writer = self._writer
+        migrates = writer is not None and job.spec.defines("migrate")
+        calls_next = job.spec.defines("next")
+        if writer is not None:
+            writer.start(ctx)
         for entity in entities:
             item = entity.key if keys_only else entity
             try:
-                out = next_fn(ctx, item)
+                if migrates:
+                    writer.migrate(entity)
+                out = next_fn(ctx, item) if calls_next else None
                 produced = list(out) if out is not None else ()  # an entity's records: all or none
+                if writer is not None and produced:
+                    mutations = [r for r in produced if isinstance(r, (Put, Delete))]
+                    if mutations:
+                        produced = [r for r in produced if not isinstance(r, (Put, Delete))]
+                        for m in mutations:
+                            writer.mutation(m)
             except MapperError:
                 raise
             except Exception as e:
                 letters.append(deadletters.job_error(job.name, namespace, kind,
                                                      entity.key.flat_path, e))
-                self._entity_failed(unit, range_id, letters, described, e, entity)
+                self._entity_failed(unit, range_id, letters, described, e, entity.key.flat_path)
                 continue
             if not produced:
                 continue
@@ -104,7 +132,8 @@ class SliceJob:
                 except Exception as e:
                     letters.append(deadletters.record_error(job.name, namespace, kind,
                                                             entity.key.flat_path, i, record, e))
-                    self._entity_failed(unit, range_id, letters, described, e, entity)
+                    self._entity_failed(unit, range_id, letters, described, e,
+                                        entity.key.flat_path)
                     continue
                 produced = encoded
             records += len(produced)
@@ -112,6 +141,9 @@ class SliceJob:
                 if record_id is not None:  # stable: (job, namespace, key, index)
                     record = (record_id(job.name, namespace, entity.key.flat_path, i), record)
                 yield unit, record
+        if writer is not None:  # the slice's writes, before its checkpoint
+            for sample in writer.finish():
+                yield beam.pvalue.TaggedOutput(CHANGES, (namespace, sample))
         if letters:
             self._write_letters(namespace, range_id, described, letters)
         if self.output.directory:  # a remote run's lease lives on its workers' renewals
@@ -130,15 +162,24 @@ class SliceJob:
                  range_id=range_id, range=described, totals=totals)
         yield beam.pvalue.TaggedOutput(STATS, stats)
 
+    def _write_failed(self, namespace: str, kind: str, key: tuple, err: Exception,
+                      what: str) -> None:
+        """The writer could not write a mutation: a dead letter, counted as a failed entity."""
+        unit, range_id, described, letters = self._slice
+        letters.append(deadletters.write_error(
+            self.job.name, namespace, kind, key, f"{type(err).__name__}: {err}",
+            mutation=what))
+        self._entity_failed(unit, range_id, letters, described, err, key)
+
     def _entity_failed(self, unit: Unit, range_id: str, letters: list, start: str,
-                       err: Exception, entity) -> None:
+                       err: Exception, key: tuple) -> None:
         """Count a failed entity; fail the run (letters written first) past --max_errors."""
         self._failed += 1
         if self._failed <= self.job.max_errors:
             return
         job = self.job
         first = (f"job {job.name} failed on entity "
-                 f"{format_path(path_from_flat(entity.key.flat_path))} in namespace "
+                 f"{format_path(path_from_flat(key))} in namespace "
                  f"{namespace_label(unit.namespace)}: {type(err).__name__}: {err}")
         where = ""
         if self.output.dead_letter_parts:

@@ -7,6 +7,7 @@ import apache_beam as beam
 
 from pipeline.config import RunConfig
 from pipeline.graph.mapper import MapDatastore
+from pipeline.graph.restore import RestoreFromUndoLog
 from pipeline.graph.summary import FinishRunFn
 from pipeline.sinks.bigquery.settings import BigQuerySettings
 from pipeline.sinks.bigquery.stream import StreamToBigQuery
@@ -24,6 +25,11 @@ def build(p: beam.Pipeline, run: RunConfig,
     with --output, the records go to ``OUTPUT/JOB/namespaces/NAMESPACE.jsonl`` (see
     ``pipeline.sinks.files``), and ``namespace_completed`` runs once its file is complete.
     """
+    if run.job.spec.reads_undo_log:  # restore_entities: the undo log drives it, no query
+        out = p | "Restore" >> RestoreFromUndoLog(run, run.job.spec.undo_location)
+        waits = ([beam.pvalue.AsList(out["changes"])] if out["changes"] is not None else [])
+        out["summary"] = out["summary"] | "Finish" >> beam.ParDo(FinishRunFn(run), *waits)
+        return out
     if bigquery is not None:
         stream = StreamToBigQuery(bigquery, run.job, run.read.target.project,
                                   run.output.dead_letter_parts)
@@ -35,5 +41,6 @@ def build(p: beam.Pipeline, run: RunConfig,
     write = (WriteOutput(run.job, run.output, run.read.query.per_kind) if run.output.directory
              else None)
     out = p | "Mapper" >> MapDatastore(run, write, encode=write.encode if write else None)
-    out["summary"] = out["summary"] | "Finish" >> beam.ParDo(FinishRunFn(run))
+    waits = ([beam.pvalue.AsList(out["changes"])] if out.get("changes") is not None else [])
+    out["summary"] = out["summary"] | "Finish" >> beam.ParDo(FinishRunFn(run), *waits)
     return out

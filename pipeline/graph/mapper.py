@@ -3,7 +3,7 @@
 ::
 
     Create ─ JobStarted ─ ExpandNamespaces ─ Reshuffle ─ SplitNamespaces ─ Reshuffle ─ ReadRanges
-                                 units │ UnitPlanned, records, SliceStats │ records, SliceStats
+                       units │ UnitPlanned, records, SliceStats, changes │ records, SliceStats, changes
                                                           └──────── Flatten ───────┘
     RangeTotals → RangeCompleted → UnitTotals (+ the sink's outputs)
       → NamespaceTotals → NamespaceCompleted → JobTotals → JobCompleted → Summary
@@ -30,6 +30,7 @@ import apache_beam as beam
 
 from pipeline.config import RunConfig
 from pipeline.core.totals import Totals
+from pipeline.graph.changes import WriteChanges
 from pipeline.graph.lifecycle import (
     JobCompletedFn,
     JobStartedFn,
@@ -44,7 +45,7 @@ from pipeline.graph.namespaces import (
     ExpandNamespacesFn,
     SplitNamespaceFn,
 )
-from pipeline.graph.read import ReadRangeFn, RecordId
+from pipeline.graph.read import CHANGES, ReadRangeFn, RecordId
 from pipeline.graph.rollup import (
     JobSummaryFn,
     NamespaceTotalsFn,
@@ -88,14 +89,14 @@ class MapDatastore(beam.PTransform):
             namespaces
             | "ReshuffleNamespaces" >> beam.Reshuffle()
             | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(
-                job, read, case, output, self.record_id, self.encode))
-            .with_outputs(STATS, UNITS, RECORDS, main="ranges"))
+                job, read, case, output, self.record_id, self.encode, self.run.write))
+            .with_outputs(STATS, UNITS, RECORDS, CHANGES, main="ranges"))
         read_out = (
             split.ranges
             | "ReshuffleRanges" >> beam.Reshuffle()
             | "ReadRanges" >> beam.ParDo(ReadRangeFn(
-                job, read, output, self.record_id, self.encode)).with_outputs(
-                STATS, main="records"))
+                job, read, output, self.record_id, self.encode, self.run.write)).with_outputs(
+                STATS, CHANGES, main="records"))
         records = ((split[RECORDS], read_out.records)
                    | "AllRecords" >> beam.Flatten())
         unit_totals = (
@@ -126,7 +127,11 @@ class MapDatastore(beam.PTransform):
             | "JobTotals" >> beam.CombineGlobally(JobSummaryFn())  # emits {} for an empty job
             | "JobCompleted" >> beam.ParDo(JobCompletedFn(job))
             | "Summary" >> beam.ParDo(BuildSummaryFn(self.run)))
-        return {"records": records, "summary": summary, "files": files}
+        changes = None
+        if self.run.write.enabled and self.run.write.changes_path:
+            changes = ((split[CHANGES], read_out[CHANGES]) | "AllChanges" >> beam.Flatten()
+                       | "Changes" >> WriteChanges(self.run.write))
+        return {"records": records, "summary": summary, "files": files, "changes": changes}
 
 
 def resumed_namespaces(units, cap: int, per_kind: bool) -> dict:

@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.api import hooks
-from pipeline.config import JobConfig, OutputConfig, ReadConfig
+from pipeline.config import JobConfig, OutputConfig, ReadConfig, WriteConfig
 from pipeline.core.keyrange import KeyRange
 from pipeline.core.namespaces import namespace_label, require_listed
 from pipeline.core.planning import STATS_MARGIN
@@ -32,7 +32,7 @@ from pipeline.datastore.metadata import iter_namespaces, list_kinds
 from pipeline.datastore.planning import UnitPlan, first_read_bound, plan_unit
 from pipeline.datastore.statistics import big_namespaces, kind_counts
 from pipeline.errors import MapperError
-from pipeline.graph.apply import STATS, RecordId, SliceJob
+from pipeline.graph.apply import CHANGES, STATS, RecordId, SliceJob
 from pipeline.graph.inflight import InFlight
 from pipeline.graph.lifecycle import fire
 from pipeline.graph.slices import SliceState
@@ -44,7 +44,7 @@ UNITS = "units"
 #: The tag of the side output that carries the records of the slices read while planning.
 RECORDS = "records"
 
-__all__ = ["RECORDS", "STATS", "UNITS", "ExpandNamespacesFn", "NamespaceTask", "RangeTask",
+__all__ = ["CHANGES", "RECORDS", "STATS", "UNITS", "ExpandNamespacesFn", "NamespaceTask", "RangeTask",
            "SplitNamespaceFn"]
 
 
@@ -118,22 +118,25 @@ class SplitNamespaceFn(beam.DoFn):
     ALL_KINDS): a UnitPlanned record per unit on ``stats`` and the unit on ``units``, firing
     ``namespace_started`` once its units are planned and each ``range_started``; then the
     slices its first reads made, handed to the job (records on ``records``, SliceStats on
-    ``stats``, ``SliceJob``), and the RangeTasks left for ``ReadRanges`` (main output).
+    ``stats``, a writing job's writes and their samples on ``changes``: ``SliceJob``), and the
+    RangeTasks left for ``ReadRanges`` (main output).
 
     The queries of up to ``read.reads_in_flight`` namespaces run at once on a pool
     (``InFlight``); everything else (hooks, the job) runs in the DoFn's thread."""
 
     def __init__(self, job: JobConfig, read: ReadConfig, case_insensitive: bool = False,
                  output: Optional[OutputConfig] = None, record_id: Optional[RecordId] = None,
-                 encode=None):
+                 encode=None, write: Optional[WriteConfig] = None):
         self.job, self.read = job, read
         self.case_insensitive = case_insensitive
         self.output = output or OutputConfig()
         self.record_id, self.encode = record_id, encode
+        self.write = write or WriteConfig()
 
     def setup(self):
         self._client = client(self.read.target)
-        self._slices = SliceJob(self.job, self.read, self.output, self.record_id, self.encode)
+        self._slices = SliceJob(self.job, self.read, self.output, self.record_id, self.encode,
+                                self.write, self._client)
         self._inflight = InFlight(self.read.reads_in_flight)
 
     def start_bundle(self):

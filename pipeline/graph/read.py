@@ -13,16 +13,16 @@ from typing import Any, Callable, Optional
 import apache_beam as beam
 from apache_beam.transforms.core import RestrictionProvider
 
-from pipeline.config import JobConfig, OutputConfig, ReadConfig
+from pipeline.config import JobConfig, OutputConfig, ReadConfig, WriteConfig
 from pipeline.core.keyrange import KeyRange
 from pipeline.core.narrowing import SampleDensity
 from pipeline.datastore.client import client
-from pipeline.graph.apply import ERRORS_COUNTER, RecordId, SliceJob
+from pipeline.graph.apply import CHANGES, ERRORS_COUNTER, RecordId, SliceJob
 from pipeline.graph.namespaces import RangeTask
 from pipeline.graph.slices import SliceState, read_slice
 from pipeline.graph.trackers import KeyRangeTracker, ValueRangeTracker
 
-__all__ = ["ERRORS_COUNTER", "RangeRestrictions", "ReadRangeFn", "RecordId"]
+__all__ = ["CHANGES", "ERRORS_COUNTER", "RangeRestrictions", "ReadRangeFn", "RecordId"]
 
 
 class RangeRestrictions(RestrictionProvider):
@@ -48,17 +48,20 @@ class RangeRestrictions(RestrictionProvider):
 class ReadRangeFn(beam.DoFn):
     """Reads a range one slice per call and applies the job to each key or entity
     (``SliceJob``: records as (unit, record), a SliceStats per slice on ``stats``, dead
-    letters)."""
+    letters, and a writing job's writes before the checkpoint, their samples on ``changes``)."""
 
     def __init__(self, job: JobConfig, read: ReadConfig, output: Optional[OutputConfig] = None,
                  record_id: Optional[RecordId] = None,
-                 encode: Optional[Callable[[Any], Any]] = None):
+                 encode: Optional[Callable[[Any], Any]] = None,
+                 write: Optional[WriteConfig] = None):
         self.job, self.read, self.record_id, self.encode = job, read, record_id, encode
         self.output = output or OutputConfig()
+        self.write = write or WriteConfig()
 
     def setup(self):
         self._client = client(self.read.target)
-        self._slices = SliceJob(self.job, self.read, self.output, self.record_id, self.encode)
+        self._slices = SliceJob(self.job, self.read, self.output, self.record_id, self.encode,
+                                self.write, self._client)
         self._density: dict = {}  # (namespace, kind) -> SampleDensity, learnt by this worker
         self._all_units = SampleDensity()  # over every unit: each new unit's prior
 

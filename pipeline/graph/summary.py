@@ -12,6 +12,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.config import RunConfig
+from pipeline.core import writes as w
 from pipeline.core.summary import build_summary, format_summary, to_json_text
 from pipeline.errors import MapperError
 from pipeline.sinks.bigquery.settings import BigQuerySettings
@@ -33,8 +34,21 @@ class BuildSummaryFn(beam.DoFn):
             job.name, read.query.describe(), dict(job.params), job.started,
             dt.datetime.now(dt.timezone.utc), per_namespace, job.max_counters, read.read_time)
         summary["run_id"] = self.run.output.run_id
+        write = self.run.write
+        if write.enabled:
+            summary["writes"] = writes_section(write, summary["totals"]["counters"])
+            summary["undo_log"] = write.undo_dir
         log.info("summary:\n%s", format_summary(summary))
         yield summary
+
+
+def writes_section(write, counters: dict) -> dict:
+    """What a writing run did (or, dry, would do): its mode, counts, and where to look."""
+    return {"mode": write.mode,
+            "counts": {name.split(".", 1)[1]: counters.get(name, 0) for name in w.COUNTERS},
+            "undo_log": write.undo_dir, "changes": write.changes_path,
+            "apply": write.apply_command if write.dry_run else None,
+            "restore": write.restore_command or None}
 
 
 def run_failure(summary: dict, max_errors: int, bigquery: Optional[BigQuerySettings],

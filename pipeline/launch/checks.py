@@ -18,6 +18,7 @@ from pipeline.datastore.errors import explain, missing_indexes
 from pipeline.datastore.metadata import list_kinds, list_namespaces
 from pipeline.datastore.queries import key_range_query, value_query
 from pipeline.errors import QueryError, UsageError
+from pipeline.graph.restore import location_files
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[
     c = client(read.target)
     rq = read.query
     existing = reachable_namespaces(c, run)
+    if run.job.spec.reads_undo_log:
+        return _check_undo_log(run)
     if rq.namespaces is not None:
         try:
             require_namespaces(rq.namespaces, existing)
@@ -70,6 +73,21 @@ def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[
             return namespaces
     _probe_queries(c, run, found)
     return namespaces
+
+
+def _check_undo_log(run: RunConfig) -> list:
+    """restore_entities: the undo log is there and holds files."""
+    location = run.job.spec.undo_location
+    try:
+        files = location_files(location)
+    except Exception as e:
+        raise UsageError(f"the undo log {location} cannot be read: {type(e).__name__}: "
+                         f"{e}") from None
+    if not files:
+        raise UsageError(f"no undo log at {location}: give the undo_log a run's summary names "
+                         "(OUTPUT/JOB/runs/RUN/undo)")
+    log.info("undo log %s: %d file(s)", location, len(files))
+    return []
 
 
 def _kinds_label(kinds: list) -> str:

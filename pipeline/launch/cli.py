@@ -153,6 +153,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             error(failure_message(e))
             return EXIT_REFUSED
         return EXIT_OK
+    given = list(argv)
     if not any(a == "--runner" or a.startswith("--runner=") for a in argv):
         argv = LOCAL_ARGS + argv
     plan = held = None
@@ -163,7 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         local = runner.split(".")[-1] in LOCAL_RUNNERS
         if local:
             apply_residual_fix()
-        run = resolve(options)
+        run = resolve(options, argv=given)
         m = options.view_as(MapperOptions)
         plan = plan_output(run, m.output_mode)  # decides only: nothing is written yet
         run = plan.run

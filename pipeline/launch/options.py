@@ -17,6 +17,7 @@ import logging
 import os
 from typing import Callable, Optional
 
+from pipeline.api.mutations import WRITE_MODES
 from pipeline.errors import UsageError
 from pipeline.sinks.bigquery.tables import parse_table
 
@@ -271,6 +272,33 @@ def add_mapper_arguments(parser) -> None:
                    "$BIGQUERY_EMULATOR_HOST); no credentials are used then")
     g.add_argument("--launch_checks", nargs="?", const=True, default=True, type=parse_bool,
                    help="check namespaces, kind and indexes before launching (default true)")
+    w = parser.add_argument_group("writing back to Datastore (jobs that migrate or write)")
+    w.add_argument("--writes", choices=list(WRITE_MODES), default=None,
+                   help="how a job that writes back writes: dry_run (the default: read "
+                   "everything, count and sample what would change, write nothing), "
+                   "transactional (each batch looked up again and changed in a transaction: "
+                   "no concurrent update is lost) or blind (what the job made of what was "
+                   "read: cheaper, the last writer wins)")
+    w.add_argument("--undo_log", nargs="?", const=True, default=True, type=parse_bool,
+                   help="write every entity changed or deleted, as it was, to "
+                   "OUTPUT/JOB/runs/RUN/undo/ before its commit (default true; writing for "
+                   "real needs --output then; false: no way back)")
+    w.add_argument("--write_batch", type=whole_number(1, 500), default=500,
+                   help="mutations per blind commit (default 500, Datastore's limit)")
+    w.add_argument("--transaction_groups", type=whole_number(1, 500), default=25,
+                   help="entity groups per transaction (default 25: the emulator refuses "
+                   "more; production takes up to 500)")
+    w.add_argument("--max_write_rate", type=positive_float, default=None,
+                   help="cap on writes per second for the whole job (default: none)")
+    w.add_argument("--write_rampup", choices=["auto", "on", "off"], default="auto",
+                   help="ramp writes up as Datastore advises (500/s for the job, +50%% every "
+                   "5 minutes): auto is on for remote runners, off against the emulator and "
+                   "for local runs")
+    w.add_argument("--write_workers_hint", type=whole_number(1, 10_000), default=None,
+                   help="how many workers share the ramp-up's budget (default: the local "
+                   "workers, or --max_num_workers / --num_workers on Dataflow)")
+    w.add_argument("--changes_sample", type=whole_number(0, 10_000), default=20,
+                   help="before/after pairs per namespace written to changes.jsonl (default 20)")
 
 
 class OneLineErrors(argparse.ArgumentParser):

@@ -3,11 +3,22 @@ at launch."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional
+import logging
+import shlex
+import uuid
+from typing import Optional, Sequence
 
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+    TestOptions,
+    WorkerOptions,
+)
 
 from pipeline.api.job import Params
+from pipeline.api.mutations import BLIND, DRY_RUN
 from pipeline.api.query import resolve as resolve_query
 from pipeline.api.registry import get_job, load_modules
 from pipeline.config import (
@@ -16,13 +27,25 @@ from pipeline.config import (
     OutputConfig,
     ReadConfig,
     RunConfig,
+    WriteConfig,
 )
 from pipeline.core.keyorder import StringOrder, default_string_order
 from pipeline.core.retry import RetryPolicy
 from pipeline.errors import JobFailed, MapperError, UsageError
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.options import MAX_SAMPLES, parse_read_time
-from pipeline.sinks.files.layout import DEAD_LETTER_FILE, SUMMARY_FILE, job_path
+from pipeline.sinks.files.layout import (
+    CHANGES_FILE,
+    DEAD_LETTER_FILE,
+    SUMMARY_FILE,
+    UNDO_DIR,
+    job_path,
+    run_dir,
+)
+
+log = logging.getLogger(__name__)
+#: Runners that run here (no ramp-up by default: the emulator, or a test).
+LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "PrismRunner")
 
 
 def job_params(pairs_lists, job_cls, now: dt.datetime) -> Params:
@@ -40,8 +63,10 @@ def job_params(pairs_lists, job_cls, now: dt.datetime) -> Params:
     return Params(values, now)
 
 
-def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None) -> RunConfig:
-    """Resolve the job, its parameters and its query once, in UTC, at launch."""
+def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
+            argv: Sequence[str] = ()) -> RunConfig:
+    """Resolve the job, its parameters and its query once, in UTC, at launch (``argv``: the
+    command line, for the command that applies a dry run)."""
     m = options.view_as(MapperOptions)
     now = now or dt.datetime.now(dt.timezone.utc)
     project = options.view_as(GoogleCloudOptions).project
@@ -70,13 +95,21 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None) -> RunC
     order = (default_string_order(m.emulator_host) if m.key_order == "auto"
              else StringOrder(m.key_order))
     output = m.output.rstrip("/") if m.output else None
-    dead_letter = m.dead_letter or (job_path(output, job_cls.name, DEAD_LETTER_FILE)
-                                    if output else None)
+    run_id = uuid.uuid4().hex[:12]
+    writes = job_cls.writes_back()
+    # A writing run keeps everything of its own under OUTPUT/JOB/runs/RUN/ (never replaced).
+    home = run_dir(output, job_cls.name, run_id) if output and writes else None
+    place = (lambda name: f"{home}/{name}") if home else (
+        lambda name: job_path(output, job_cls.name, name))
+    dead_letter = m.dead_letter or (place(DEAD_LETTER_FILE) if output else None)
     if m.max_errors and not dead_letter:
         raise UsageError(f"--max_errors {m.max_errors} needs a place for the entities that fail: "
                          "pass --output (they go to OUTPUT/JOB/dead_letter.jsonl) or "
                          "--dead_letter=FILE")
+    write = write_config(m, options, job_cls, rq, output, home, parse_read_time(m.read_time, now),
+                         argv)
     return RunConfig(
+        write=write,
         job=JobConfig(spec=job, name=job_cls.name, params=params, max_counters=m.max_counters,
                       started=now, max_errors=m.max_errors),
         read=ReadConfig(
@@ -89,5 +122,97 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None) -> RunC
             read_time_option=m.read_time, reads_in_flight=m.reads_in_flight),
         output=OutputConfig(
             directory=output,
-            summary_path=job_path(output, job_cls.name, SUMMARY_FILE) if output else None,
-            job_file=bool(m.job_file), dead_letter=dead_letter))
+            summary_path=place(SUMMARY_FILE) if output else None,
+            job_file=bool(m.job_file), dead_letter=dead_letter, run_id=run_id))
+
+
+def write_config(m, options: PipelineOptions, job_cls, rq, output: Optional[str],
+                 home: Optional[str], read_time, argv: Sequence[str]) -> WriteConfig:
+    """How the job writes back, checked: nothing is written unless asked, nothing without a
+    way back unless the user says so."""
+    name = job_cls.name
+    if not job_cls.writes_back():
+        if m.writes is not None:
+            raise UsageError(f"--writes={m.writes}: job {name} does not write to Datastore (it "
+                             "defines no migrate() and does not declare writes = True)")
+        return WriteConfig()
+    if options.view_as(TestOptions).dry_run:  # Beam's: only Dataflow's runner honours it
+        raise UsageError(f"--dry_run is Beam's (it stops Dataflow's runner from submitting, "
+                         f"whatever its value; a local run ignores it): to see what job {name} "
+                         "would change, run it without --writes (a dry run is the default) or "
+                         "with --writes=dry_run")
+    if job_cls.defines("migrate") and rq.keys_only:
+        raise UsageError(f"job {name} defines migrate(), which changes whole entities: its "
+                         "query must read them (Query(..., keys_only=False))")
+    mode = m.writes or DRY_RUN
+    if m.writes is None:
+        log.warning("job %s writes to Datastore: this is a dry run, nothing will be written; "
+                    "pass --writes=transactional (or blind) to write", name)
+    if mode != DRY_RUN and m.undo_log and not output:
+        raise UsageError(f"--writes={mode} writes to Datastore for real: its undo log (the way "
+                         "back) needs --output; or pass --undo_log=false to write without one")
+    if mode == BLIND and read_time is not None and job_cls.defines("migrate"):
+        raise UsageError("--writes=blind with --read_time would write what migrate() made of "
+                         "the snapshot over changes made since: use --writes=transactional "
+                         "(it applies migrate() to the current version)")
+    if getattr(m, "output_mode", "refuse") == "resume":
+        raise UsageError(f"--output_mode=resume: job {name} writes to Datastore; run it again "
+                         "instead (a migration is idempotent: what it already changed is left "
+                         "as it is, and not written)")
+    runner = (options.view_as(StandardOptions).runner or "FnApiRunner").split(".")[-1]
+    local = runner in LOCAL_RUNNERS
+    rampup = {"on": True, "off": False}.get(m.write_rampup,
+                                            not local and not m.emulator_host)
+    workers = m.write_workers_hint
+    if workers is None:
+        wo = options.view_as(WorkerOptions)
+        workers = ((options.view_as(DirectOptions).direct_num_workers or 1) if local
+                   else wo.max_num_workers or wo.num_workers or 1)
+    undo_dir = f"{home}/{UNDO_DIR}" if home and mode != DRY_RUN and m.undo_log else None
+    return WriteConfig(
+        enabled=True, mode=mode, batch=m.write_batch, transaction_groups=m.transaction_groups,
+        max_rate=m.max_write_rate, rampup=rampup, workers_hint=max(1, int(workers)),
+        undo_dir=undo_dir, changes_path=f"{home}/{CHANGES_FILE}" if home else None,
+        changes_sample=m.changes_sample, apply_command=apply_command(argv),
+        restore_command=restore_command(argv, undo_dir) if undo_dir else "")
+
+
+def _without(argv: Sequence[str], names: tuple) -> list:
+    """``argv`` without the options ``names`` (``--name VALUE`` and ``--name=VALUE``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in names:
+            skip = True
+            continue
+        if a.split("=", 1)[0] in names and "=" in a:
+            continue
+        out.append(a)
+    return out
+
+
+def restore_command(argv: Sequence[str], undo_dir: str) -> str:
+    """The command that puts back what this run changes: restore_entities over its undo log,
+    against the same project, database, emulator and output (the job's own options dropped)."""
+    kept = _without(argv, ("--job", "--params", "--writes", "--namespaces", "--output_mode",
+                           "--job_module", "--changes_sample"))
+    return shlex.join(["python", "-m", "pipeline", "--job", "restore_entities", "--params",
+                       f"from={undo_dir}", *kept, "--writes=transactional"])
+
+
+def apply_command(argv: Sequence[str]) -> str:
+    """The command line of a dry run with ``--writes=transactional``: what applies it."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--writes":
+            skip = True
+            continue
+        if a.startswith("--writes="):
+            continue
+        out.append(a)
+    return shlex.join(["python", "-m", "pipeline", *out, "--writes=transactional"])

@@ -103,6 +103,14 @@ SAMPLES = {  # name: (values the console accepts, values it refuses)
     "bigquery_max_bad_rows": (["0", "10", "1000"], ["-1", "x", "1.5", "", "01"]),
     "bigquery_schema_sample": (["1", "1000"], ["0", "-1", "x", "1e3", ""]),
     "bigquery_deadline": (["120", "0.5", "2.5", ".25"], ["0", "0.0", "-1", "x", "1e3", ""]),
+    "writes": (["dry_run", "transactional", "blind"], ["", "DRY_RUN", "true", "dry-run"]),
+    "undo_log": (["true", "false"], ["", "yes", "1"]),
+    "write_batch": (["1", "25", "499", "500"], ["0", "501", "1000", "-1", "x", ""]),
+    "transaction_groups": (["1", "25", "500"], ["0", "501", "x", ""]),
+    "max_write_rate": (["500", "0.5", "1000.25"], ["0", "-1", "x", ""]),
+    "write_rampup": (["auto", "on", "off"], ["", "true", "yes"]),
+    "write_workers_hint": (["1", "8", "9999"], ["0", "10000", "x", ""]),
+    "changes_sample": (["0", "20", "10000"], ["-1", "10001", "x", ""]),
 }
 
 

@@ -179,3 +179,22 @@ class QueryFails(JobSpec):
 
     def next(self, ctx: Context, key) -> None:
         ctx.counters.inc("keys")
+
+
+@register
+class ProbeRename(JobSpec):
+    """rename_property category -> genre with the test hook (on the version read): a migration
+    the dynamic-split test splits while it runs."""
+
+    name = "probe_rename"
+
+    def query(self, params: Params) -> Query:
+        return Query(kind="Item", keys_only=False)
+
+    def migrate(self, ctx: Context, entity):
+        if not ctx.transaction:
+            _probe(ctx, entity)
+        if "category" not in entity:
+            return None
+        entity["genre"] = entity.pop("category")
+        return entity

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import uuid
 from typing import Iterable, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.deadletters import identity
+from pipeline.sinks.files.durable import write_whole
 from pipeline.sinks.files.layout import files_under, remove_tree
 
 log = logging.getLogger(__name__)
@@ -30,26 +29,10 @@ def _lines(letters: Iterable[dict]) -> bytes:
                     for d in letters)
 
 
-def _write_whole(path: str, data: bytes) -> None:
-    """``path`` appears only complete: a temp file renamed on disk, one upload on gs://."""
-    if path.startswith("gs://"):
-        with FileSystems.create(path) as f:
-            f.write(data)
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_part(parts_dir: str, name: str, letters: list[dict]) -> str:
     """One slice's letters, as one part file (replacing an earlier attempt's)."""
     path = FileSystems.join(parts_dir, name)
-    _write_whole(path, _lines(letters))
+    write_whole(path, _lines(letters))
     return path
 
 
@@ -74,7 +57,7 @@ def compose(parts_dir: str, final: str, keep: Optional[list[dict]] = None) -> in
                                                    json.dumps(d.get("key")), str(d.get("index")),
                                                    str(d.get("insert_id"))))
     if letters:
-        _write_whole(final, _lines(letters))
+        write_whole(final, _lines(letters))
     try:
         remove_tree(parts_dir)
     except Exception as e:  # only temporary files: say so, do not fail the run for it

@@ -18,6 +18,10 @@ Layout under ``OUTPUT/JOB/`` (``OUTPUT`` a local directory or ``gs://bucket/pref
                                    the run's identity
                                    (job, parameters, query, read time), for --output_mode=resume
     failed-runs/<run id>/          what a failed run left that must not be lost (its dead letters)
+    runs/<run id>/                 a run of a job that writes back: its summary.json,
+                                   changes.jsonl (before/after samples), dead_letter.jsonl and
+                                   undo/ (every entity changed or deleted, as it was); never
+                                   replaced nor counted as a previous run's output
     .lease.json                    the lease of the run writing here (``lease.py``)
     .shards-<run id>/              temporary shards while the run writes; removed after success
     .dead_letters-<run id>/        dead letters as the workers write them; composed at the end
@@ -41,6 +45,9 @@ NAMESPACES_DIR = "namespaces"
 SCHEMAS_DIR = "schemas"
 MANIFESTS_DIR = "manifests"
 FAILED_RUNS_DIR = "failed-runs"
+RUNS_DIR = "runs"
+UNDO_DIR = "undo"
+CHANGES_FILE = "changes.jsonl"
 JOB_FILE_STEM = "all"
 SHARDS_PREFIX = ".shards-"
 DEFAULT_SUFFIX = ".jsonl"
@@ -79,6 +86,11 @@ def job_file_path(output: str, job_name: str, suffix: str = DEFAULT_SUFFIX) -> s
 def manifest_path(output: str, job_name: str, part: str) -> str:
     """A completed unit's manifest: ``manifests/<part>.json``."""
     return FileSystems.join(job_dir(output, job_name), MANIFESTS_DIR, part + ".json")
+
+
+def run_dir(output: str, job_name: str, run_id: str) -> str:
+    """A writing run's own directory: ``runs/<run id>/`` (kept by every output mode)."""
+    return FileSystems.join(job_dir(output, job_name), RUNS_DIR, run_id)
 
 
 def shard_dir(output: str, job_name: str, run_id: str) -> str:

@@ -26,16 +26,17 @@ from pipeline.config import RunConfig
 from pipeline.core.deadletters import identity
 from pipeline.errors import UsageError
 from pipeline.sinks.files import deadletters, lease
+from pipeline.sinks.files.durable import write_whole
 from pipeline.sinks.files.layout import (
     DEAD_LETTER_FILE,
     FAILED_RUNS_DIR,
     MANIFESTS_DIR,
+    RUNS_DIR,
     SUMMARY_FILE,
     files_under,
     job_dir,
     job_path,
     manifest_path,
-    remove_tree,
 )
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def _keep_dead_letters(run: RunConfig, found: list[str], old_run: str) -> list[d
     for letter in letters:
         seen.setdefault(identity(letter), letter)
     kept = job_path(out.directory, run.job.name, f"{FAILED_RUNS_DIR}/{old_run}/{DEAD_LETTER_FILE}")
-    deadletters._write_whole(kept, deadletters._lines(seen.values()))
+    write_whole(kept, deadletters._lines(seen.values()))
     log.info("kept the %d dead letter(s) of the failed run %s in %s", len(seen), old_run, kept)
     return list(seen.values())
 
@@ -201,6 +202,7 @@ class OutputPlan:
     clear: tuple = ()  # files a dead run left, to remove
     old_run: Optional[str] = None
     found: tuple = ()  # what OUTPUT/JOB held
+    previous_complete: bool = False  # clear holds a complete writing run's files, not a dead one's
 
 
 def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
@@ -214,7 +216,11 @@ def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
     if case_insensitive_directory(out.directory):
         out = dataclasses.replace(out, case_insensitive=True)
         run = dataclasses.replace(run, output=out)
-    found = files_under(where)
+    # A writing run's own directory (runs/RUN/: its summary, changes, undo log) is never a
+    # previous run's output to refuse or replace: dry runs come before the real one.
+    runs = f"/{RUNS_DIR}/"
+    every = files_under(where)
+    found = [p for p in every if runs not in p.replace("\\", "/")]
     if not found:
         if mode == "resume":
             log.info("--output_mode=resume: %s holds nothing to resume; reading everything", where)
@@ -237,6 +243,20 @@ def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
             f"{where} already holds output of a previous run ({len(found)} entries, e.g. "
             f"{sorted(found)[0]}): pass --output_mode=replace to replace it, or choose another "
             "--output")
+    previous = _last_writing_run(every) if summary is None else None
+    if previous is not None and held is None:
+        records = [p for p in found if f"/{MANIFESTS_DIR}/" not in p.replace("\\", "/")
+                   and _size(p) > 0]
+        if records and mode != "replace":
+            raise UsageError(
+                f"{where} holds the records of the previous run {previous} ({len(records)} "
+                f"non-empty files, e.g. {sorted(records)[0]}): pass --output_mode=replace to "
+                "replace them, or choose another --output")
+        # A writing job keeps its summary in runs/RUN/: the files beside it are that complete
+        # run's (empty record files, manifests), replaced by this run, not a dead run's.
+        return OutputPlan(run, clear=tuple(p for p in found if f"/{FAILED_RUNS_DIR}/" not in
+                                           p.replace("\\", "/")),
+                          old_run=previous, found=tuple(found), previous_complete=True)
     # The leftovers of a dead run.
     old_run = (held or {}).get("run_id") or (summary or {}).get("run_id") or "unknown"
     manifests = [p for p in found if f"/{MANIFESTS_DIR}/" in p.replace("\\", "/")]
@@ -251,6 +271,26 @@ def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
     return OutputPlan(run, clear=clear, old_run=old_run, found=tuple(found))
 
 
+def _size(path: str) -> int:
+    try:
+        return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    except Exception:  # gone meanwhile, or unreadable: count it as data (refuse, lose nothing)
+        return 1
+
+
+def _last_writing_run(files: list) -> Optional[str]:
+    """The run id of the newest succeeded summary under runs/ (a writing job's), or None."""
+    best = None
+    for p in files:
+        parts = p.replace("\\", "/").split("/")
+        if len(parts) >= 3 and parts[-1] == SUMMARY_FILE and parts[-3] == RUNS_DIR:
+            s = _read_json(p)
+            if s and s.get("status", "succeeded") == "succeeded":
+                key = (s.get("finished") or "", s.get("run_id") or parts[-2])
+                best = max(best, key) if best else key
+    return best[1] if best else None
+
+
 def take_output(plan: OutputPlan, local: bool = True) -> Optional[dict]:
     """Carry the plan out (remove a replaced output, clear a dead run's leftovers keeping its
     dead letters) and take this run's lease; returns the lease (None without --output)."""
@@ -262,16 +302,25 @@ def take_output(plan: OutputPlan, local: bool = True) -> Optional[dict]:
     if plan.remove_all:
         log.info("--output_mode=replace: removing the previous output in %s (%d files)",
                  where, len(plan.found))
-        remove_tree(where)
+        if plan.found:  # everything but a writing run's own runs/RUN/ directories
+            FileSystems.delete(list(plan.found))
+        for d in sorted({os.path.dirname(c) for c in plan.found if not c.startswith("gs://")},
+                        key=len, reverse=True):
+            _remove_empty_dirs(d, where)
     elif plan.found:
         letters = _keep_dead_letters(run, list(plan.found), plan.old_run)
         if plan.clear:
             FileSystems.delete(list(plan.clear))
         for d in {os.path.dirname(c) for c in plan.clear if not c.startswith("gs://")}:
             _remove_empty_dirs(d, where)
-        log.info("%s: cleared %d file(s) that the dead run %s left%s", where, len(plan.clear),
-                 plan.old_run, f"; resuming {len(out.resumed)} namespace(s) it completed"
-                 if out.resumed else "")
+        if plan.previous_complete:
+            log.info("%s: replacing the %d file(s) of the previous run %s (its summary stays "
+                     "in %s/%s/)", where, len(plan.clear), plan.old_run, RUNS_DIR, plan.old_run)
+        else:
+            log.info("%s: cleared %d file(s) that the dead run %s left%s", where,
+                     len(plan.clear), plan.old_run,
+                     f"; resuming {len(out.resumed)} namespace(s) it completed"
+                     if out.resumed else "")
         resumed = {(r.namespace, r.kind) for r in out.resumed}
         carried = [d for d in letters if (d.get("namespace"), d.get("kind")) in resumed]
         if carried and out.dead_letter_parts:

@@ -1,0 +1,64 @@
+"""The lossless entity format of undo logs (and backups): the entity's protobuf as JSON.
+
+Datastore's own representation, so nothing is lost or guessed: the key with its partition
+(project, database, namespace), every value's type (integers, doubles, timestamps, bytes, geo
+points, keys, nested entities, arrays, nulls), ``exclude_from_indexes`` and meanings. Not the
+BigQuery export's JSON, which is made for loading, not for putting back.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from google.cloud.datastore import helpers
+from google.cloud.datastore_v1.types import entity as entity_pb2
+from google.protobuf import json_format
+
+
+def entity_to_json(entity: Any) -> dict:
+    """A ``google.cloud.datastore.Entity`` -> its protobuf as a JSON-ready dict."""
+    return json_format.MessageToDict(helpers.entity_to_protobuf(entity)._pb)
+
+
+def entity_from_json(data: dict) -> Any:
+    """The inverse of ``entity_to_json``."""
+    pb = entity_pb2.Entity()
+    json_format.ParseDict(data, pb._pb)
+    return helpers.entity_from_protobuf(pb)
+
+
+def key_to_json(key: Any) -> dict:
+    return json_format.MessageToDict(key.to_protobuf()._pb)
+
+
+def key_from_json(data: dict) -> Any:
+    k = entity_pb2.Key()
+    json_format.ParseDict(data, k._pb)
+    return helpers.key_from_protobuf(k)
+
+
+def fingerprint(entity: Optional[Any]) -> Optional[bytes]:
+    """The entity's exact content (key, values, types, index exclusions) as bytes, for telling
+    whether two versions are the same; None for no entity."""
+    if entity is None:
+        return None
+    pb = helpers.entity_to_protobuf(entity)._pb
+    # The entity's own key without its project and database: the same entity whichever
+    # endpoint answered (the emulator leaves the database id out of what it returns).
+    pb.key.partition_id.ClearField("project_id")
+    pb.key.partition_id.ClearField("database_id")
+    return pb.SerializeToString(deterministic=True)
+
+
+def same(a: Optional[Any], b: Optional[Any]) -> bool:
+    """Whether two versions of an entity (or two absences) are identical."""
+    return fingerprint(a) == fingerprint(b)
+
+
+def size_bytes(entity: Any) -> int:
+    """The entity's size as Datastore counts it (its protobuf), for the commit size bounds."""
+    return helpers.entity_to_protobuf(entity)._pb.ByteSize()
+
+
+def copy_entity(entity: Any) -> Any:
+    """A deep copy (through the protobuf): what ``migrate`` gets, so the read version stays."""
+    return helpers.entity_from_protobuf(helpers.entity_to_protobuf(entity))

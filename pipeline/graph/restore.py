@@ -1,0 +1,217 @@
+"""Putting a run's undo log back (``restore_entities --params from=OUTPUT/JOB/runs/RUN/undo``).
+
+Driven by the undo log, not by a query (a deleted entity is found by no query): each undo file
+is one batch of one namespace. For each record, in a transaction per batch of entity groups,
+the entity's current version is looked up and compared with what the run wrote:
+
+- still what the run wrote (its ``after_sha256``): put ``before`` back (delete it when the run
+  had created it: ``before`` null);
+- already as it was before (``before``): nothing to do (counted unchanged);
+- anything else: it was changed again since: not overwritten, reported (a line of the dead-
+  letter file, source ``restore``, counted ``writes.changed_since``).
+
+A restore is a writing run like any other: a dry run unless ``--writes`` says otherwise, with
+its own undo log (a restore can be undone) and ``changes.jsonl``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.config import RunConfig
+from pipeline.core import deadletters
+from pipeline.core import writes as w
+from pipeline.core.counters import merge_counters
+from pipeline.core.keyorder import format_path, path_from_flat
+from pipeline.core.namespaces import namespace_label
+from pipeline.core.totals import Totals
+from pipeline.datastore import entity_json as ej
+from pipeline.datastore.client import client
+from pipeline.datastore.writes import Contention, lookup, transact
+from pipeline.errors import MapperError
+from pipeline.graph.changes import WriteChanges
+from pipeline.graph.lifecycle import JobCompletedFn, JobStartedFn
+from pipeline.graph.read import CHANGES
+from pipeline.graph.rollup import JobSummaryFn, TotalsFn
+from pipeline.graph.summary import BuildSummaryFn
+from pipeline.graph.writer import CONTENTION_BACKOFF, Op, _change_sample, _root
+from pipeline.sinks.files import undo
+from pipeline.sinks.files.deadletters import write_part
+
+log = logging.getLogger(__name__)
+
+
+def _dedupe(records: list) -> list:
+    """A commit retried after an unknown outcome may have left two records of one change."""
+    seen, out = set(), []
+    for r in records:
+        ident = (repr(sorted(r["key"].items())), repr(r.get("before")), r.get("after_sha256"))
+        if ident not in seen:
+            seen.add(ident)
+            out.append(r)
+    return out
+
+
+@dataclasses.dataclass
+class Decision:
+    op: Any  # an Op to write, or None
+    outcome: str  # restore | unchanged | changed_since
+
+
+def decide(record: dict, current: Any) -> Decision:
+    """What restoring ``record`` means, given the entity's current version (None: absent)."""
+    before = ej.entity_from_json(record["before"]) if record.get("before") else None
+    now = undo.digest(ej.fingerprint(current))
+    if now == record.get("after_sha256"):
+        key = ej.key_from_json(record["key"])
+        if before is not None:
+            before.key = key  # the key the run wrote (its project and database)
+        return Decision(Op(key, current, before), "restore")
+    if ej.same(current, before):
+        return Decision(None, "unchanged")
+    return Decision(None, "changed_since")
+
+
+class RestoreFileFn(beam.DoFn):
+    """An undo file -> (namespace, Totals) of its restore, samples on ``changes``."""
+
+    def __init__(self, run: RunConfig):
+        self.run = run
+
+    def setup(self):
+        self._client = client(self.run.read.target)
+
+    def process(self, path: str):
+        run, write = self.run, self.run.write
+        records = _dedupe(list(undo.read_records(path)))
+        if not records:
+            return
+        namespace = records[0].get("namespace", "")
+        counters: dict = {}
+        samples: list = []
+        letters: list = []
+        where = run.read.target.describe()
+
+        def count(name: str, n: int = 1) -> None:
+            if n:
+                counters[name] = counters.get(name, 0) + n
+
+        batches = w.batches(records, w.BLIND_BATCH, w.MAX_COMMIT_BYTES, size=lambda r: 0,
+                            group=lambda r: _root(ej.key_from_json(r["key"])),
+                            max_groups=write.transaction_groups)
+        for batch in batches:
+            self._restore(batch, namespace, count, samples, letters, where)
+        if letters:
+            parts = run.output.dead_letter_parts
+            if parts:
+                write_part(parts, f"restore-{os.path.basename(path)}", letters)
+        totals = Totals(entities=len(records), records=0, slices=1,
+                        workers={f"{socket.gethostname()}:{os.getpid()}:"
+                                 f"{threading.get_ident()}"})
+        merge_counters(totals.counters, counters, run.job.max_counters)
+        yield namespace, totals
+        for s in samples[:write.changes_sample]:
+            yield beam.pvalue.TaggedOutput(CHANGES, (namespace, s))
+
+    def _restore(self, batch: list, namespace: str, count, samples: list, letters: list,
+                 where: str) -> None:
+        run, write = self.run, self.run.write
+        keys = [ej.key_from_json(r["key"]) for r in batch]
+        what = f"restoring {len(keys)} entities in namespace {namespace_label(namespace)}"
+        result: dict = {}
+
+        def choose(current: dict):
+            result.clear()
+            decisions = [decide(r, current.get(k)) for r, k in zip(batch, keys)]
+            ops = [d.op for d in decisions if d.op is not None]
+            result.update(decisions=decisions, undo=self._undo(namespace, ops))
+            return ([o.after for o in ops if o.after is not None],
+                    [o.key for o in ops if o.after is None], None)
+
+        for attempt in range(write.contention_retries + 1):
+            try:
+                if write.dry_run:
+                    current = lookup(self._client, keys, run.read.retry, what, where=where)
+                    decisions = [decide(r, current.get(k)) for r, k in zip(batch, keys)]
+                    result["decisions"] = decisions
+                else:
+                    transact(self._client, keys, choose, run.read.retry, what, where)
+                break
+            except Contention:
+                undo.discard(result.get("undo"))
+                count(w.CONFLICTS)
+                if attempt == write.contention_retries:
+                    if len(batch) > 1:
+                        first, second = w.halves(batch)
+                        self._restore(first, namespace, count, samples, letters, where)
+                        self._restore(second, namespace, count, samples, letters, where)
+                        return
+                    raise MapperError(f"{what}: contention outlasted every retry") from None
+                time.sleep(CONTENTION_BACKOFF * 2 ** attempt)
+        for r, d in zip(batch, result["decisions"]):
+            if d.outcome == "restore":
+                op = d.op
+                count({"put": w.PUT, "changed": w.CHANGED, "deleted": w.DELETED}[op.change])
+                if len(samples) < write.changes_sample:
+                    samples.append(_change_sample(namespace, op))
+            elif d.outcome == "unchanged":
+                count(w.UNCHANGED)
+            else:
+                count(w.CHANGED_SINCE)
+                key = ej.key_from_json(r["key"])
+                letters.append(deadletters.write_error(
+                    run.job.name, namespace, key.kind, key.flat_path,
+                    "changed again since the run that is undone: not restored (its version "
+                    f"before that run is in the undo record; {format_path(path_from_flat(key.flat_path))})",
+                    error="ChangedSince", mutation="restore"))
+
+    def _undo(self, namespace: str, ops: list):
+        write = self.run.write
+        if write.undo_dir is None or not ops:
+            return None
+        records = [undo.record(self.run.job.name, self.run.output.run_id, write.mode, namespace,
+                               op.key.kind, ej.key_to_json(op.key),
+                               ej.entity_to_json(op.before) if op.before is not None else None,
+                               ej.fingerprint(op.after)) for op in ops]
+        return undo.write_batch(write.undo_dir, namespace, records)
+
+
+class RestoreFromUndoLog(beam.PTransform):
+    """PBegin -> {'summary': dict (not yet written), 'changes': the changes file or None}."""
+
+    def __init__(self, run: RunConfig, location: str):
+        super().__init__()
+        self.run, self.location = run, location
+
+    def expand(self, pbegin):
+        run = self.run
+        files = (pbegin
+                 | "Start" >> beam.Create([None])
+                 | "JobStarted" >> beam.ParDo(JobStartedFn(run.job))
+                 | "UndoFiles" >> beam.FlatMap(lambda _: undo.undo_files(self.location))
+                 | "Spread" >> beam.Reshuffle())
+        restored = files | "Restore" >> beam.ParDo(RestoreFileFn(run)).with_outputs(
+            CHANGES, main="totals")
+        summary = (restored.totals
+                   | "NamespaceTotals" >> beam.CombinePerKey(TotalsFn(run.job.max_counters))
+                   | "JobTotals" >> beam.CombineGlobally(JobSummaryFn())
+                   | "JobCompleted" >> beam.ParDo(JobCompletedFn(run.job))
+                   | "Summary" >> beam.ParDo(BuildSummaryFn(run)))
+        changes = (restored[CHANGES] | "Changes" >> WriteChanges(run.write)
+                   if run.write.changes_path else None)
+        return {"summary": summary, "changes": changes, "records": None, "files": None}
+
+
+def location_files(location: str) -> list:
+    """The undo files at ``location`` (checked at launch)."""
+    if not FileSystems.exists(location):
+        return []
+    return undo.undo_files(location)
