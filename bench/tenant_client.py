@@ -41,7 +41,7 @@ def big_ranges(c: datastore.Client, kind: str, ns: str, piece_entities: int,
     q = c.query(kind=kind, namespace=ns or None)
     q.keys_only()
     q.order = ["__scatter__"]
-    keys = sorted(q.fetch(limit=samples), key=emulator_sort_key)
+    keys = sorted((e.key for e in q.fetch(limit=samples)), key=emulator_sort_key)
     step = max(1, round(piece_entities * EMULATOR_SCATTER_RATE))
     cuts = keys[step::step]
     bounds = [None, *cuts, None]

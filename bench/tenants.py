@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.tenants [--cases wide,mixed,scale] [--namespaces 2000]
         [--per-namespace 5] [--big 20000] [--scale-namespaces 20000] [--threads 2,4,8]
-        [--json out.json]
+        [--in-flight 1,2,4,8] [--in-flight-cases wide] [--json out.json]
 
 Cases, each on a fresh emulator, seeded, warmed up with one unmeasured bare read, then measured
 (every run a whole process, as ``bench.bench`` measures it: wall time, CPU of the process tree,
@@ -14,7 +14,8 @@ peak RSS summed over the tree, and per process):
 
 Contenders: the bare client (``bench.tenant_client``: one keys-only query per namespace, the big
 one in narrow ranges) with each of ``--threads``, and ours, ``count_keys --output`` with the local
-defaults. Targets: wide and mixed, ours within 1.25x of the best bare run; mixed, the big
+defaults (``ours``: ``--reads_in_flight`` 4); in the ``--in-flight-cases`` also ours with each other
+``--in-flight`` value (``ours-rif1``, ...), to choose the default. Targets: wide and mixed, ours within 1.25x of the best bare run; mixed, the big
 namespace split and balanced (max range <= 1.5x the mean); scale, time per namespace within 1.2x
 and peak RSS within 1.15x of the wide case. Run it on a quiet machine (no tests, no other bench).
 """
@@ -55,6 +56,8 @@ from devtools.seed import NamespaceSpec, seed_dataset
 PROJECT = "bench-tenants"
 KIND = "Item"
 BIG = "big-tenant"
+#: --reads_in_flight's default (pipeline/launch/options.py): the plain "ours" row.
+DEFAULT_IN_FLIGHT = 4
 
 
 @dataclass
@@ -201,6 +204,17 @@ def run_case(case: Case, args, log_dir: Path, report: dict) -> list:
             rows.append(run_ours(case, env, log_dir, emu, f"{case.name}-ours-{rep + 1}",
                                  args.sample_ms / 1000, args.ours_args))
             _print_row(rows[-1])
+            if case.name not in args.in_flight_cases:
+                continue
+            for n in args.in_flight:
+                if n == DEFAULT_IN_FLIGHT:
+                    continue  # that is "ours"
+                row = run_ours(case, env, log_dir, emu, f"{case.name}-ours-rif{n}-{rep + 1}",
+                               args.sample_ms / 1000,
+                               args.ours_args + ["--reads_in_flight", str(n)])
+                row.who = f"ours-rif{n}"
+                rows.append(row)
+                _print_row(row)
     finally:
         emu.stop()
     for r in rows:
@@ -215,7 +229,7 @@ def run_case(case: Case, args, log_dir: Path, report: dict) -> list:
 def _print_row(r: Row) -> None:
     p = processes(r.m)
     more = ""
-    if r.who == "ours":
+    if r.who.startswith("ours"):
         more = (f", launcher {p['launcher_mb']:.0f} MB, largest worker {p['worker_mb']:.0f} MB, "
                 f"{r.extra['queries']} read queries, {r.extra['samples']} samples")
         if "big_balance" in r.extra:
@@ -249,14 +263,14 @@ def summarise(rows: list, cases: dict) -> tuple:
                 best[case] = (who, w)
     ours: dict = {}
     for (case, who), rs in sorted(by.items(), key=lambda kv: (list(cases).index(kv[0][0]),
-                                                              kv[0][1] == "ours", kv[0][1])):
+                                                              kv[0][1].startswith("ours"), kv[0][1])):
         w = median([r.m.wall for r in rs])
         rss = median([r.m.peak_rss / MB for r in rs])
         p = processes(rs[0].m)
         n = cases[case].all_namespaces
         vs = f"{w / best[case][1]:.2f}" if case in best else "-"
-        split = (f"{p['launcher_mb']:.0f} / {p['worker_mb']:.0f}" if who == "ours" and
-                 p["launcher_mb"] else "-")
+        split = (f"{p['launcher_mb']:.0f} / {p['worker_mb']:.0f}" if who.startswith("ours")
+                 and p["launcher_mb"] else "-")
         lines.append(f"| {case} | {who} | {w:.1f} | {rs[0].entities / w:.0f} | "
                      f"{w / n * 1000:.1f} | {median([r.m.cpu for r in rs]):.1f} | {rss:.0f} "
                      f"({split}) | {vs} |")
@@ -295,6 +309,10 @@ def main(argv=None) -> int:
     ap.add_argument("--big", type=int, default=20000, help="entities of mixed's big namespace")
     ap.add_argument("--scale-namespaces", type=int, default=20000)
     ap.add_argument("--threads", default="2,4,8", help="the bare client's thread counts")
+    ap.add_argument("--in-flight", default="1,2,4,8",
+                    help="ours' --reads_in_flight values measured in the --in-flight-cases")
+    ap.add_argument("--in-flight-cases", default="wide",
+                    help="cases where each --in-flight value is measured ('' for none)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=1, help="unmeasured bare reads per case")
     ap.add_argument("--sample-ms", type=float, default=50.0)
@@ -302,6 +320,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the results as JSON to this file")
     args = ap.parse_args(argv)
     args.ours_args = args.ours_args.split()
+    args.in_flight = [int(n) for n in args.in_flight.split(",") if n]
+    args.in_flight_cases = [c for c in args.in_flight_cases.split(",") if c]
     signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt()))
     set_subreaper()
     info = machine()

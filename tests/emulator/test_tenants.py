@@ -20,6 +20,7 @@ import pytest
 from google.cloud import datastore
 
 import pipeline.datastore.planning as planning
+from pipeline.core.planning import STATS_MARGIN
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.emulator.test_hooks import assert_counts, of, run_hooks
 from tests.support import TEST_PROJECT
@@ -167,7 +168,8 @@ def test_a_namespace_that_grows_while_it_is_planned_is_read_exactly_once(emulato
                                                                          monkeypatch):
     # "grows": 100 entities (ids 1000..1099): fills the first read (30), then, before it is
     # sampled, gains 10 keys below the last key read and 10 above. "settled": 20 entities,
-    # read whole by its first read, then gains 10 more before its slice is handed over.
+    # read whole by its first read, then gains 11 more (past the bound) before its slice is
+    # handed over.
     grows, settled = _put("grows", range(1000, 1100)), _put("settled", range(1000, 1020))
     added: dict = {}
     sample, first = planning.split_unit, planning.read_first
@@ -180,7 +182,8 @@ def test_a_namespace_that_grows_while_it_is_planned_is_read_exactly_once(emulato
     def read_first(c, read, namespace, kind, bound, on_retry=None):
         got = first(c, read, namespace, kind, bound, on_retry)
         if namespace == "settled":
-            added["settled"] = _put("settled", [1, 2, 3, 4, 5, 5001, 5002, 5003, 5004, 5005])
+            added["settled"] = _put("settled", [1, 2, 3, 4, 5, 5001, 5002, 5003, 5004, 5005,
+                                                5006])  # 31: past the bound
         return got
 
     monkeypatch.setattr(planning, "split_unit", split_unit)
@@ -226,3 +229,45 @@ def test_hooks_and_counters_per_namespace_with_small_and_big_namespaces(tenants,
     one_slice = [k for k in slices if k[0] in small]
     assert all(len(slices[k]) == 2 for k in one_slice)  # one range, one slice each
     assert len({slices[k][0]["pid"] for k in one_slice}) == 2, "planned by both workers"
+
+
+def test_statistics_that_say_big_skip_the_first_read_and_stale_ones_change_no_record(
+        tenants, tmp_path, monkeypatch):
+    """Where Datastore keeps statistics (``__Stat_Namespace__``, ``__Stat_Ns_Kind__``), a unit
+    they count at twice the first read's bound or more is sampled at once. The emulator keeps
+    none and refuses writes to ``__Stat_*`` kinds ("The kind ... is reserved"), so the counts
+    are given where the planner reads them: big-a (really big) and t003 (a few entities: stale
+    statistics calling it big); big-b and t004 have none."""
+    import pipeline.graph.namespaces as graph_namespaces
+    stats = {"big-a": 900, "t003": 5000}
+    asked: list = []
+
+    def big_namespaces(c, policy, read_time, at_least, where="Datastore"):
+        asked.append(at_least)
+        return {ns: n for ns, n in stats.items() if n >= at_least}
+
+    def kind_counts(c, namespace, policy, read_time, where="Datastore"):
+        return {"Item": stats[namespace]}
+
+    first_reads: list = []
+    first = planning.read_first
+
+    def read_first(c, read, namespace, kind, bound, on_retry=None):
+        first_reads.append(namespace)
+        return first(c, read, namespace, kind, bound, on_retry)
+
+    monkeypatch.setattr(graph_namespaces, "big_namespaces", big_namespaces)
+    monkeypatch.setattr(graph_namespaces, "kind_counts", kind_counts)
+    monkeypatch.setattr(planning, "read_first", read_first)
+    chosen = ("big-a", "big-b", "t003", "t004")
+    result = run_ok("export_keys", READ_FIRST + ["--namespaces", ",".join(chosen),
+                                                  "--launch_checks=false"], tmp_path, IN_PROCESS)
+    assert_exactly_once(result.records, expected_keys({ns: tenants[ns] for ns in chosen}),
+                        "statistics")
+    assert asked == [STATS_MARGIN * BOUND]
+    assert sorted(first_reads) == ["big-b", "t004"], first_reads
+    n = result.summary["namespaces"]
+    assert n["big-a"]["samples"] > 0 and n["big-a"]["ranges"] > 1, n["big-a"]
+    assert n["t003"]["samples"] > 0, n["t003"]  # sampled at once, as the statistics said
+    assert (n["t004"]["queries"], n["t004"]["samples"]) == (1, 0), n["t004"]
+    assert n["big-b"]["samples"] > 0  # filled its first read: sampled after it
