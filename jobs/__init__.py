@@ -1,2 +1,11 @@
 """Ready-made jobs; importing this package registers them."""
-from jobs import counting, daily, export, lifecycle, migrations, restore, streaming  # noqa: F401
+from jobs import (  # noqa: F401
+    backup,
+    counting,
+    daily,
+    export,
+    lifecycle,
+    migrations,
+    restore,
+    streaming,
+)

@@ -8,13 +8,15 @@ from pipeline.errors import UsageError
 @register
 class RestoreEntities(JobSpec):
     """Put back the entities a run changed or deleted, from its undo log (``from``: the
-    ``undo_log`` its summary names, ``OUTPUT/JOB/runs/RUN/undo``). An entity is restored only
-    where it is still what that run wrote; one changed again since is left as it is and
-    reported (the dead-letter file, ``writes.changed_since``). A dry run unless --writes says
-    otherwise; a restore has its own undo log."""
+    ``undo_log`` its summary names, ``OUTPUT/JOB/runs/RUN/undo``), or a backup
+    (``from=OUTPUT/backup_entities/namespaces``). An entity is restored only where it is still
+    what that run wrote (for a backup: where it is missing); one changed since is left as it is
+    and reported (the dead-letter file, ``writes.changed_since``). A dry run unless --writes
+    says otherwise; a restore has its own undo log."""
 
     name = "restore_entities"
-    parameters = {"from": "the undo log to put back: a run's undo directory (required)"}
+    parameters = {"from": "what to put back: a run's undo directory, or a backup_entities "
+                          "output's namespaces directory (required)"}
     writes = True
     reads_undo_log = True
 

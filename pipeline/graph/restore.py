@@ -60,18 +60,34 @@ def _dedupe(records: list) -> list:
     return out
 
 
+BACKUP = "backup"  # the mode of backup_entities' records (restored where absent)
+CHUNK = 2_000  # records of an undo or backup file restored at a time
+
+
+def _chunks(items, n: int):
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 @dataclasses.dataclass
 class Decision:
     op: Any  # an Op to write, or None
     outcome: str  # restore | unchanged | changed_since
 
 
-def decide(record: dict, current: Any) -> Decision:
-    """What restoring ``record`` means, given the entity's current version (None: absent)."""
+def decide(record: dict, current: Any, key: Any = None) -> Decision:
+    """What restoring ``record`` means, given the entity's current version (None: absent);
+    ``key``: the record's key as the restoring run writes it (its project and database)."""
     before = ej.entity_from_json(record["before"]) if record.get("before") else None
     now = undo.digest(ej.fingerprint(current))
     if now == record.get("after_sha256"):
-        key = ej.key_from_json(record["key"])
+        key = key if key is not None else ej.key_from_json(record["key"])
         if before is not None:
             before.key = key  # the key the run wrote (its project and database)
         return Decision(Op(key, current, before), "restore")
@@ -91,46 +107,53 @@ class RestoreFileFn(beam.DoFn):
 
     def process(self, path: str):
         run, write = self.run, self.run.write
-        records = _dedupe(list(undo.read_records(path)))
-        if not records:
-            return
-        namespace = records[0].get("namespace", "")
-        counters: dict = {}
-        samples: list = []
+        # Streamed in chunks: a backup's file (one per namespace and kind) may be large.
+        counters: dict = {}  # namespace -> counter -> n
+        entities: dict = {}  # namespace -> records read
+        samples: dict = {}  # namespace -> change samples
         letters: list = []
         where = run.read.target.describe()
+        for chunk in _chunks(undo.read_records(path), CHUNK):
+            by_ns: dict = {}
+            for r in _dedupe(chunk):
+                by_ns.setdefault(r.get("namespace", "") or "", []).append(r)
+            for namespace, records in by_ns.items():
+                entities[namespace] = entities.get(namespace, 0) + len(records)
+                mine = counters.setdefault(namespace, {})
 
-        def count(name: str, n: int = 1) -> None:
-            if n:
-                counters[name] = counters.get(name, 0) + n
+                def count(name: str, n: int = 1, mine=mine) -> None:
+                    if n:
+                        mine[name] = mine.get(name, 0) + n
 
-        batches = w.batches(records, w.BLIND_BATCH, w.MAX_COMMIT_BYTES, size=lambda r: 0,
-                            group=lambda r: _root(ej.key_from_json(r["key"])),
-                            max_groups=write.transaction_groups)
-        for batch in batches:
-            self._restore(batch, namespace, count, samples, letters, where)
+                batches = w.batches(records, w.BLIND_BATCH, w.MAX_COMMIT_BYTES,
+                                    size=lambda r: 0,
+                                    group=lambda r: _root(ej.key_from_json(r["key"])),
+                                    max_groups=write.transaction_groups)
+                for batch in batches:
+                    self._restore(batch, namespace, count, samples.setdefault(namespace, []),
+                                  letters, where)
         if letters:
             parts = run.output.dead_letter_parts
             if parts:
                 write_part(parts, f"restore-{os.path.basename(path)}", letters)
-        totals = Totals(entities=len(records), records=0, slices=1,
-                        workers={f"{socket.gethostname()}:{os.getpid()}:"
-                                 f"{threading.get_ident()}"})
-        merge_counters(totals.counters, counters, run.job.max_counters)
-        yield namespace, totals
-        for s in samples[:write.changes_sample]:
-            yield beam.pvalue.TaggedOutput(CHANGES, (namespace, s))
+        worker = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        for namespace, n in entities.items():
+            totals = Totals(entities=n, records=0, slices=1, workers={worker})
+            merge_counters(totals.counters, counters[namespace], run.job.max_counters)
+            yield namespace, totals
+            for s in samples.get(namespace, [])[:write.changes_sample]:
+                yield beam.pvalue.TaggedOutput(CHANGES, (namespace, s))
 
     def _restore(self, batch: list, namespace: str, count, samples: list, letters: list,
                  where: str) -> None:
         run, write = self.run, self.run.write
-        keys = [ej.key_from_json(r["key"]) for r in batch]
+        keys = [self._own(ej.key_from_json(r["key"])) for r in batch]
         what = f"restoring {len(keys)} entities in namespace {namespace_label(namespace)}"
         result: dict = {}
 
         def choose(current: dict):
             result.clear()
-            decisions = [decide(r, current.get(k)) for r, k in zip(batch, keys)]
+            decisions = [decide(r, current.get(k), k) for r, k in zip(batch, keys)]
             ops = [d.op for d in decisions if d.op is not None]
             result.update(decisions=decisions, undo=self._undo(namespace, ops))
             return ([o.after for o in ops if o.after is not None],
@@ -140,7 +163,7 @@ class RestoreFileFn(beam.DoFn):
             try:
                 if write.dry_run:
                     current = lookup(self._client, keys, run.read.retry, what, where=where)
-                    decisions = [decide(r, current.get(k)) for r, k in zip(batch, keys)]
+                    decisions = [decide(r, current.get(k), k) for r, k in zip(batch, keys)]
                     result["decisions"] = decisions
                 else:
                     transact(self._client, keys, choose, run.read.retry, what, where)
@@ -167,11 +190,24 @@ class RestoreFileFn(beam.DoFn):
             else:
                 count(w.CHANGED_SINCE)
                 key = ej.key_from_json(r["key"])
+                where_key = format_path(path_from_flat(key.flat_path))
+                why = ("differs from the backup: not overwritten (the backup's version is in "
+                       f"the backup record; {where_key})" if r.get("mode") == BACKUP else
+                       "changed again since the run that is undone: not restored (its version "
+                       f"before that run is in the undo record; {where_key})")
                 letters.append(deadletters.write_error(
-                    run.job.name, namespace, key.kind, key.flat_path,
-                    "changed again since the run that is undone: not restored (its version "
-                    f"before that run is in the undo record; {format_path(path_from_flat(key.flat_path))})",
-                    error="ChangedSince", mutation="restore"))
+                    run.job.name, namespace, key.kind, key.flat_path, why,
+                    error="DiffersFromBackup" if r.get("mode") == BACKUP else "ChangedSince",
+                    mutation="restore"))
+
+    def _own(self, key: Any) -> Any:
+        """A recorded key bound to this run's project and database (a backup restored into
+        another project or database; the emulator, which leaves the database id out)."""
+        c = self._client
+        if key.project == c.project and getattr(key, "database", None) == \
+                getattr(c, "database", None):
+            return key
+        return c.key(*key.flat_path, namespace=key.namespace)
 
     def _undo(self, namespace: str, ops: list):
         write = self.run.write

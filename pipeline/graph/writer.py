@@ -44,6 +44,36 @@ log = logging.getLogger(__name__)
 
 #: Seconds before the first retry of a batch that met contention (doubling).
 CONTENTION_BACKOFF = 0.2
+#: Errors that say Datastore is overloaded: the adaptive backoff holds commits back on them.
+OVERLOAD = (gexc.ResourceExhausted, gexc.ServiceUnavailable, gexc.DeadlineExceeded,
+            gexc.RetryError)
+THROTTLED_MS = "writes.throttled_ms"  # time a worker held its commits back (ramp-up, overload)
+
+
+class Overload:
+    """Adaptive backoff, as Beam's Datastore writer does it (its ``AdaptiveThrottler``, the SRE
+    book's client-side throttling): every commit attempt is a request, every commit that went
+    through a success; while Datastore refuses (contention, resource exhausted, unavailable),
+    attempts are held back with the probability ``(requests - 1.25 x successes) /
+    (requests + 1)`` over the last 2 minutes, ``delay`` seconds at a time."""
+
+    def __init__(self, delay: float = 1.0, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep):
+        from apache_beam.io.components.adaptive_throttler import AdaptiveThrottler
+        self.throttler = AdaptiveThrottler(window_ms=120_000, bucket_ms=1_000,
+                                           overload_ratio=1.25)
+        self.delay, self.clock, self.sleep = delay, clock, sleep
+
+    def admit(self) -> float:
+        """Before an attempt: wait while the recent failures say so; the seconds waited."""
+        waited = 0.0
+        while self.throttler.throttle_request(int(self.clock() * 1000)):
+            self.sleep(self.delay)
+            waited += self.delay
+        return waited
+
+    def succeeded(self) -> None:
+        self.throttler.successful_request(int(self.clock() * 1000))
 
 
 class MigrateError(Exception):
@@ -136,6 +166,7 @@ class Writer:
         self.fail = fail  # (namespace, kind, key flat path, error, mutation) -> dead letter
         self.throttle = w.Throttle(w.RampUp(enabled=write.rampup, workers=write.workers_hint,
                                             cap=write.max_rate))
+        self.overload = Overload()
         rq_ns = read.query.namespaces
         self.namespaces_read = set(rq_ns) if rq_ns is not None else None
         self.warned_outside: set = set()
@@ -263,11 +294,14 @@ class Writer:
                         [o.key for o in ops if o.after is None], None)
 
             try:
-                self.throttle.wait(len(keys))
+                self._hold(self.throttle.wait(len(keys)) + self.overload.admit())
                 transact(self.c, keys, decide, self.read.retry,
                          f"writing {len(keys)} {kind} in a transaction in namespace "
                          f"{namespace_label(ns)}", self.where, self._on_retry)
             except Contention as e:
+                # Datastore answered: the refusal is about these entities, not an overload
+                # (halving finds the one that conflicts), so the backoff counts it as answered.
+                self.overload.succeeded()
                 undo.discard(decided.get("undo"))  # that transaction did not commit
                 self.ctx.counters.inc(w.CONFLICTS)
                 if attempt < self.write.contention_retries:
@@ -295,6 +329,7 @@ class Writer:
                     self._failed(ns, kind, keys[0], e, "transactional write")
                     return
                 raise
+            self.overload.succeeded()
             ops = decided["ops"]
             for op in ops:
                 self._count(op.change)
@@ -383,7 +418,7 @@ class Writer:
             self._commit_batch(namespace, batch)
 
     def _commit_batch(self, namespace: str, batch: list) -> None:
-        self.throttle.wait(len(batch))
+        self._hold(self.throttle.wait(len(batch)) + self.overload.admit())
         path = self._undo(namespace, batch)
         try:
             commit_blind(self.c, [o.after for o in batch if o.after is not None],
@@ -398,6 +433,7 @@ class Writer:
                 return
             self._failed(namespace, batch[0].key.kind, batch[0].key, e, "blind write")
             return
+        self.overload.succeeded()
         for op in batch:
             self._count(op.change)
             self._sample(op, namespace)
@@ -441,7 +477,14 @@ class Writer:
         self.fail(namespace, kind, key.flat_path, err, what)
 
     def _on_retry(self, err: Exception) -> None:
-        pass  # logged by the retry path; a retried commit is counted in the slice's retries
+        # Logged by the retry path and counted in the slice's retries; the next attempt is
+        # another request to the adaptive backoff, held back while failures dominate.
+        if isinstance(err, OVERLOAD):  # other errors (a reset connection) are not overload
+            self._hold(self.overload.admit())
+
+    def _hold(self, seconds: float) -> None:
+        if seconds > 0:
+            self.ctx.counters.inc(THROTTLED_MS, int(seconds * 1000))
 
 
 class _TooBig(Exception):

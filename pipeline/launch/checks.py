@@ -85,7 +85,8 @@ def _check_undo_log(run: RunConfig) -> list:
                          f"{e}") from None
     if not files:
         raise UsageError(f"no undo log at {location}: give the undo_log a run's summary names "
-                         "(OUTPUT/JOB/runs/RUN/undo)")
+                         "(OUTPUT/JOB/runs/RUN/undo), or a backup's OUTPUT/backup_entities/"
+                         "namespaces")
     log.info("undo log %s: %d file(s)", location, len(files))
     return []
 

@@ -218,3 +218,20 @@ def test_summary_lines_of_a_dry_run_and_of_a_real_one():
            "restore_entities" in real
     noop = format_summary(_summary("transactional", unchanged=3))
     assert "nothing was written, so nothing needs undoing" in noop
+
+
+def test_the_adaptive_backoff_holds_commits_back_only_while_failures_dominate():
+    from pipeline.graph.writer import Overload
+    clock = FakeClock()
+    clock.now = 1_000_000.0
+    o = Overload(delay=1.0, clock=clock, sleep=clock.sleep)
+    for _ in range(50):  # all good: never held back
+        assert o.admit() == 0.0
+        o.succeeded()
+    assert clock.slept == 0
+    for _ in range(200):  # Datastore refusing every attempt (no success recorded)
+        o.admit()
+    assert clock.slept > 0  # held back, one delay at a time
+    held = clock.slept
+    clock.now += 130  # the window (2 minutes) forgets the failures
+    assert o.admit() == 0.0 and clock.slept == held

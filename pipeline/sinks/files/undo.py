@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import uuid
@@ -72,8 +73,9 @@ def undo_files(location: str) -> list[str]:
 
 
 def read_records(path: str) -> Iterator[dict]:
-    with FileSystems.open(path) as f:
-        for n, line in enumerate(f.read().decode("utf-8").splitlines(), 1):
+    """The records of an undo (or backup) file, one at a time (files may be large)."""
+    with FileSystems.open(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
             if line.strip():
                 try:
                     yield json.loads(line)
