@@ -62,3 +62,43 @@ def size_bytes(entity: Any) -> int:
 def copy_entity(entity: Any) -> Any:
     """A deep copy (through the protobuf): what ``migrate`` gets, so the read version stays."""
     return helpers.entity_from_protobuf(helpers.entity_to_protobuf(entity))
+
+
+class Pb:
+    """An entity's protobuf, made once (google-cloud-datastore's conversion is the costly part
+    of writing back): its fingerprint, JSON, size and a copy all come from it. The entity must
+    not change after the first use."""
+
+    __slots__ = ("entity", "_pb")
+
+    def __init__(self, entity: Any):
+        self.entity, self._pb = entity, None
+
+    @property
+    def pb(self):
+        if self._pb is None:
+            self._pb = helpers.entity_to_protobuf(self.entity)._pb
+        return self._pb
+
+    def fingerprint(self) -> bytes:
+        pb = type(self.pb)()
+        pb.CopyFrom(self.pb)
+        pb.key.partition_id.ClearField("project_id")
+        pb.key.partition_id.ClearField("database_id")
+        return pb.SerializeToString(deterministic=True)
+
+    def json(self) -> dict:
+        return json_format.MessageToDict(self.pb)
+
+    def size(self) -> int:
+        return self.pb.ByteSize()
+
+    def copy(self) -> Any:
+        return helpers.entity_from_protobuf(self.pb)
+
+
+def fingerprint_of(entity: Optional[Any], pb: Optional[Pb] = None) -> Optional[bytes]:
+    """``fingerprint``, from ``pb`` when given (the same entity's, made once)."""
+    if entity is None:
+        return None
+    return pb.fingerprint() if pb is not None else fingerprint(entity)

@@ -92,6 +92,8 @@ class Op:
     before: Any
     after: Any
     size: int = 0
+    before_pb: Any = None  # ej.Pb of before / after, when made already (blind migrations)
+    after_pb: Any = None
 
     @property
     def change(self) -> str:
@@ -100,9 +102,11 @@ class Op:
         return "put" if self.before is None else "changed"
 
 
-def outcome(before: Any, result: Any) -> Optional[Any]:
+def outcome(before: Any, result: Any, before_pb: Any = None,
+            result_pb: Any = None) -> Optional[Any]:
     """What ``migrate`` returned for ``before`` -> the entity to write, DELETE, or None
-    (unchanged); MigrateError for anything else."""
+    (unchanged); MigrateError for anything else. ``before_pb``/``result_pb``: their ``ej.Pb``s,
+    when the caller keeps them (one conversion each)."""
     if result is None or result is UNCHANGED:
         return None
     if result is DELETE:
@@ -116,6 +120,8 @@ def outcome(before: Any, result: Any) -> Optional[Any]:
                            f"({format_path(path_from_flat(key.flat_path))}): it changes the "
                            "entity it is given; yield pipeline.Put(...) from next() to write "
                            "other entities")
+    if before_pb is not None and result_pb is not None:
+        return None if before_pb.fingerprint() == result_pb.fingerprint() else result
     return None if ej.same(before, result) else result
 
 
@@ -205,20 +211,24 @@ class Writer:
         """The job's ``migrate`` on a copy of the version read (raises MigrateError)."""
         ctx = self.ctx
         ctx.transaction = False
+        before_pb = ej.Pb(entity)
         try:
-            result = self.job.spec.migrate(ctx, ej.copy_entity(entity))
+            result = self.job.spec.migrate(ctx, before_pb.copy())
         except MapperError:
             raise
         except Exception as e:
             raise MigrateError(f"migrate() raised {type(e).__name__}: {e}") from e
-        after = outcome(entity, result)
+        result_pb = ej.Pb(result) if hasattr(result, "items") and \
+            getattr(result, "key", None) is not None else None
+        after = outcome(entity, result, before_pb, result_pb)
         if after is None:
             ctx.counters.inc(w.UNCHANGED)
             return
         entity = self._own(entity)
         if after is not DELETE:
             after = self._own(after)
-        op = Op(entity.key, entity, None if after is DELETE else after)
+        op = Op(entity.key, entity, None if after is DELETE else after,
+                before_pb=before_pb, after_pb=result_pb if after is not DELETE else None)
         if self.write.dry_run:
             self._count(op.change)
             self._sample(op)
@@ -229,7 +239,8 @@ class Writer:
                     self.write.transaction_groups:
                 self._flush(self._flush_migrations)
             return
-        op.size = ej.size_bytes(op.after) if op.after is not None else 0
+        op.size = (op.after_pb.size() if op.after_pb is not None else ej.size_bytes(op.after)) \
+            if op.after is not None else 0
         if op.size > w.MAX_ENTITY_BYTES:
             raise MigrateError(f"the migrated entity is {op.size} bytes; Datastore takes at "
                                f"most {w.MAX_ENTITY_BYTES}")
@@ -277,7 +288,8 @@ class Writer:
                             unchanged += 1
                             continue
                         op = Op(key, cur, None if after is DELETE else self._own(after))
-                        op.size = ej.size_bytes(op.after) if op.after is not None else 0
+                        op.size = (op.after_pb.size() if op.after_pb is not None else ej.size_bytes(op.after)) \
+            if op.after is not None else 0
                         if op.size > w.MAX_ENTITY_BYTES:
                             errors.append((key, MigrateError(
                                 f"the migrated entity is {op.size} bytes; Datastore takes "
@@ -460,8 +472,9 @@ class Writer:
             return None
         records = [undo.record(self.job.name, self.run_id, self.write.mode, namespace,
                                op.key.kind, ej.key_to_json(op.key),
-                               ej.entity_to_json(op.before) if op.before is not None else None,
-                               ej.fingerprint(op.after)) for op in ops]
+                               (op.before_pb.json() if op.before_pb is not None else
+                                ej.entity_to_json(op.before)) if op.before is not None else None,
+                               ej.fingerprint_of(op.after, op.after_pb)) for op in ops]
         return undo.write_batch(self.write.undo_dir, namespace, records)
 
     def _count(self, change: str) -> None:
