@@ -81,6 +81,7 @@ class ReadConfig:
     retry: RetryPolicy = RetryPolicy()
     progress_seconds: float = 5.0
     read_time_option: Optional[str] = None  # --read_time as given ("start", a time, or None)
+    reads_in_flight: int = 4
 
 
 @dataclasses.dataclass(frozen=True)

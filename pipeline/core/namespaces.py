@@ -33,3 +33,25 @@ def require_namespaces(wanted: Sequence[str], existing: Sequence[str]) -> None:
     more = f" and {len(existing) - 20} more" if len(existing) > 20 else ""
     raise ValueError(f"namespace(s) not found: {', '.join(namespace_label(n) for n in missing)}; "
                      f"namespaces with entities: {shown or '(none)'}{more}")
+
+
+def require_listed(wanted: Sequence[str], listing: Iterable[str], shown: int = 20) -> None:
+    """``require_namespaces`` over a streamed listing: only the wanted names found and the
+    first ``shown`` names (for the message) are kept."""
+    want = set(wanted)
+    found: set = set()
+    first: list = []
+    count = 0
+    for ns in listing:
+        count += 1
+        if len(first) < shown:
+            first.append(ns)
+        if ns in want:
+            found.add(ns)
+    if len(found) == len(want):
+        return
+    missing = [n for n in wanted if n not in found]
+    more = f" and {count - len(first)} more" if count > len(first) else ""
+    raise ValueError(f"namespace(s) not found: {', '.join(namespace_label(n) for n in missing)}; "
+                     f"namespaces with entities: "
+                     f"{', '.join(namespace_label(n) for n in first) or '(none)'}{more}")

@@ -55,8 +55,14 @@ def timeline(per_second: dict, started: dt.datetime) -> dict:
                        for b in range(max(buckets) + 1)]}
 
 
-def format_summary(s: dict) -> str:
-    """The summary as the terminal shows it at the end of a run."""
+#: Namespaces the printed summary shows, the largest first; summary.json has them all.
+SHOWN_NAMESPACES = 20
+
+
+def format_summary(s: dict, shown: int = SHOWN_NAMESPACES) -> str:
+    """The summary as the terminal shows it at the end of a run: the ``shown`` largest
+    namespaces (in name order) and a line for the rest, so thousands of tenants take a screen,
+    not thousands of lines."""
     t = s["totals"]
     lines = [
         f"job {s['job']}: {plural(t['entities'], 'entity', 'entities')} in "
@@ -68,14 +74,17 @@ def format_summary(s: dict) -> str:
         lines.append(f"read time: {s['read_time']}")
     if t["records"]:
         lines.append(f"records output: {t['records']}")
-    width = max([len(n) for n in s["namespaces"]] + [9])
+    namespaces, rest = largest(s["namespaces"], shown)
+    width = max([len(n) for n in namespaces] + [9])
     if any(n.get("kinds") for n in s["namespaces"].values()):
-        lines.extend(_rows_per_kind(s["namespaces"], width))
+        lines.extend(_rows_per_kind(namespaces, width))
     else:
         lines.append(f"  {'namespace':<{width}}  {'entities':>9}  {'ranges':>6}  counters")
-        for ns, n in s["namespaces"].items():
+        for ns, n in namespaces.items():
             lines.append(f"  {ns:<{width}}  {n['entities']:>9}  {n['ranges']:>6}  "
                          f"{_counters(n)}")
+    if rest:
+        lines.append(_rest_line(rest))
     if t["counters"]:
         lines.append("total counters: " + ", ".join(f"{k}={v}" for k, v in t["counters"].items()))
     if s.get("writes"):
@@ -86,6 +95,25 @@ def format_summary(s: dict) -> str:
 def plural(n: int, one: str, many: str = "") -> str:
     """``1 range``, ``26 ranges``."""
     return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def largest(namespaces: dict, shown: int) -> tuple:
+    """({label: row} of the ``shown`` namespaces with the most entities, in name order,
+    [rows of the others])."""
+    if len(namespaces) <= shown:
+        return namespaces, []
+    ranked = sorted(namespaces, key=lambda ns: (-namespaces[ns]["entities"], ns))
+    keep = set(ranked[:shown])
+    return ({ns: n for ns, n in namespaces.items() if ns in keep},
+            [namespaces[ns] for ns in ranked[shown:]])
+
+
+def _rest_line(rest: list) -> str:
+    entities = sum(n["entities"] for n in rest)
+    ranges = sum(n["ranges"] for n in rest)
+    return (f"  ... and {len(rest)} more namespaces: {entities} entities, {ranges} ranges, "
+            f"at most {max(n['entities'] for n in rest)} each (every namespace is in "
+            "summary.json)")
 
 
 def _writes_lines(wr: dict) -> list:

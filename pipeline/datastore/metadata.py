@@ -1,12 +1,13 @@
 """Datastore's metadata: the namespaces (``__namespace__``) and kinds (``__kind__``) there are."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterator, Optional
 
 from google.cloud import datastore
 
 from pipeline.core.retry import RetryPolicy
 from pipeline.core.units import entity_kinds
+from pipeline.datastore import retry
 from pipeline.datastore.client import fetch
 
 
@@ -21,6 +22,26 @@ def list_namespaces(c: datastore.Client, policy: RetryPolicy, read_time=None) ->
     q = c.query(kind="__namespace__")
     q.keys_only()
     return sorted(namespace_of(e.key) for e in fetch(q, policy, read_time=read_time))
+
+
+def iter_namespaces(c: datastore.Client, policy: RetryPolicy, read_time=None,
+                    where: str = "Datastore") -> Iterator[str]:
+    """Every namespace with entities, in the backend's key order, page by page: a listing of
+    tens of thousands is streamed, never held. A transient error is retried from the cursor
+    after the last page given, so no namespace is given twice."""
+    cursor: list = [None]
+
+    def pages():
+        q = c.query(kind="__namespace__")
+        q.keys_only()
+        it = fetch(q, policy, start_cursor=cursor[0], read_time=read_time)
+        for page in it.pages:
+            names = [namespace_of(e.key) for e in page]
+            cursor[0] = it.next_page_token  # set as the page is given: a retry starts after it
+            yield names
+
+    for names in retry.stream(pages, "listing namespaces", policy, where=where):
+        yield from names
 
 
 def list_kinds(c: datastore.Client, namespace: str, policy: RetryPolicy,

@@ -3,13 +3,15 @@
 ::
 
     Create ─ JobStarted ─ ExpandNamespaces ─ Reshuffle ─ SplitNamespaces ─ Reshuffle ─ ReadRanges
-                                                    units │ UnitPlanned            │ records, SliceStats
+                       units │ UnitPlanned, records, SliceStats, changes │ records, SliceStats, changes
                                                           └──────── Flatten ───────┘
     RangeTotals → RangeCompleted → UnitTotals (+ the sink's outputs)
       → NamespaceTotals → NamespaceCompleted → JobTotals → JobCompleted → Summary
 
 A unit is a kind in a namespace: one per namespace for a job reading one kind, one per
-(namespace, kind) for a job reading several or all. Each unit is split and read on its own.
+(namespace, kind) for a job reading several or all. Each unit is read first by
+``SplitNamespaces`` (one query: a small unit is done there, records and all), and only a unit
+that fills that query is split and read on by ``ReadRanges``.
 
 A sink (``write``) is a PTransform over ``(records, units)`` (records as (Unit, record)) returning,
 per unit, ((namespace, kind), ``NamespaceOutput``); ``UnitCompleted`` consumes it (a
@@ -36,7 +38,13 @@ from pipeline.graph.lifecycle import (
     RangeCompletedFn,
     unit_done,
 )
-from pipeline.graph.namespaces import STATS, UNITS, ExpandNamespacesFn, SplitNamespaceFn
+from pipeline.graph.namespaces import (
+    RECORDS,
+    STATS,
+    UNITS,
+    ExpandNamespacesFn,
+    SplitNamespaceFn,
+)
 from pipeline.graph.read import CHANGES, ReadRangeFn, RecordId
 from pipeline.graph.rollup import (
     JobSummaryFn,
@@ -83,15 +91,18 @@ class MapDatastore(beam.PTransform):
         split = (
             namespaces
             | "ReshuffleNamespaces" >> beam.Reshuffle()
-            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(job, read, case,
-                                                              output.progress_dir))
-            .with_outputs(STATS, UNITS, main="ranges"))
+            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(
+                job, read, case, output, self.record_id, self.encode, self.run.write,
+                no_sink=self.no_sink))
+            .with_outputs(STATS, UNITS, RECORDS, CHANGES, main="ranges"))
         read_out = (
             split.ranges
             | "ReshuffleRanges" >> beam.Reshuffle()
             | "ReadRanges" >> beam.ParDo(ReadRangeFn(
-                job, read, output, self.record_id, self.encode, self.no_sink,
-                self.run.write)).with_outputs(STATS, CHANGES, main="records"))
+                job, read, output, self.record_id, self.encode, write=self.run.write,
+                no_sink=self.no_sink)).with_outputs(STATS, CHANGES, main="records"))
+        records = ((split[RECORDS], read_out.records)
+                   | "AllRecords" >> beam.Flatten())
         unit_totals = (
             (split[STATS], read_out[STATS])
             | "AllStats" >> beam.Flatten()
@@ -101,7 +112,7 @@ class MapDatastore(beam.PTransform):
             | "UnitTotals" >> beam.CombinePerKey(TotalsFn(cap)))
         files = None
         if self.write is not None:
-            files = (read_out.records, split[UNITS]) | "WriteFiles" >> self.write
+            files = (records, split[UNITS]) | "WriteFiles" >> self.write
             unit_totals = (
                 {"totals": unit_totals, "output": files}
                 | "TotalsWithFiles" >> beam.CoGroupByKey()
@@ -122,9 +133,9 @@ class MapDatastore(beam.PTransform):
             | "Summary" >> beam.ParDo(BuildSummaryFn(self.run)))
         changes = None
         if self.run.write.enabled and self.run.write.changes_path:
-            changes = read_out[CHANGES] | "Changes" >> WriteChanges(self.run.write)
-        return {"records": read_out.records, "summary": summary, "files": files,
-                "changes": changes}
+            changes = ((split[CHANGES], read_out[CHANGES]) | "AllChanges" >> beam.Flatten()
+                       | "Changes" >> WriteChanges(self.run.write))
+        return {"records": records, "summary": summary, "files": files, "changes": changes}
 
 
 def resumed_namespaces(units, cap: int, per_kind: bool) -> dict:

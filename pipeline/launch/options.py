@@ -203,7 +203,12 @@ def add_mapper_arguments(parser) -> None:
     g.add_argument("--query_entities", type=whole_number(1, 1_000_000), default=1000,
                    help="a slice's queries each end at a scatter sample about this many "
                    "entities ahead, so each query's key range is narrow (the emulator serves "
-                   "narrow ranges fastest; default 1000)")
+                   "narrow ranges fastest); a unit's first read takes this many: a unit with "
+                   "fewer is read in that one query (default 1000)")
+    g.add_argument("--reads_in_flight", type=whole_number(1, 64), default=4,
+                   help="namespaces each worker plans at once: their first reads (one query "
+                   "each, which a small namespace needs and nothing more) wait on Datastore, "
+                   "not on the worker (default 4)")
     g.add_argument("--max_counters", type=whole_number(1, 100_000), default=1000,
                    help="distinct counter names kept per job; more are summed as _overflow "
                    "(default 1000)")

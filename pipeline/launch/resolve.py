@@ -132,7 +132,7 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
             oversampling=m.oversampling, slice_entities=m.slice_entities,
             slice_seconds=m.slice_seconds, query_entities=m.query_entities,
             retry=RetryPolicy(deadline=m.datastore_deadline), progress_seconds=m.progress_seconds,
-            read_time_option=m.read_time),
+            read_time_option=m.read_time, reads_in_flight=m.reads_in_flight),
         output=OutputConfig(
             directory=output,
             summary_path=place(SUMMARY_FILE) if output else None,

@@ -73,6 +73,7 @@ SAMPLES = {  # name: (values the console accepts, values it refuses)
     "namespaces": (["acme", "acme,__default__", "a.b-c_d"], ["", "a,,b", "a b", ",a"]),
     "shards": (["1", "8", "64"], ["0", "-1", "1.5", "x", "08"]),
     "oversampling": (["32"], ["0", "x"]),
+    "reads_in_flight": (["1", "4", "9", "10", "64"], ["0", "65", "100", "x", "04", "-1"]),
     "slice_entities": (["2000"], ["0", "2e3"]),
     "slice_seconds": (["30", "2.5", "0.5", ".25", "1.0"], ["0", "0.0", "-1", "x", "1e3", "."]),
     "max_counters": (["1000"], ["0", ""]),

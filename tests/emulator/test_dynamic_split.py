@@ -34,6 +34,7 @@ from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.transforms import environments
 from google.cloud import datastore
 
+import pipeline.graph.read as read_module
 import tests.support.jobs_failing as probe_jobs
 from devtools.seed import NamespaceSpec, seed_dataset
 from pipeline.core.keyorder import path_from_flat
@@ -68,13 +69,18 @@ class SplitProbe:
     paused: threading.Event = dataclasses.field(default_factory=threading.Event)
     release: threading.Event = dataclasses.field(default_factory=threading.Event)
     items: int = 0
+    #: Set once ReadRanges reads (planning, a stage before it, is over by then).
+    reading: bool = False
     #: (requested fraction, the runner's ProcessBundleSplitResponse or None)
     responses: list = dataclasses.field(default_factory=list)
     #: (fraction, restriction before, (primary, residual) or None): every tracker try_split
     tracker_splits: list = dataclasses.field(default_factory=list)
 
     def hook(self, ctx, item) -> None:
-        """In the worker, for every item the job sees: pause once, mid-range."""
+        """In the worker, for every item the job sees in the reading step (not those planning
+        read first and handed over): pause once, mid-range."""
+        if not self.reading:
+            return
         self.items += 1
         if self.items == PAUSE_AT:
             self.paused.set()
@@ -119,6 +125,12 @@ def run_with_splits(monkeypatch, tmp_path, host: str, job: str, params: list) ->
 
     recording(KeyRangeTracker)
     recording(ValueRangeTracker)
+    read_slice = read_module.read_slice
+
+    def reading_slice(*args, **kwargs):
+        probe.reading = True
+        yield from read_slice(*args, **kwargs)
+    monkeypatch.setattr(read_module, "read_slice", reading_slice)
     monkeypatch.setattr(probe_jobs, "PROBE_HOOK", probe.hook)
     output = str(tmp_path)
     run = run_config(job, "--job_module", "tests.support.jobs_failing", "--shards", "2",

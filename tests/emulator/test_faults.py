@@ -116,9 +116,11 @@ def test_an_outage_longer_than_the_deadline_ends_the_run_with_one_line(seeded, p
                                                                        monkeypatch, tmp_path):
     """Datastore gone (every connection reset) for longer than --datastore_deadline: the run
     ends, naming the call, the host and how long it was tried; no traceback."""
+    # After 100 keys: past the 2 x 40 that planning reads first (--query_entities 40) and hands
+    # to the job, so the outage starts while ranges are read.
     start_faults_when_reading(
         monkeypatch, lambda: proxy.set_fault(Fault("reset", rate=1.0, limit=100_000,
-                                                   duration=120)))
+                                                   duration=120)), after=100)
     started = time.monotonic()
     result = run_mapper("probe_export_keys", [
         "--job_module", "tests.support.jobs_failing", *SMALL, "--emulator_host", proxy.host,
