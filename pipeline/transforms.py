@@ -41,7 +41,14 @@ from pipeline.config import DatastoreTarget, JobConfig, OutputConfig, ReadConfig
 from pipeline.core.keyorder import StringOrder, default_string_order
 from pipeline.core.retry import RetryPolicy
 from pipeline.errors import MapperError
-from pipeline.graph.namespaces import STATS, UNITS, ExpandNamespacesFn, SplitNamespaceFn
+from pipeline.graph.namespaces import (
+    CHANGES,
+    RECORDS,
+    STATS,
+    UNITS,
+    ExpandNamespacesFn,
+    SplitNamespaceFn,
+)
 from pipeline.graph.read import ReadRangeFn
 
 __all__ = ["NamespacedEntity", "ReadEveryNamespace", "RunJob"]
@@ -120,14 +127,17 @@ class ReadEveryNamespace(beam.PTransform):
             | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(
                 read, frozenset(), None, job.metrics_namespace))
             | "ReshuffleNamespaces" >> beam.Reshuffle()
-            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(job, read, False, None))
-            .with_outputs(STATS, UNITS, main="ranges"))
+            # small namespaces are read whole while planning: their records come from here
+            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(job, read, False, OutputConfig()))
+            .with_outputs(STATS, UNITS, RECORDS, CHANGES, main="ranges"))
         read_out = (
             split.ranges
             | "ReshuffleRanges" >> beam.Reshuffle()
             | "ReadRanges" >> beam.ParDo(ReadRangeFn(job, read, OutputConfig()))
-            .with_outputs(STATS, main="records"))
-        return read_out.records | "Elements" >> beam.Map(lambda unit_record: unit_record[1])
+            .with_outputs(STATS, CHANGES, main="records"))
+        return ((split[RECORDS], read_out.records)
+                | "AllRecords" >> beam.Flatten()
+                | "Elements" >> beam.Map(lambda unit_record: unit_record[1]))
 
 
 class _RunJobFn(beam.DoFn):
