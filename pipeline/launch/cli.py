@@ -384,7 +384,9 @@ def _fail_when_a_worker_dies():
     active, died = [True], []
 
     def on_signal(signum, frame):
-        if active[0] and died:
+        # Not after a Ctrl-C (its handler may run first, when both were pending): the
+        # interruption is what the run reports.
+        if active[0] and died and not logs.is_interrupted():
             raise WorkerDied(died[0])
 
     def fire() -> None:
