@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import resource
 import signal
 import sys
 import tempfile
@@ -46,6 +47,10 @@ def _clean_signals():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    # Chromium reserves far more address space than it uses: under a soft RLIMIT_AS (.ci/run
+    # sets 16 GiB) chromedriver dies at start with SIGTRAP. Its child gets the hard limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
     blocked = signal.pthread_sigmask(signal.SIG_SETMASK, [])
     ignored = []
     for sig in (signal.SIGTRAP, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP, signal.SIGTERM,
@@ -62,6 +67,7 @@ def _clean_signals():
         for sig in ignored:
             signal.signal(sig, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 class Chromium:
