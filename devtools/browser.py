@@ -10,10 +10,8 @@ import contextlib
 import os
 import shutil
 import resource
-import signal
 import sys
 import tempfile
-import threading
 import time
 from typing import Optional
 
@@ -42,31 +40,14 @@ def missing() -> Optional[str]:
 
 
 @contextlib.contextmanager
-def _clean_signals():
-    """No blocked signals and no ignored ones while a child process starts (main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    # Chromium reserves far more address space than it uses: under a soft RLIMIT_AS (.ci/run
-    # sets 16 GiB) chromedriver dies at start with SIGTRAP. Its child gets the hard limit.
+def _address_space_lifted():
+    """Chromium reserves far more address space than it uses: under a soft RLIMIT_AS (.ci/run
+    sets 16 GiB) chromedriver dies at start with SIGTRAP. Its child starts with the hard limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
-    blocked = signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    ignored = []
-    for sig in (signal.SIGTRAP, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP, signal.SIGTERM,
-                signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
-        try:
-            if signal.getsignal(sig) == signal.SIG_IGN:
-                signal.signal(sig, signal.SIG_DFL)
-                ignored.append(sig)
-        except (OSError, ValueError):
-            pass
     try:
         yield
     finally:
-        for sig in ignored:
-            signal.signal(sig, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
@@ -89,22 +70,8 @@ class Chromium:
         options.add_argument(f"--user-data-dir={self.profile}")
         options.add_argument(f"--window-size={width},{height}")
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        from selenium.common.exceptions import WebDriverException
-
-        for attempt in range(3):
-            # In full test runs (never alone) chromedriver died at start with SIGTRAP (status
-            # -5): a child inherits its parent's blocked signals and ignored dispositions, which
-            # the libraries loaded by then may have changed; it starts from a clean state, and
-            # is retried. (The cause is not proven: see the stop's note.)
-            try:
-                with _clean_signals():
-                    self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER),
-                                                   options=options)
-                break
-            except WebDriverException:
-                if attempt == 2:
-                    raise
-                time.sleep(2.0)
+        with _address_space_lifted():
+            self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
     def open(self, path: str, timeout: float = 15.0) -> bool:
         """Load a local file; True once the report says it rendered (False at the timeout)."""
