@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -82,19 +83,36 @@ class NamespaceCompletedFn(beam.DoFn):
     job reading several kinds each kind's, joined, and ``ctx.outputs``: kind -> output).
 
     With --output, once the hook has run, each of the namespace's units gets its manifest: the
-    namespace is complete, and a resumed run neither reads it again nor fires its hooks."""
+    namespace is complete, and a resumed run neither reads it again nor fires its hooks.
+
+    A namespace whose hook fails fails the run, but only once the bundle's other namespaces
+    are complete (hook run, manifest written): one tenant's failure does not make a resumed
+    run read the others again."""
 
     def __init__(self, run: RunConfig, case_insensitive: bool = False):
         self.run, self.case_insensitive = run, case_insensitive
+        self._failed: Optional[JobFailed] = None
+
+    def start_bundle(self):
+        self._failed = None
+
+    def finish_bundle(self):
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
 
     def process(self, kv):
         namespace, done = kv
         per_kind = self.run.read.query.per_kind
         outputs = done.outputs or None
         output = ", ".join(sorted(outputs.values())) if outputs else None
-        fire(self.run.job, hooks.NAMESPACE_COMPLETED, namespace=namespace,
-             totals=copy.deepcopy(done.totals), output=output,
-             outputs=dict(outputs) if outputs and per_kind else None)
+        try:
+            fire(self.run.job, hooks.NAMESPACE_COMPLETED, namespace=namespace,
+                 totals=copy.deepcopy(done.totals), output=output,
+                 outputs=dict(outputs) if outputs and per_kind else None)
+        except JobFailed as e:
+            self._failed = self._failed or e
+            return
         ProgressCounters(self.run.job.metrics_namespace).inc("namespaces_done")
         out = self.run.output
         if out.directory:

@@ -98,3 +98,21 @@ def test_an_output_that_is_a_file_or_not_writable_is_refused(tmp_path):
         plan_output(config(tmp_path / "file.txt"))
     with pytest.raises(UsageError, match="local directory or gs://"):
         plan_output(config("s3://bucket/x"))
+
+
+def test_resuming_a_run_that_completed_nothing_checks_its_lease(tmp_path):
+    """A dead run that completed no namespace left no manifest: its lease says what it ran, and
+    a resume with other parameters is refused as when it had completed some."""
+    out = tmp_path / "out"
+    dead = config(out, "--params", "full=true")
+    take_output(plan_output(dead), local=True)
+    job = out / "export_keys"
+    held = json.loads((job / ".lease.json").read_text())
+    assert held["job"] == "export_keys" and held["params"] == {"full": "true"}
+    assert held["query"] == dead.read.query.fingerprint()
+    write(job / ".lease.json", json.dumps({**held, "pid": 2 ** 22 + 17}))  # its process died
+    write(job / ".shards-r0/acme-00000-of-00001")
+    with pytest.raises(UsageError, match="another params"):
+        plan_output(config(out, "--params", "full=false"), "resume")
+    plan = plan_output(config(out, "--params", "full=true"), "resume")
+    assert plan.run.output.resumed == () and plan.clear

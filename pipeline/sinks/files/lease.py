@@ -67,12 +67,16 @@ def _write(output: str, job_name: str, lease: dict) -> None:
         f.write(json.dumps(lease, indent=2).encode("utf-8"))
 
 
-def take(output: str, job_name: str, run_id: str, local: bool) -> dict:
-    """Write this run's lease (the output's writability is proven by it)."""
+def take(output: str, job_name: str, run_id: str, local: bool,
+         identity: Optional[dict] = None) -> dict:
+    """Write this run's lease (the output's writability is proven by it). ``identity`` (the
+    job, parameters and query) lets a resumed run be checked against a run that died before it
+    completed any namespace (it left no manifest to check against)."""
     now = _now().isoformat()
     lease = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
              "pid_start": process_start(os.getpid()), "runner": "local" if local else "remote",
-             "started": now, "heartbeat": now, "ttl": LOCAL_TTL if local else REMOTE_TTL}
+             "started": now, "heartbeat": now, "ttl": LOCAL_TTL if local else REMOTE_TTL,
+             **(identity or {})}
     _write(output, job_name, lease)
     return lease
 

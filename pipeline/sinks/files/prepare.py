@@ -116,7 +116,7 @@ def case_insensitive_directory(output: str) -> bool:
 def _take_lease(run: RunConfig, local: bool) -> dict:
     out = run.output
     try:
-        return lease.take(out.directory, run.job.name, out.run_id, local)
+        return lease.take(out.directory, run.job.name, out.run_id, local, _identity(run))
     except Exception as e:
         raise UsageError(f"--output {out.directory} is not writable: {type(e).__name__}: "
                          f"{str(e)[:300]}") from None
@@ -141,11 +141,15 @@ def _keep_dead_letters(run: RunConfig, found: list[str], old_run: str) -> list[d
     return list(seen.values())
 
 
-def _check_manifest(run: RunConfig, m: dict, path: str) -> None:
-    want = {"job": run.job.name, "params": dict(run.job.params),
+def _identity(run: RunConfig) -> dict:
+    """What a resumed run must repeat: recorded in every manifest and in the run's lease."""
+    return {"job": run.job.name, "params": dict(run.job.params),
             "query": run.read.query.fingerprint()}
-    for field, value in want.items():
-        if m.get(field) != value:
+
+
+def _check_manifest(run: RunConfig, m: dict, path: str) -> None:
+    for field, value in _identity(run).items():
+        if field in m and m.get(field) != value:
             raise UsageError(
                 f"--output_mode=resume: {path} was written by a run with another {field} "
                 f"({m.get(field)!r}, this run: {value!r}): resume only the same job, parameters "
@@ -263,6 +267,12 @@ def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
     resumed: list = []
     if mode == "resume" and manifests:
         run, resumed = _resume(run, found, manifests)
+    elif mode == "resume" and held is not None:
+        # The dead run completed nothing, but it was a run of some job: resuming it with
+        # another job, parameters or query is a mistake to refuse, as when it completed some.
+        _check_manifest(run, held, lease.lease_path(out.directory, name))
+        log.info("--output_mode=resume: the failed run %s completed no namespace; reading "
+                 "everything", old_run)
     keep = {r.output for r in resumed if r.output}
     keep |= {manifest_path(out.directory, name, r.part) for r in resumed}
     preserved = f"/{FAILED_RUNS_DIR}/"
