@@ -2,11 +2,12 @@
 the resolved job travels to them pickled with the graph."""
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import re
 from typing import Type
 
-from pipeline.api.job import JobSpec
+from pipeline.api.job import JobSpec, Params
 from pipeline.errors import UsageError
 
 _JOBS: dict[str, Type[JobSpec]] = {}
@@ -76,3 +77,18 @@ def get_job(name: str) -> Type[JobSpec]:
     known = ", ".join(known_jobs()) or "(none)"
     raise UsageError(f"unknown job {name!r}; registered jobs: {known} "
                      "(add your own module with --job_module)")
+
+
+def job_params(pairs_lists, job_cls, now: dt.datetime) -> Params:
+    """``--params`` (repeatable) -> the job's Params; a parameter it does not list is refused."""
+    values: dict[str, str] = {}
+    for pairs in pairs_lists:
+        for k, v in pairs:
+            values[k] = v
+    allowed = dict(job_cls.parameters)
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        accepted = ", ".join(f"{k} ({h})" for k, h in allowed.items()) or "none"
+        raise UsageError(f"job {job_cls.name} has no parameter {', '.join(map(repr, unknown))}; "
+                         f"it accepts: {accepted}")
+    return Params(values, now)

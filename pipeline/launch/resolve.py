@@ -18,10 +18,9 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from pipeline.api.job import Params
 from pipeline.api.mutations import BLIND, DRY_RUN
 from pipeline.api.query import resolve as resolve_query
-from pipeline.api.registry import get_job, load_modules
+from pipeline.api.registry import get_job, job_params, load_modules
 from pipeline.config import (
     DatastoreTarget,
     JobConfig,
@@ -48,21 +47,6 @@ from pipeline.sinks.files.layout import (
 log = logging.getLogger(__name__)
 #: Runners that run here (no ramp-up by default: the emulator, or a test).
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "PrismRunner")
-
-
-def job_params(pairs_lists, job_cls, now: dt.datetime) -> Params:
-    """``--params`` (repeatable) -> the job's Params; a parameter it does not list is refused."""
-    values: dict[str, str] = {}
-    for pairs in pairs_lists:
-        for k, v in pairs:
-            values[k] = v
-    allowed = dict(job_cls.parameters)
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        accepted = ", ".join(f"{k} ({h})" for k, h in allowed.items()) or "none"
-        raise UsageError(f"job {job_cls.name} has no parameter {', '.join(map(repr, unknown))}; "
-                         f"it accepts: {accepted}")
-    return Params(values, now)
 
 
 def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,

@@ -6,8 +6,8 @@ import datetime as dt
 import pytest
 
 from pipeline.api.job import JobSpec, Params
+from pipeline.api.registry import job_params
 from pipeline.errors import UsageError
-from pipeline.launch.resolve import job_params
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)

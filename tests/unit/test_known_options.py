@@ -55,3 +55,40 @@ def test_every_option_beam_the_mapper_and_the_template_launcher_know_is_accepted
 
 def test_closest_is_none_when_nothing_is_close():
     assert closest("--qqqq", ["--shards", "--project"]) is None
+
+
+def test_the_table_of_option_names_is_what_beams_parser_has():
+    """The CLI refuses unknown options from a table, without importing Beam: it must be
+    exactly the installed Beam's (regenerate: python -m pipeline.launch.known_options)."""
+    from pipeline.launch.beam_option_table import OPTIONS
+    from pipeline.launch.known_options import table_of
+
+    assert OPTIONS == table_of(beam_parser()), (
+        "pipeline/launch/beam_option_table.py is not the installed Beam's: regenerate it with "
+        "python -m pipeline.launch.known_options")
+
+
+def test_refusals_from_the_command_line_import_no_beam():
+    """--help, --list_jobs and what the command line alone refuses answer without Beam."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from pipeline.launch.cli import main\n"
+            "for argv in (['--list_jobs'], ['--job', 'count_keys', '--shard', '4'],\n"
+            "             ['--job', 'nosuch', '--project', 'p'],\n"
+            "             ['--job', 'count_keys', '--project', 'p', '--params', 'x=1'],\n"
+            "             ['--job', 'count_keys']):\n"
+            "    assert main(argv) in (0, 2), argv\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('apache_beam', 'grpc')\n"
+            "               or m.startswith(('google.cloud.', 'google.api_core')))\n"
+            "print('HEAVY', ','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    assert out.returncode == 0, out.stderr
+    heavy = out.stdout.split("HEAVY", 1)[1].strip()
+    assert heavy == "", heavy
+    assert "unknown option --shard; did you mean --shards?" in out.stderr
+    assert "job 'nosuch'" in out.stderr or "nosuch" in out.stderr
+    assert "has no parameter 'x'" in out.stderr
+    assert "--project is required" in out.stderr

@@ -10,7 +10,7 @@ import os
 
 from pipeline.core.summary import build_summary
 from pipeline.core.totals import Totals
-from pipeline.launch import cli
+from pipeline.launch import launcher
 from pipeline.launch.remote import RemoteWait, counter_values, state_name
 from tests.support.configs import run_config
 
@@ -150,19 +150,19 @@ def test_wait_for_remote_prints_the_summary_and_exits_with_the_job_s_outcome(tmp
     with open(run.output.summary_path, "w") as f:
         json.dump(summary, f)
     clock = Clock()
-    code = cli.wait_for_remote(FakeResult(STAGES), run, "DataflowRunner", clock=clock,
+    code = launcher.wait_for_remote(FakeResult(STAGES), run, "DataflowRunner", clock=clock,
                                sleep=clock.sleep)
     out, err = capsys.readouterr()
-    assert code == cli.EXIT_OK
+    assert code == launcher.EXIT_OK
     assert "done in 40 s" in err.splitlines()[-1]
     assert out.startswith("job count_keys: 0 entities in 1 namespace")
     assert f"summary {run.output.summary_path}; report " in out
     failed = [*STAGES[:2], _stage("FAILED", namespaces=3)]
     clock = Clock()
-    code = cli.wait_for_remote(FakeResult(failed), run, "DataflowRunner", clock=clock,
+    code = launcher.wait_for_remote(FakeResult(failed), run, "DataflowRunner", clock=clock,
                                sleep=clock.sleep)
     _, err = capsys.readouterr()
-    assert code == cli.EXIT_FAILED
+    assert code == launcher.EXIT_FAILED
     assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
         f"error: the job ended FAILED on DataflowRunner; its summary (if written) is "
         f"{run.output.summary_path}"]

@@ -1,0 +1,382 @@
+"""Launching a run that passed the CLI's first checks (``cli``): Beam's options, the job
+resolved, the output planned, the launch checks against the services, then the run, here
+(``_run_locally``) or on Dataflow (``_launch_remote``). Everything here needs Beam."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import sys
+import threading
+import time
+from typing import Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import create_runner
+
+from pipeline.core.summary import format_summary
+from pipeline.errors import MapperError, UsageError
+from pipeline.graph.build import build
+from pipeline.launch import logs, processes
+from pipeline.launch.beam_options import MapperOptions
+from pipeline.launch.checks import check_before_launch
+from pipeline.launch.local_runner import LOCAL_ARGS, apply_residual_fix, current_step
+from pipeline.launch.messages import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    error,
+    failure_message,
+    say,
+)
+from pipeline.launch.progress import watching
+from pipeline.launch.records_sink import check_records_have_a_sink
+from pipeline.launch.remote import RemoteWait
+from pipeline.launch.resolve import resolve
+from pipeline.launch.rundir import RunDir, results_dir
+from pipeline.sinks.bigquery.prepare import prepare as prepare_bigquery
+from pipeline.sinks.files import deadletters, lease
+from pipeline.sinks.files.layout import (
+    NAMESPACES_DIR,
+    REPORT_FILE,
+    SUMMARY_FILE,
+    files_under,
+    job_dir,
+    remove_tree,
+    shard_dir,
+)
+from pipeline.sinks.files.prepare import plan_output, take_output
+
+log = logging.getLogger("pipeline")
+
+LOCAL_RUNNERS = {"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
+                 "PrismRunner"}
+
+
+#: What the local runner raises when a worker process died under it (killed, out of memory).
+_WORKER_DIED = re.compile(r"Channel closed prematurely|Worker.*(?:died|exited)|"
+                          r"grpc.*(?:UNAVAILABLE|StatusCode\.CANCELLED).*(?:worker|Worker)|"
+                          r"SDK harness.*(?:crash|exit|died)", re.S)
+_STEP = re.compile(r"\[while running '([^']+)'\]")
+
+
+def worker_death_message(err: BaseException, log_path: Optional[str]) -> Optional[str]:
+    """One line for a worker process that died, naming the step and its log; None otherwise."""
+    text = f"{type(err).__name__}: {err}"
+    if not _WORKER_DIED.search(text):
+        return None
+    steps = _STEP.findall(text) or [s for s in (current_step(),) if s]
+    where = f" while running {steps[-1]}" if steps else ""
+    return (f"a worker process died (killed, or out of memory){where}; its output is in "
+            f"{log_path}" if log_path else f"a worker process died (killed, or out of memory){where}")
+
+
+def check_beam_options(options: PipelineOptions) -> None:
+    """Every Beam option parsed now, before anything is launched: a bad value is one line (a
+    UsageError), not argparse's usage block or a traceback half-way through the run; an unknown
+    runner too."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            options.get_all_options()
+    except SystemExit:
+        lines = captured.getvalue().strip().splitlines()
+        said = next((ln.split(": error: ", 1)[1] for ln in reversed(lines) if ": error: " in ln),
+                    lines[-1] if lines else "a Beam option has a bad value")
+        raise UsageError(said) from None
+    runner = options.view_as(StandardOptions).runner
+    if runner:
+        try:
+            create_runner(runner)
+        except (ValueError, ImportError) as e:
+            raise UsageError(f"--runner {runner}: {e}") from None
+
+
+def launch(argv: Sequence[str]) -> int:
+    """Everything after the CLI's first checks (``argv``: the command line as given)."""
+    argv = list(argv)
+    given = list(argv)
+    if not any(a == "--runner" or a.startswith("--runner=") for a in argv):
+        argv = LOCAL_ARGS + argv
+    plan = held = None
+    try:
+        options = PipelineOptions(argv)
+        check_beam_options(options)
+        runner = options.view_as(StandardOptions).runner or ""
+        local = runner.split(".")[-1] in LOCAL_RUNNERS
+        if local:
+            apply_residual_fix()
+        run = resolve(options, argv=given)
+        m = options.view_as(MapperOptions)
+        check_records_have_a_sink(run, m.bigquery_table)
+        plan = plan_output(run, m.output_mode)  # decides only: nothing is written yet
+        run = plan.run
+        namespaces = (check_before_launch(run, m.allow_empty_kind) if m.launch_checks
+                      else None)
+        bigquery = prepare_bigquery(run, m, namespaces)
+        held = take_output(plan, local=local)  # the last check: nothing under OUTPUT before it
+    except (MapperError, KeyboardInterrupt) as e:
+        if held is not None:
+            _release(plan.run)
+        if isinstance(e, KeyboardInterrupt):
+            say("interrupted before the run started: nothing was read")
+            return EXIT_INTERRUPTED
+        error(failure_message(e))
+        return EXIT_REFUSED
+    out_dir = run.output.directory
+    log.info("job %s: %s; %s", run.job.name, run.read.query.describe(),
+             f"output {out_dir}/{run.job.name}/" if out_dir else "no output location")
+    if bigquery is not None:
+        log.info("streaming records into BigQuery table %s; rejected rows go to %s",
+                 bigquery.table, bigquery.dead_letter)
+    if not local:
+        return _launch_remote(options, run, bigquery, runner)
+    return _run_locally(options, run, bigquery, held)
+
+
+
+def _launch_remote(options, run, bigquery, runner: str) -> int:
+    try:
+        p = beam.Pipeline(options=options)
+        build(p, run, bigquery)
+        result = p.run()
+    except MapperError as e:
+        _release(run)
+        error(failure_message(e))
+        return EXIT_REFUSED
+    except Exception:
+        _release(run)
+        raise
+    if not options.view_as(MapperOptions).wait:
+        log.info("launched on %s; not waiting for its result (--wait follows it)", runner)
+        return EXIT_OK
+    return wait_for_remote(result, run, runner)
+
+
+def wait_for_remote(result, run, runner: str, **kw) -> int:
+    """--wait: the job's progress lines from its metrics until it ends, then its summary
+    (``kw``: RemoteWait's clock and sleep, for tests)."""
+    waiter = RemoteWait(result, run.job.metrics_namespace,
+                        lambda line: print(line, file=sys.stderr, flush=True),
+                        every=run.read.progress_seconds,
+                        write_mode=run.write.mode if run.write.enabled else None, **kw)
+    say(f"launched on {runner}; waiting for the job to end (Ctrl-C stops waiting, not the job)")
+    try:
+        state = waiter.run()
+    except KeyboardInterrupt:
+        say("interrupted: stopped waiting; the job goes on (follow it in the Dataflow console)")
+        return EXIT_INTERRUPTED
+    if state != "DONE":
+        error(f"the job ended {state} on {runner}"
+              + (f"; its summary (if written) is {run.output.summary_path}"
+                 if run.output.summary_path else ""))
+        return EXIT_FAILED
+    summary = _read_summary(run.output.summary_path)
+    if summary is not None:
+        print(format_summary(summary))
+        print(f"summary {run.output.summary_path}"
+              + (f"; report {run.output.report_path}" if run.output.report_path else ""))
+    return EXIT_OK
+
+
+def _read_summary(path: Optional[str]) -> Optional[dict]:
+    if not path:
+        return None
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(path) as f:
+            return json.loads(f.read().decode("utf-8"))
+    except Exception as e:
+        log.warning("could not read the summary %s: %s", path, e)
+        return None
+
+
+def _release(run) -> None:
+    out = run.output
+    if out.directory:
+        lease.release(out.directory, run.job.name, out.run_id)
+
+
+def _finish_failed(run) -> Optional[str]:
+    """After a failed or interrupted local run: its dead letters composed into their file, its
+    temporary shards removed, its lease released; returns a line about the dead letters."""
+    out = run.output
+    note = None
+    try:
+        if out.dead_letter_parts:
+            n = deadletters.compose(out.dead_letter_parts, out.dead_letter)
+            if n:
+                note = f"{n} dead letter(s) in {out.dead_letter}"
+        if out.directory:
+            remove_tree(shard_dir(out.directory, run.job.name, out.run_id))
+        if out.progress_dir:  # of no use after the run: the workers' log is what is kept
+            shutil.rmtree(out.progress_dir, ignore_errors=True)
+        if not out.directory and out.summary_path:  # the cache directory, if nothing went in
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(out.summary_path))
+    except Exception as e:  # a clean-up that fails must not hide why the run failed
+        log.warning("could not clean up after the run: %s", e)
+    _release(run)
+    return note
+
+
+def _local_output(run, rundir: RunDir):
+    """A local run's own places: the progress channel in its private directory and, without
+    --output, a directory in the user's cache for the summary and the report."""
+    out = run.output
+    changes = {"progress_dir": rundir.subdir("progress")}
+    if out.summary_path is None:
+        kept = results_dir(run.job.name, run.job.started, out.run_id)
+        changes.update(summary_path=os.path.join(kept, SUMMARY_FILE),
+                       report_path=os.path.join(kept, REPORT_FILE))
+    return dataclasses.replace(run, output=dataclasses.replace(out, **changes))
+
+
+def _run_locally(options, run, bigquery, held) -> int:
+    rundir = RunDir()
+    run = _local_output(run, rundir)
+    worker_log = rundir.file("workers.log")
+    started = time.monotonic()
+    every = run.read.progress_seconds
+    heartbeat = (lease.Heartbeat(run.output.directory, run.job.name, held) if held
+                 else contextlib.nullcontext())
+    try:
+        p = beam.Pipeline(options=options)
+        build(p, run, bigquery)
+        with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted(), \
+                _fail_when_a_worker_dies(), watching(
+                    run.output.progress_dir, every, run.job.name, started,
+                    run.write.mode if run.write.enabled else None):
+            try:
+                p.run().wait_until_finish()
+            except KeyboardInterrupt:  # the workers stopped while their output still goes
+                processes.stop(processes.descendants(os.getpid()))  # to the log
+                raise
+    except KeyboardInterrupt:
+        processes.stop(processes.descendants(os.getpid()))
+        note = _finish_failed(run)
+        rundir.remove()
+        done = _complete_namespaces(run)
+        say(f"interrupted: the run stopped after {time.monotonic() - started:.0f} s"
+            + (f"; {done} namespace file(s) were complete" if done is not None else "")
+            + "; its temporary files were removed, the output is incomplete (run again to "
+            "start over, or --output_mode=resume to read only what is missing)"
+            + (f"; {note}" if note else ""))
+        return EXIT_INTERRUPTED
+    except Exception as e:  # a runner wraps errors raised on workers
+        if isinstance(e, WorkerDied):
+            processes.stop(processes.descendants(os.getpid()))
+        note = _finish_failed(run)
+        msg = worker_death_message(e, worker_log) or failure_message(e)
+        if msg is None:
+            log.error("the local workers' raw output is in %s", worker_log)
+            raise
+        error(msg + (f"; {note}" if note else ""))
+        if worker_log not in msg:
+            say(f"(the workers' raw output is in {worker_log})")
+        return EXIT_FAILED
+    summary_path = run.output.summary_path
+    try:
+        if summary_path and os.path.exists(summary_path):
+            with open(summary_path, encoding="utf-8") as f:
+                summary = json.load(f)
+            print(format_summary(summary))
+            print(where_line(summary, summary_path, run.output.report_path))
+    finally:
+        rundir.remove()
+    return EXIT_OK
+
+
+def where_line(summary: dict, summary_path: str, report_path: Optional[str]) -> str:
+    """The run's last line: where its summary, report and dead letters are."""
+    dead = summary.get("dead_letters") or {}
+    report = (f"; report {report_path}" if report_path and os.path.exists(report_path) else "")
+    return (f"summary {summary_path}{report}"
+            + (f"; {dead['count']} dead letter(s) in {dead['file']}" if dead.get("count")
+               else ""))
+
+
+class WorkerDied(Exception):
+    """A local worker process died (killed, out of memory) while the run went on."""
+
+
+@contextlib.contextmanager
+def _fail_when_a_worker_dies():
+    """Beam's local runner notices a worker process that died only when it had a bundle in
+    flight; otherwise the launcher would wait for it forever. The runner's thread that started
+    the worker raises when it exits with an error (``logs.on_worker_exit`` hears of it); this
+    process then signals itself (SIGUSR1), which interrupts the main thread's wait with
+    ``WorkerDied``: the run fails at once, with the one line of a dead worker."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    active, died = [True], []
+
+    def on_signal(signum, frame):
+        # Not after a Ctrl-C (its handler may run first, when both were pending): the
+        # interruption is what the run reports.
+        if active[0] and died and not logs.is_interrupted():
+            raise WorkerDied(died[0])
+
+    def fire() -> None:
+        # Again every 2 s until the run has ended: the first WorkerDied may land inside code
+        # of the runner's that catches every exception and goes back to waiting (seen once,
+        # under load: the launcher waited for the dead worker until the test's time-out).
+        time.sleep(0.5)
+        while active[0] and not logs.is_interrupted():
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(2.0)
+
+    def on_exit(text: str) -> None:
+        # A Ctrl-C stops the workers too: wait a moment, so that the interruption (its SIGINT
+        # reaches this process at the same time) is what the run reports.
+        if active[0] and not died and not logs.is_interrupted():
+            died.append(text)
+            threading.Thread(target=fire, name="worker-died", daemon=True).start()
+
+    signal.signal(signal.SIGUSR1, on_signal)
+    logs.on_worker_exit(on_exit)
+    try:
+        yield
+    finally:
+        active[0] = False
+        logs.on_worker_exit(None)
+        # a late signal finds a handler that does nothing (SIGUSR1's default would kill us)
+        signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+
+
+@contextlib.contextmanager
+def _quiet_when_interrupted():
+    """Ctrl-C: Beam's own records stop at once (``logs.interrupted``), before Beam unwinds and
+    logs the errors of workers that went away, which the ``interrupted:`` line stands for."""
+    logs.interrupted(False)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        logs.interrupted()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _complete_namespaces(run) -> Optional[int]:
+    out = run.output
+    if not out.directory:
+        return None
+    return len([p for p in files_under(job_dir(out.directory, run.job.name))
+                if f"/{NAMESPACES_DIR}/" in p])
