@@ -221,11 +221,16 @@ def configure(environ=None) -> None:
 class _RunnerTracebacksToLog(logging.Filter):
     """While a local run goes on, Beam's own errors in this process (a worker that died, a
     channel closed) go to the workers' log with their tracebacks, not to the terminal: the CLI
-    reports the failure as one line, naming that log."""
+    reports the failure as one line, naming that log. So does the summary step's record of
+    the summary, which the CLI prints."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith("apache_beam") and (record.exc_info or
-                                                      record.levelno >= logging.ERROR):
+        # The summary step's record of the summary, when the run is in this process: the CLI
+        # prints the summary itself once the run ended (a worker process's goes to its log).
+        summary = (record.name == "pipeline.graph.summary"
+                   and str(record.msg).startswith("summary:"))
+        if summary or record.name.startswith("apache_beam") and (
+                record.exc_info or record.levelno >= logging.ERROR):
             try:
                 os.write(2, (logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
                              .format(record) + "\n").encode("utf-8", "replace"))

@@ -30,8 +30,9 @@ READ_TIME_LIMIT = dt.timedelta(days=7)
 EPILOG = """\
 Any other option is passed to Beam: with --runner=DataflowRunner and Dataflow's
 usual options (--region, --temp_location, ...) the same command launches the job on
-Dataflow. Without --runner the job runs here on Beam's FnApiRunner with two worker
-processes; --direct_num_workers changes that.
+Dataflow. Without --runner the job runs here, in this process, on Beam's FnApiRunner;
+--runner=FnApiRunner --direct_running_mode=multi_processing --direct_num_workers=2 runs it
+in two worker processes.
 
 Example (against the emulator):
   DATASTORE_EMULATOR_HOST=127.0.0.1:8081 datastore-mapper --job count_keys --project demo
@@ -338,6 +339,6 @@ def help_parser() -> argparse.ArgumentParser:
         "across all namespaces, split evenly into parallel work.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--project", help="the Google Cloud project (required)")
-    parser.add_argument("--runner", help="Beam runner (default: FnApiRunner with 2 local workers)")
+    parser.add_argument("--runner", help="Beam runner (default: FnApiRunner, in this process)")
     add_mapper_arguments(parser)
     return parser

@@ -39,7 +39,7 @@ from devtools.seed import NamespaceSpec, seed_dataset
 from pipeline.core.keyorder import format_path, path_from_flat
 from pipeline.launch.cli import EXIT_FAILED, EXIT_REFUSED
 from tests.support import TEST_PROJECT
-from tests.support.runs import IN_PROCESS, run_mapper
+from tests.support.runs import IN_PROCESS, TWO_WORKERS, run_mapper
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_MODULE = ["--job_module", "tests.support.jobs_failing"]
@@ -516,9 +516,9 @@ def test_missing_composite_index_prints_index_yaml(emulator, seeded, monkeypatch
 
 
 @pytest.mark.parametrize("runner", [
-    [],  # the CLI's default: FnApiRunner with two worker processes
-    ["--runner=FnApiRunner", "--direct_running_mode=in_memory"],
-], ids=["two-workers", "in-memory"])
+    TWO_WORKERS,
+    [],  # the CLI's default: FnApiRunner in this process
+], ids=["two-workers", "default-in-process"])
 def test_job_failing_on_one_entity_names_job_key_and_namespace(emulator, seeded, runner,
                                                                tmp_path):
     named = [flat for flat in seeded["acme"] if len(flat) == 2 and isinstance(flat[1], str)]

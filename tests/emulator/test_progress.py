@@ -1,5 +1,6 @@
-"""Job-wide progress of a local run, with two worker processes: the launcher's progress lines
-come from every worker, through the progress channel, while the run goes on."""
+"""Job-wide progress of a local run, in this process and with two worker processes: the
+launcher's progress lines come from every worker, through the progress channel, while the run
+goes on."""
 from __future__ import annotations
 
 import os
@@ -12,6 +13,7 @@ import pytest
 
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
+from tests.support.runs import TWO_WORKERS
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^progress: namespaces (\d+)/(\d+) planned, (\d+) done; ranges (\d+)/(\d+); "
@@ -36,10 +38,11 @@ def _lines(stderr: str) -> list:
     return [ln for ln in stderr.splitlines() if ln.startswith("progress:")]
 
 
-def test_two_workers_report_job_wide_progress_with_an_estimate(emulator, seeded, tmp_path):
+@pytest.mark.parametrize("runner", [TWO_WORKERS, []], ids=["two-workers", "default-in-process"])
+def test_a_run_reports_job_wide_progress_with_an_estimate(emulator, seeded, tmp_path, runner):
     r = _run(emulator, tmp_path, "--job", "slow_keys", "--job_module",
              "tests.support.jobs_failing", "--params", "sleep=0.003", "--slice_entities", "40",
-             "--progress_seconds", "0.3", "--discard_records")
+             "--progress_seconds", "0.3", "--discard_records", *runner)
     assert r.returncode == 0, r.stderr
     lines = _lines(r.stderr)
     assert lines.count("progress: listing namespaces") <= 1, lines  # said once, not repeated

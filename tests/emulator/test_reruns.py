@@ -17,7 +17,7 @@ from google.cloud import datastore
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
 from tests.support.jobs_faults import FAIL_JOB_COMPLETED_ENV, FAIL_NAMESPACE_ENV
-from tests.support.runs import IN_PROCESS, key_tuple, run_mapper
+from tests.support.runs import IN_PROCESS, TWO_WORKERS, key_tuple, run_mapper
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = [NamespaceSpec("", 200), NamespaceSpec("acme", 150), NamespaceSpec("globex", 80),
@@ -161,7 +161,7 @@ def test_resume_after_a_failure_past_reading_reads_nothing_again(seeded, tmp_pat
 def test_a_worker_killed_mid_run_gives_one_line_naming_the_step(seeded, tmp_path):
     out = tmp_path / "out"
     proc = start_cli(["--job", "fail_some", *JOBS, *SMALL, "--params", "sleep_ms=20",
-                      "--output", str(out)])
+                      "--output", str(out), *TWO_WORKERS])
     workers: list = []
 
     def reading_workers() -> bool:
