@@ -338,7 +338,7 @@ def run_limit(ctx, label: str, pieces: int = 0) -> Run:
 
 def run_peer(ctx, label: str) -> Run:
     cmd = [sys.executable, "-m", "bench.peer", "--project", PROJECT, "--kind", KIND,
-           "--namespaces", json.dumps(sorted(ctx.expected))]
+           "--namespaces", json.dumps(sorted(ctx.expected)), *ctx.runner]
     m = measure(cmd, ctx.env, ctx.log_dir, label, ctx.emu, ctx.sample_s)
     check_ok(m, label)
     res = _last_json(m, label)
@@ -355,17 +355,22 @@ def balance_of(summary: dict) -> dict[str, float]:
     return out
 
 
-def run_ours(ctx, label: str, job: str) -> Run:
+def run_ours(ctx, label: str, job: str, output: bool = True) -> Run:
+    """``output``: with --output DIR (the summary, manifests and the job's files there); without,
+    the summary goes to the user's cache (here a temporary XDG_CACHE_HOME), as a plain run's."""
     out_dir = Path(tempfile.mkdtemp(prefix="bench-ours-", dir=ctx.log_dir))
-    cmd = [sys.executable, "-m", "pipeline", "--job", job, "--project", PROJECT,
-           "--params", f"kind={KIND}", "--output", str(out_dir)]
+    cmd = [sys.executable, "-m", "pipeline", "--job", job, "--project", ctx.project,
+           "--params", f"kind={KIND}", *ctx.runner] + (["--output", str(out_dir)] if output else [])
+    env = ctx.env if output else {**ctx.env, "XDG_CACHE_HOME": str(out_dir)}
     try:
-        m = measure(cmd, ctx.env, ctx.log_dir, label, ctx.emu, ctx.sample_s)
+        m = measure(cmd, env, ctx.log_dir, label, ctx.emu, ctx.sample_s)
         check_ok(m, label)
-        path = out_dir / job / "summary.json"
-        if not path.exists():
-            raise BenchError(f"{label}: no {path}\n{_tail(m.stderr_path)}")
-        summary = json.loads(path.read_text())
+        found = (sorted(out_dir.glob(f"{job}/summary.json")) if output
+                 else sorted(out_dir.glob("datastore-mapper/runs/*/summary.json")))
+        if len(found) != 1:
+            raise BenchError(f"{label}: {len(found)} summary files under {out_dir}\n"
+                             f"{_tail(m.stderr_path)}")
+        summary = json.loads(found[0].read_text())
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     got_ns = {("" if ns == "__default__" else ns): t["entities"]
@@ -376,6 +381,16 @@ def run_ours(ctx, label: str, job: str) -> Run:
                extra={"ranges": t["ranges"], "slices": t["slices"], "queries": t["queries"],
                       "retries": t["retries"], "workers": t["workers"],
                       "read_seconds": t["read_seconds"], "summary_seconds": summary["seconds"]})
+
+
+def run_cli(ctx, label: str, args: list, code: int) -> Run:
+    """The CLI with ``args`` (start-up: --help, a refusal, a tiny run), its exit code checked."""
+    cmd = [sys.executable, "-m", "pipeline", *args]
+    m = measure(cmd, ctx.env, ctx.log_dir, label, ctx.emu, ctx.sample_s)
+    if m.returncode != code:
+        raise BenchError(f"{label}: exit code {m.returncode}, expected {code}\n"
+                         f"{_tail(m.stderr_path)}")
+    return Run("cli", 0, m)
 
 
 # ---------------------------------------------------------------- dataset, machine
@@ -444,6 +459,8 @@ class Ctx:
     log_dir: Path
     workers: int
     sample_s: float
+    project: str = PROJECT
+    runner: list = field(default_factory=list)  # the runner's options, for peer and ours
 
 
 def stats(values: list[float]) -> dict:
@@ -476,70 +493,87 @@ def row_stats(runs: list[Run]) -> dict:
 ROWS = (("limit-2r", "limit  bare client, 2 wide ranges/ns"),
         ("limit-narrow", "limit  bare client, {pieces} narrow/ns"),
         ("peer", "peer   ReadFromDatastore, entities"),
-        ("ours-count_by_property", "ours   count_by_property, entities"),
-        ("ours-count_keys", "ours   count_keys, keys only"),
-        ("ours-count_by_property@3x", "ours   count_by_property @3x"))
+        ("ours-count_by_property", "ours   count_by_property, --output"),
+        ("ours-count_keys", "ours   count_keys, keys, --output"),
+        ("ours-count_by_property-noout", "ours   count_by_property, no output"),
+        ("ours-count_keys-noout", "ours   count_keys, keys, no output"))
+OURS = [k for k, _ in ROWS if k.startswith("ours")]
+X3 = "@3x"
+STARTUP = (("startup-run", "a run over {tiny} entities (count_keys)"),
+           ("startup-help", "--help"),
+           ("startup-list_jobs", "--list_jobs"),
+           ("startup-refused", "a refused input (unknown job)"))
 
 
-def best_limit(rows: dict) -> tuple[Optional[str], Optional[float]]:
-    """The faster of the bare-client rows (by median entities/s): the ceiling."""
-    cands = [(k, r["entities_per_s"]["median"]) for k, r in rows.items() if k.startswith("limit")]
+def best_limit(rows: dict, suffix: str = "") -> tuple[Optional[str], Optional[float]]:
+    """The faster of the bare-client rows of one size (by median entities/s): the ceiling."""
+    cands = [(k, r["entities_per_s"]["median"]) for k, r in rows.items()
+             if k.startswith("limit") and k.endswith(suffix) and (suffix or X3 not in k)]
     return max(cands, key=lambda kv: kv[1]) if cands else (None, None)
 
 
 def table(report: dict) -> str:
     rows = report["rows"]
-    peer = rows.get("peer", {}).get("entities_per_s", {}).get("median")
-    limit = best_limit(rows)[1]
-    head = (f"{'run':<37} {'entities':>8} {'entities/s med [min-max]':>25} {'wall s':>7} "
+    head = (f"{'run':<42} {'entities':>8} {'entities/s med [min-max]':>25} {'wall s':>7} "
             f"{'CPU s/1k':>8} {'cores':>5} {'emu CPU/1k':>10} {'peak RSS MB':>11} "
             f"{'balance':>7} {'/peer':>6} {'/limit':>6}")
     lines = [head, "-" * len(head)]
-    for key, label in ROWS:
-        r = rows.get(key)
-        if not r:
-            continue
-        e = r["entities_per_s"]
-        eps = f"{e['median']:.0f} [{e['min']:.0f}-{e['max']:.0f}]"
-        bal = f"{r['balance']['worst']:.2f}" if "balance" in r else "-"
-        same_size = key.startswith("ours") and not key.endswith("@3x")
-        vs_peer = f"{e['median'] / peer:.2f}" if same_size and peer else "-"
-        vs_limit = f"{e['median'] / limit:.2f}" if same_size and limit else "-"
-        rss = r["peak_rss_mb"]
-        label = label.format(pieces=report.get("limit_pieces"))
-        lines.append(
-            f"{label:<37} {r['entities']:>8} {eps:>25} {r['wall_s']['median']:>7.1f} "
-            f"{r['cpu_s_per_1k']['median']:>8.2f} {r['cpu_cores']['median']:>5.2f} "
-            f"{r['emulator_cpu_s_per_1k']['median']:>10.2f} "
-            f"{rss['median']:>5.0f} [{rss['max']:>3.0f}] {bal:>7} {vs_peer:>6} {vs_limit:>6}")
+    for suffix in ("", X3):
+        peer = rows.get("peer" + suffix, {}).get("entities_per_s", {}).get("median")
+        limit = best_limit(rows, suffix)[1]
+        for key, label in ROWS:
+            r = rows.get(key + suffix)
+            if not r:
+                continue
+            e = r["entities_per_s"]
+            eps = f"{e['median']:.0f} [{e['min']:.0f}-{e['max']:.0f}]"
+            bal = f"{r['balance']['worst']:.2f}" if "balance" in r else "-"
+            ours = key.startswith("ours")
+            vs_peer = f"{e['median'] / peer:.2f}" if ours and peer else "-"
+            vs_limit = f"{e['median'] / limit:.2f}" if ours and limit else "-"
+            rss = r["peak_rss_mb"]
+            label = label.format(pieces=report.get("limit_pieces")) + (" @3x" if suffix else "")
+            lines.append(
+                f"{label:<42} {r['entities']:>8} {eps:>25} {r['wall_s']['median']:>7.1f} "
+                f"{r['cpu_s_per_1k']['median']:>8.2f} {r['cpu_cores']['median']:>5.2f} "
+                f"{r['emulator_cpu_s_per_1k']['median']:>10.2f} "
+                f"{rss['median']:>5.0f} [{rss['max']:>3.0f}] {bal:>7} {vs_peer:>6} {vs_limit:>6}")
     lines.append("")
     lines.append("entities/s = entities / wall time of the whole process (launch to exit); CPU s/1k = "
                  "CPU seconds of the process tree per 1,000 entities; cores = CPU s / wall s; "
                  "emu CPU/1k = the emulator's CPU per 1,000 entities; peak RSS = max over time of the "
                  "tree's summed RSS, median [max]; balance = worst (largest range / mean range of its "
-                 "namespace); /peer, /limit = ratio of median entities/s, /limit against the "
-                 f"faster bare-client row ({best_limit(rows)[0]}). Medians of {report['repeats']} "
-                 "runs (the 3x row: --repeats-3x). All reads: 2 threads / 2 workers; limit rows "
-                 "read full entities.")
+                 "namespace); /peer, /limit = ratio of median entities/s to the same size's peer and "
+                 "faster bare-client row. Medians of "
+                 f"{report['repeats']} runs (the 3x rows: {report.get('repeats_3x', 1)}). Limit: 2 "
+                 "threads, full entities; peer and ours: the CLI's local runner "
+                 f"({' '.join(report.get('runner_args') or [])}).")
+    start = report.get("startup", {})
+    if start:
+        lines.append("")
+        lines.append("start-up (whole process, launch to exit, median of "
+                     f"{report['repeats']}; peak RSS):")
+        for key, label in STARTUP:
+            r = start.get(key)
+            if r:
+                lines.append(f"  {label.format(tiny=report.get('tiny')):<42} "
+                             f"{r['wall_s']['median']:>5.2f} s  {r['peak_rss_mb']['median']:>4.0f} MB")
     noisy = {k: r["other_cores"]["max"] for k, r in rows.items() if r["other_cores"]["max"] > 0.15}
     lines.append("machine otherwise idle during every run (other processes < 0.15 cores)" if not noisy
                  else "WARNING: other processes were busy during some runs (max cores used by them: "
                  + ", ".join(f"{k} {v:.2f}" for k, v in noisy.items()) + "): numbers are noisy")
-    for key in ("ours-count_by_property", "ours-count_keys", "ours-count_by_property@3x"):
-        r = rows.get(key)
-        if r and "balance" in r:
-            per = ", ".join(f"{ns} {s['median']:.2f}" + (f" (max {s['max']:.2f})" if s["max"] != s["median"] else "")
-                            for ns, s in r["balance"]["per_namespace"].items())
-            lines.append(f"balance {key}: {per}")
-    for key in ("limit-2r", "limit-narrow", "peer", "ours-count_by_property", "ours-count_keys"):
+    for key in OURS:
+        for suffix in ("", X3):
+            r = rows.get(key + suffix)
+            if r and "balance" in r:
+                per = ", ".join(f"{ns} {st['median']:.2f}" + (f" (max {st['max']:.2f})" if st["max"] != st["median"] else "")
+                                for ns, st in r["balance"]["per_namespace"].items())
+                lines.append(f"balance {key}{suffix}: {per}")
+    for key in ("limit-narrow", "peer", "ours-count_by_property", "ours-count_by_property-noout"):
         procs = report.get("processes", {}).get(key)
         if procs:
             lines.append(f"processes {key} (repeat 1): " + "; ".join(
                 f"{p['cmd']} {p['peak_rss_mb']:.0f} MB {p['cpu_s']:.1f} s CPU" for p in procs))
-    if "rss_ratio_3x" in report:
-        lines.append(f"peak RSS ours (entities) 3x/1x: {report['rss_ratio_3x']:.2f} "
-                     f"({rows['ours-count_by_property@3x']['peak_rss_mb']['median']:.0f} MB / "
-                     f"{rows['ours-count_by_property']['peak_rss_mb']['median']:.0f} MB)")
     return "\n".join(lines)
 
 
@@ -550,28 +584,46 @@ def targets(report: dict) -> str:
     def line(ok, text):
         out.append(f"  [{'met' if ok else 'MISSED'}] {text}")
 
-    full, peer = rows.get("ours-count_by_property"), rows.get("peer")
-    limit_key, _ = best_limit(rows)
-    limit = rows.get(limit_key) if limit_key else None
-    if full and peer:
-        r = full["entities_per_s"]["median"] / peer["entities_per_s"]["median"]
-        line(r >= 1.25, f"ours/peer >= 1.25 on full entities: {r:.2f}")
-        a, b = full["cpu_s_per_1k"]["median"], peer["cpu_s_per_1k"]["median"]
-        line(a < b, f"CPU per 1,000 entities below the peer's: {a:.2f} vs {b:.2f} s")
-    if full and limit:
-        r = full["entities_per_s"]["median"] / limit["entities_per_s"]["median"]
-        line(r >= 0.9, f"ours/limit >= 0.9 (full entities, vs {limit_key}): {r:.2f}")
-    if full:
-        rss = full["peak_rss_mb"]["median"]
-        line(rss < 400, f"peak RSS (process tree, summed) < 400 MB: {rss:.0f} MB "
-             f"(largest single process {full['peak_single_rss_mb']['median']:.0f} MB)")
+    def eps(key):
+        return rows[key]["entities_per_s"]["median"]
+
+    for suffix, size in (("", "1x"), (X3, "3x")):
+        limit_key, limit = best_limit(rows, suffix)
+        peer_key = "peer" + suffix
+        for key in OURS:
+            k = key + suffix
+            if k not in rows:
+                continue
+            if limit:
+                r = eps(k) / limit
+                line(r >= 0.9, f"{size} {key}: ours/limit >= 0.9: {r:.2f} (vs {limit_key})")
+            if not suffix and peer_key in rows:
+                r = eps(k) / eps(peer_key)
+                line(r >= 1.25, f"{size} {key}: ours/peer >= 1.25: {r:.2f}")
+        full, peer = rows.get("ours-count_by_property" + suffix), rows.get(peer_key)
+        if full and peer:
+            a, b = full["cpu_s_per_1k"]["median"], peer["cpu_s_per_1k"]["median"]
+            line(a <= 0.75 * b, f"{size} CPU s per 1,000 entities <= 0.75x the peer's: {a:.2f} "
+                 f"vs {b:.2f} ({a / b:.2f}x)")
+        if full:
+            rss = full["peak_rss_mb"]["median"]
+            line(rss < 400, f"{size} peak RSS (process tree, summed) < 400 MB: {rss:.0f} MB")
     if "rss_ratio_3x" in report:
         r = report["rss_ratio_3x"]
         line(r < 1.15, f"peak RSS at 3x < 15 % above 1x: {(r - 1) * 100:+.0f} %")
+    start = report.get("startup", {})
+    if "startup-run" in start:
+        w = start["startup-run"]["wall_s"]["median"]
+        line(w <= 4.0, f"a run over {report.get('tiny')} entities <= 4 s: {w:.2f} s")
+    quick = [(k, start[k]["wall_s"]["median"]) for k, _ in STARTUP[1:] if k in start]
+    if quick:
+        worst = max(quick, key=lambda kv: kv[1])
+        line(worst[1] <= 1.5, "--help, --list_jobs, a refusal <= 1.5 s: "
+             + ", ".join(f"{k.split('-', 1)[1]} {v:.2f} s" for k, v in quick))
     worst = max((rows[k]["balance"]["worst"] for k in rows if "balance" in rows[k]), default=None)
     if worst is not None:
         line(worst <= 1.5, f"balance: no range above 1.5x its namespace's mean: worst {worst:.2f}")
-    return "targets (issue 3):\n" + "\n".join(out)
+    return "targets (issue 15):\n" + "\n".join(out)
 
 
 def print_machine(m: dict) -> None:
@@ -587,13 +639,19 @@ def main(argv=None) -> int:
     ap.add_argument("--entities", type=int, default=30000, help="dataset size (default 30000)")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each contender (default 3)")
     ap.add_argument("--repeats-3x", type=int, default=1,
-                    help="runs of ours at 3x the size (default 1: its peak RSS varies by < 1 %%)")
-    ap.add_argument("--skip-3x", action="store_true", help="skip ours at 3x the size")
+                    help="runs of each contender at 3x the size (default 1)")
+    ap.add_argument("--skip-3x", action="store_true", help="skip the rows at 3x the size")
     ap.add_argument("--warmup", type=int, default=1,
                     help="unmeasured bare-client reads first, to warm up the emulator's JVM (default 1)")
     ap.add_argument("--json", help="write the results as JSON to this file")
-    ap.add_argument("--only", default="limit,peer,full,keys",
-                    help="comma-separated subset of limit,peer,full,keys (default all)")
+    ap.add_argument("--only", default="limit,peer,full,keys,noout",
+                    help="comma-separated subset of limit,peer,full,keys,noout (default all; "
+                         "noout: ours also without --output)")
+    ap.add_argument("--two-processes", action="store_true",
+                    help="peer and ours on two worker processes (local_runner.TWO_PROCESSES), "
+                         "not the CLI's default (one, in-process)")
+    ap.add_argument("--tiny", type=int, default=100,
+                    help="entities of the start-up run (default 100; 0 skips the start-up rows)")
     ap.add_argument("--limit-pieces", type=int, default=16,
                     help="narrow key ranges per namespace of the second bare-client row "
                          "(default 16; 0 drops that row)")
@@ -601,7 +659,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-logs", action="store_true", help="keep the runs' stdout/stderr files")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
-    workers = 2  # pipeline.launch.local_runner.LOCAL_ARGS: --direct_num_workers=2
+    workers = 2  # the bare client's threads: two streams saturate the emulator on 2 cores
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -618,8 +676,9 @@ def main(argv=None) -> int:
     report: dict = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "machine": info, "entities": args.entities, "repeats": args.repeats,
                     "workers": workers, "limit_pieces": args.limit_pieces, "runner_args": None, "rows": {}, "runs": []}
-    from pipeline.launch.local_runner import LOCAL_ARGS
-    report["runner_args"] = LOCAL_ARGS
+    from pipeline.launch.local_runner import LOCAL_ARGS, TWO_PROCESSES
+    runner_args = TWO_PROCESSES if args.two_processes else LOCAL_ARGS
+    report["runner_args"] = runner_args
     emu = DatastoreEmulator(project=PROJECT)
     failed = True
     try:
@@ -632,75 +691,99 @@ def main(argv=None) -> int:
         expected, seed_s = seed(emu, args.entities)
         report["seeding"] = {"entities": sum(expected.values()), "seconds": round(seed_s, 2),
                              "namespaces": expected}
-        ctx = Ctx(emu, env, expected, log_dir, workers, args.sample_ms / 1000)
+        ctx = Ctx(emu, env, expected, log_dir, workers, args.sample_ms / 1000,
+                  runner=list(runner_args))
 
         for i in range(args.warmup):
             r = run_limit(ctx, f"warmup-{i + 1}")
             print(f"[warm-up {i + 1}] bare client read {r.entities} entities in {r.m.wall:.1f} s "
                   "(not counted)", flush=True)
 
-        contenders: list[tuple[str, str, Callable[[Ctx, str], Run]]] = []
-        if "limit" in only:
-            contenders.append(("limit-2r", "limit-2r", run_limit))
-            if args.limit_pieces:
-                contenders.append(("limit-narrow", f"limit-{args.limit_pieces}p",
-                                   lambda c, l: run_limit(c, l, args.limit_pieces)))
-        if "peer" in only:
-            contenders.append(("peer", "peer", run_peer))
-        if "full" in only:
-            contenders.append(("ours-count_by_property", "ours-full",
-                               lambda c, l: run_ours(c, l, "count_by_property")))
-        if "keys" in only:
-            contenders.append(("ours-count_keys", "ours-keys",
-                               lambda c, l: run_ours(c, l, "count_keys")))
-        results: dict[str, list[Run]] = {k: [] for k, _, _ in contenders}
-        for rep in range(args.repeats):  # interleaved, so drift hits every contender alike
-            for key, short, fn in contenders:
-                r = fn(ctx, f"{short}-{rep + 1}")
-                results[key].append(r)
-                report.setdefault("processes", {}).setdefault(key, r.m.per_process)
-                report["runs"].append({"row": key, "repeat": rep + 1, "entities": r.entities,
-                                       "measurement": {k: v for k, v in asdict(r.m).items()
-                                                       if k != "stdout"},
-                                       "balance": r.balance, **r.extra})
-                bal = (f", balance worst {max(r.balance.values()):.2f}" if r.balance else "")
-                print(f"[{key} {rep + 1}/{args.repeats}] {r.entities} entities in {r.m.wall:.1f} s "
-                      f"({r.eps:.0f}/s), CPU {r.m.cpu:.1f} s (sampled {r.m.cpu_sampled:.1f}), "
-                      f"emulator CPU {r.m.emulator_cpu:.1f} s, other CPU {r.m.other_cpu:.1f} s, "
-                      f"peak RSS {r.m.peak_rss / MB:.0f} MB in {r.m.processes} processes{bal}",
-                      flush=True)
-        for key, runs in results.items():
-            report["rows"][key] = row_stats(runs)
+        def contenders_for(suffix: str) -> list:
+            out: list[tuple[str, str, Callable[[Ctx, str], Run]]] = []
+            if "limit" in only:
+                if not suffix:
+                    out.append(("limit-2r", "limit-2r", run_limit))
+                if args.limit_pieces:
+                    out.append(("limit-narrow", f"limit-{args.limit_pieces}p",
+                                lambda c, lb: run_limit(c, lb, args.limit_pieces)))
+            if "peer" in only:
+                out.append(("peer", "peer", run_peer))
+            for what, job in (("full", "count_by_property"), ("keys", "count_keys")):
+                if what not in only:
+                    continue
+                out.append((f"ours-{job}", f"ours-{what}",
+                            lambda c, lb, job=job: run_ours(c, lb, job)))
+                if "noout" in only:
+                    out.append((f"ours-{job}-noout", f"ours-{what}-noout",
+                                lambda c, lb, job=job: run_ours(c, lb, job, output=False)))
+            return [(key + suffix, short + suffix, fn) for key, short, fn in out]
 
-        if not args.skip_3x and "full" in only:
+        def measure_rows(ctx_: Ctx, contenders: list, repeats: int) -> None:
+            results: dict[str, list[Run]] = {k: [] for k, _, _ in contenders}
+            for rep in range(repeats):  # interleaved, so drift hits every contender alike
+                for key, short, fn in contenders:
+                    r = fn(ctx_, f"{short}-{rep + 1}")
+                    results[key].append(r)
+                    report.setdefault("processes", {}).setdefault(key, r.m.per_process)
+                    report["runs"].append({"row": key, "repeat": rep + 1, "entities": r.entities,
+                                           "measurement": {k: v for k, v in asdict(r.m).items()
+                                                           if k != "stdout"},
+                                           "balance": r.balance, **r.extra})
+                    bal = (f", balance worst {max(r.balance.values()):.2f}" if r.balance else "")
+                    print(f"[{key} {rep + 1}/{repeats}] {r.entities} entities in {r.m.wall:.1f} s "
+                          f"({r.eps:.0f}/s), CPU {r.m.cpu:.1f} s (sampled {r.m.cpu_sampled:.1f}), "
+                          f"emulator CPU {r.m.emulator_cpu:.1f} s, other CPU {r.m.other_cpu:.1f} s, "
+                          f"peak RSS {r.m.peak_rss / MB:.0f} MB in {r.m.processes} processes{bal}",
+                          flush=True)
+            for key, runs in results.items():
+                report["rows"][key] = row_stats(runs)
+
+        measure_rows(ctx, contenders_for(""), args.repeats)
+
+        if args.tiny:  # start-up: a run over a tiny data set, --help, --list_jobs, a refusal
+            tiny_project = "bench-tiny"
+            seed_dataset(tiny_project, [NamespaceSpec("", args.tiny)], kind=KIND)
+            tctx = Ctx(emu, env, {"": args.tiny}, log_dir, workers, args.sample_ms / 1000,
+                       project=tiny_project, runner=list(runner_args))
+            cases = (("startup-run", ["--job", "count_keys", "--project", tiny_project,
+                                      "--params", f"kind={KIND}", *tctx.runner], 0),
+                     ("startup-help", ["--help"], 0),
+                     ("startup-list_jobs", ["--list_jobs"], 0),
+                     ("startup-refused", ["--job", "no_such_job", "--project", tiny_project], 2))
+            runs: dict = {k: [] for k, _, _ in cases}
+            for rep in range(args.repeats):
+                for key, cli_args, code in cases:
+                    r = run_cli(tctx, f"{key}-{rep + 1}", cli_args, code)
+                    runs[key].append(r)
+                    print(f"[{key} {rep + 1}/{args.repeats}] {r.m.wall:.2f} s, peak RSS "
+                          f"{r.m.peak_rss / MB:.0f} MB", flush=True)
+            report["tiny"] = args.tiny
+            report["startup"] = {k: {"wall_s": stats([r.m.wall for r in v]),
+                                     "cpu_s": stats([r.m.cpu for r in v]),
+                                     "peak_rss_mb": stats([r.m.peak_rss / MB for r in v])}
+                                 for k, v in runs.items()}
+
+        if not args.skip_3x:
             emu.reset()
             expected3, seed3_s = seed(emu, 3 * args.entities)
             report["seeding_3x"] = {"entities": sum(expected3.values()), "seconds": round(seed3_s, 2),
                                     "namespaces": expected3}
-            ctx3 = Ctx(emu, env, expected3, log_dir, workers, args.sample_ms / 1000)
-            runs3 = []
-            n3 = args.repeats_3x
-            for rep in range(n3):
-                r = run_ours(ctx3, f"ours-full-3x-{rep + 1}", "count_by_property")
-                runs3.append(r)
-                report["runs"].append({"row": "ours-count_by_property@3x", "repeat": rep + 1,
-                                       "entities": r.entities,
-                                       "measurement": {k: v for k, v in asdict(r.m).items()
-                                                       if k != "stdout"},
-                                       "balance": r.balance, **r.extra})
-                print(f"[ours 3x {rep + 1}/{n3}] {r.entities} entities in {r.m.wall:.1f} s "
-                      f"({r.eps:.0f}/s), CPU {r.m.cpu:.1f} s, peak RSS {r.m.peak_rss / MB:.0f} MB",
-                      flush=True)
-            report["rows"]["ours-count_by_property@3x"] = row_stats(runs3)
-            report["rss_ratio_3x"] = (report["rows"]["ours-count_by_property@3x"]["peak_rss_mb"]["median"]
-                                      / report["rows"]["ours-count_by_property"]["peak_rss_mb"]["median"])
+            ctx3 = Ctx(emu, env, expected3, log_dir, workers, args.sample_ms / 1000,
+                       runner=list(runner_args))
+            report["repeats_3x"] = args.repeats_3x
+            measure_rows(ctx3, contenders_for(X3), args.repeats_3x)
+            full, full3 = "ours-count_by_property", "ours-count_by_property" + X3
+            if full in report["rows"] and full3 in report["rows"]:
+                report["rss_ratio_3x"] = (report["rows"][full3]["peak_rss_mb"]["median"]
+                                          / report["rows"][full]["peak_rss_mb"]["median"])
 
         print()
         print_machine(info)
         print(f"dataset: {report['seeding']['entities']} entities of kind {KIND} in "
               f"{len(expected)} namespaces "
               f"({', '.join(f'{label(ns)} {n}' for ns, n in expected.items())}), "
-              f"seeded in {seed_s:.1f} s; runner {' '.join(LOCAL_ARGS)}")
+              f"seeded in {seed_s:.1f} s; runner {' '.join(runner_args)}")
         print(table(report))
         print(targets(report), flush=True)
         if args.json:

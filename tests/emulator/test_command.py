@@ -5,6 +5,7 @@ that keeps its data on disk and prints what to export; ``datastore-mapper seed``
 whole process tree, and the next start finds the data again."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -58,13 +59,22 @@ def _descendants(pid: int) -> set:
     return out
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """In the child, before it starts: Ctrl-C's signal at its default. A test session started
+    in the background of a script inherits SIGINT ignored (the shell does that for background
+    jobs), and Python leaves an ignored SIGINT ignored: the tool would never see the Ctrl-C
+    these tests send (seen: both tests timed out waiting for it to stop)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Started:
     """``datastore-mapper emulator ...`` running; its export line read."""
 
     def __init__(self, installed, *args):
         self.proc = subprocess.Popen(
             ["datastore-mapper", "emulator", "--port", "0", *args], env=installed.env(),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=_sigint_as_in_a_terminal)
         self.lines = []
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -86,7 +96,13 @@ class Started:
         tree = _descendants(self.proc.pid)
         assert tree, "the emulator runs as a child process tree"
         self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=60)
+        try:
+            out, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # a failed test leaves no emulator behind
+            for pid in [self.proc.pid, *tree]:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            raise
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(_alive(p) for p in tree):
             time.sleep(0.1)
@@ -142,7 +158,8 @@ def test_in_memory_keeps_nothing_and_a_taken_port_is_one_line(sdk, installed_ven
     home = tmp_path / "xdg"
     env = installed_venv.env(XDG_DATA_HOME=str(home))
     proc = subprocess.Popen(["datastore-mapper", "emulator", "--port", "0", "--in_memory"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_as_in_a_terminal)
     lines = []
     try:
         while True:
