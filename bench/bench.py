@@ -14,6 +14,7 @@ getrusage(RUSAGE_CHILDREN) difference covers them all) and peak RSS summed over 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ctypes
 import datetime as dt
 import importlib.metadata
@@ -496,8 +497,11 @@ ROWS = (("limit-2r", "limit  bare client, 2 wide ranges/ns"),
         ("ours-count_by_property", "ours   count_by_property, --output"),
         ("ours-count_keys", "ours   count_keys, keys, --output"),
         ("ours-count_by_property-noout", "ours   count_by_property, no output"),
-        ("ours-count_keys-noout", "ours   count_keys, keys, no output"))
-OURS = [k for k, _ in ROWS if k.startswith("ours")]
+        ("ours-count_keys-noout", "ours   count_keys, keys, no output"),
+        ("peer-2p", "peer   ReadFromDatastore, 2 processes"),
+        ("ours-count_by_property-2p", "ours   count_by_property, --output, 2 pr."),
+        ("ours-count_keys-noout-2p", "ours   count_keys, no output, 2 pr."))
+OURS = [k for k, _ in ROWS if k.startswith("ours") and not k.endswith("-2p")]
 X3 = "@3x"
 STARTUP = (("startup-run", "a run over {tiny} entities (count_keys)"),
            ("startup-help", "--help"),
@@ -650,6 +654,9 @@ def main(argv=None) -> int:
     ap.add_argument("--two-processes", action="store_true",
                     help="peer and ours on two worker processes (local_runner.TWO_PROCESSES), "
                          "not the CLI's default (one, in-process)")
+    ap.add_argument("--ab-processes", action="store_true",
+                    help="also peer, ours full (--output) and ours keys (no output) on two worker "
+                         "processes, interleaved with the default rows (an A/B in one run)")
     ap.add_argument("--tiny", type=int, default=100,
                     help="entities of the start-up run (default 100; 0 skips the start-up rows)")
     ap.add_argument("--limit-pieces", type=int, default=16,
@@ -717,6 +724,13 @@ def main(argv=None) -> int:
                 if "noout" in only:
                     out.append((f"ours-{job}-noout", f"ours-{what}-noout",
                                 lambda c, lb, job=job: run_ours(c, lb, job, output=False)))
+            if args.ab_processes and not suffix:  # the same rows on two worker processes
+                two = [("peer-2p", "peer-2p", lambda c, lb: run_peer(c2, lb)),
+                       ("ours-count_by_property-2p", "ours-full-2p",
+                        lambda c, lb: run_ours(c2, lb, "count_by_property")),
+                       ("ours-count_keys-noout-2p", "ours-keys-noout-2p",
+                        lambda c, lb: run_ours(c2, lb, "count_keys", output=False))]
+                out = out + two  # each round runs every row: drift hits both alike
             return [(key + suffix, short + suffix, fn) for key, short, fn in out]
 
         def measure_rows(ctx_: Ctx, contenders: list, repeats: int) -> None:
@@ -739,6 +753,7 @@ def main(argv=None) -> int:
             for key, runs in results.items():
                 report["rows"][key] = row_stats(runs)
 
+        c2 = dataclasses.replace(ctx, runner=list(TWO_PROCESSES))
         measure_rows(ctx, contenders_for(""), args.repeats)
 
         if args.tiny:  # start-up: a run over a tiny data set, --help, --list_jobs, a refusal
