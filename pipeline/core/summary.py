@@ -10,6 +10,10 @@ from typing import Optional
 from pipeline.core.namespaces import namespace_label
 from pipeline.core.totals import Totals
 
+#: A log record of the summary carries this attribute (true): the local CLI prints the summary
+#: itself, so when the run is in its own process that record goes to the workers' log only.
+PRINTED_BY_THE_CLI = "printed_by_the_cli"
+
 
 def build_summary(job: str, query: str, params: dict, started: dt.datetime,
                   finished: dt.datetime, per_namespace: dict, cap: int,

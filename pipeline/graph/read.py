@@ -16,8 +16,8 @@ from apache_beam.transforms.core import RestrictionProvider
 from pipeline.config import JobConfig, OutputConfig, ReadConfig, WriteConfig
 from pipeline.core.keyrange import KeyRange
 from pipeline.core.narrowing import SampleDensity
-from pipeline.datastore.client import client
 from pipeline.core.progress import gaps_passed
+from pipeline.datastore.client import client
 from pipeline.graph.apply import (
     CHANGES,
     ERRORS_COUNTER,

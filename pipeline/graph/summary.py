@@ -13,7 +13,12 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.config import RunConfig
 from pipeline.core import writes as w
-from pipeline.core.summary import build_summary, format_summary, to_json_text
+from pipeline.core.summary import (
+    PRINTED_BY_THE_CLI,
+    build_summary,
+    format_summary,
+    to_json_text,
+)
 from pipeline.errors import MapperError
 from pipeline.sinks.bigquery.settings import BigQuerySettings
 from pipeline.sinks.bigquery.stream import REJECTED_COUNTER
@@ -39,7 +44,7 @@ class BuildSummaryFn(beam.DoFn):
         if write.enabled:
             summary["writes"] = writes_section(write, summary["totals"]["counters"])
             summary["undo_log"] = write.undo_dir
-        log.info("summary:\n%s", format_summary(summary))
+        log.info("summary:\n%s", format_summary(summary), extra={PRINTED_BY_THE_CLI: True})
         yield summary
 
 

@@ -7,14 +7,14 @@ passes goes on to ``launcher.launch``, which imports Beam (~2 s)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import sys
 from typing import Optional, Sequence
 
-from pipeline.api.registry import get_job, job_params, known_jobs, load_modules
-from pipeline.errors import MapperError, UsageError
+from pipeline.api.registry import job_params, known_jobs, load_modules
+from pipeline.errors import MapperError
 from pipeline.launch import logs
+from pipeline.launch.command_line import project_and_job
 from pipeline.launch.known_options import check_known_options
 from pipeline.launch.messages import (  # noqa: F401  (the CLI's exit codes, named here too)
     EXIT_FAILED,
@@ -25,7 +25,7 @@ from pipeline.launch.messages import (  # noqa: F401  (the CLI's exit codes, nam
     failure_message,
     say,
 )
-from pipeline.launch.options import MAX_SAMPLES, help_parser
+from pipeline.launch.options import help_parser
 
 
 def plain_text(text: str) -> str:
@@ -47,21 +47,13 @@ def list_jobs(modules: Sequence[str]) -> str:
 
 
 def first_checks(argv: Sequence[str], known) -> None:
-    """What can be refused from the command line alone, in the order ``resolve`` checks it
-    again later (the same messages): unknown options, the project, the job, its parameters."""
+    """What can be refused from the command line alone: unknown options, then what ``resolve``
+    checks again once Beam is loaded (the same function, so the same messages): the project,
+    the job, its parameters."""
     check_known_options(argv)
-    project = known.project
-    if not project and known.emulator_host:
-        project = os.environ.get("DATASTORE_PROJECT_ID") or None
-    if not project:
-        raise UsageError("--project is required (the Google Cloud project; any id works with "
-                         "the emulator, and $DATASTORE_PROJECT_ID is the default there)")
-    if not known.job:
-        raise UsageError("--job is required; --list_jobs shows the registered jobs")
-    if known.shards * known.oversampling > MAX_SAMPLES:
-        return  # resolve says it, with the numbers
-    load_modules(known.job_module)
-    job_params(known.params, get_job(known.job), dt.datetime.now(dt.timezone.utc))
+    _, job_cls = project_and_job(known.project, known.emulator_host, known.job, known.shards,
+                                 known.oversampling, known.job_module)
+    job_params(known.params, job_cls, dt.datetime.now(dt.timezone.utc))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

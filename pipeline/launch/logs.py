@@ -39,6 +39,8 @@ import threading
 import traceback
 from typing import Iterator, Optional
 
+from pipeline.core.summary import PRINTED_BY_THE_CLI
+
 LEVEL_ENV = "DATASTORE_MAPPER_LOG_LEVEL"
 DEBUG_ALL = "DEBUG-ALL"
 LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING}
@@ -227,8 +229,7 @@ class _RunnerTracebacksToLog(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         # The summary step's record of the summary, when the run is in this process: the CLI
         # prints the summary itself once the run ended (a worker process's goes to its log).
-        summary = (record.name == "pipeline.graph.summary"
-                   and str(record.msg).startswith("summary:"))
+        summary = getattr(record, PRINTED_BY_THE_CLI, False)
         if summary or record.name.startswith("apache_beam") and (
                 record.exc_info or record.levelno >= logging.ERROR):
             try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import shlex
 import uuid
 from typing import Optional, Sequence
@@ -20,7 +19,7 @@ from apache_beam.options.pipeline_options import (
 
 from pipeline.api.mutations import BLIND, DRY_RUN
 from pipeline.api.query import resolve as resolve_query
-from pipeline.api.registry import get_job, job_params, load_modules
+from pipeline.api.registry import job_params
 from pipeline.config import (
     DatastoreTarget,
     JobConfig,
@@ -33,7 +32,8 @@ from pipeline.core.keyorder import StringOrder, default_string_order
 from pipeline.core.retry import RetryPolicy
 from pipeline.errors import JobFailed, MapperError, UsageError
 from pipeline.launch.beam_options import MapperOptions
-from pipeline.launch.options import MAX_SAMPLES, parse_read_time
+from pipeline.launch.command_line import project_and_job
+from pipeline.launch.options import parse_read_time
 from pipeline.sinks.files.layout import (
     CHANGES_FILE,
     DEAD_LETTER_FILE,
@@ -55,20 +55,9 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
     command line, for the command that applies a dry run)."""
     m = options.view_as(MapperOptions)
     now = now or dt.datetime.now(dt.timezone.utc)
-    project = options.view_as(GoogleCloudOptions).project
-    if not project and m.emulator_host:  # what `datastore-mapper emulator` says to export
-        project = os.environ.get("DATASTORE_PROJECT_ID") or None
-    if not project:
-        raise UsageError("--project is required (the Google Cloud project; any id works with "
-                         "the emulator, and $DATASTORE_PROJECT_ID is the default there)")
-    if not m.job:
-        raise UsageError("--job is required; --list_jobs shows the registered jobs")
-    if m.shards * m.oversampling > MAX_SAMPLES:
-        raise UsageError(f"--shards {m.shards} x --oversampling {m.oversampling} = "
-                         f"{m.shards * m.oversampling} scatter keys per namespace: at most "
-                         f"{MAX_SAMPLES} are sampled; lower one of them")
-    load_modules(m.job_module)
-    job_cls = get_job(m.job)
+    project, job_cls = project_and_job(options.view_as(GoogleCloudOptions).project,
+                                       m.emulator_host, m.job, m.shards, m.oversampling,
+                                       m.job_module)
     if options.view_as(TestOptions).dry_run and job_cls.writes_back():
         # Beam's --dry_run (translate, don't submit) stays usable for a job that only reads.
         raise UsageError("--dry_run is Beam's (it stops a runner from submitting anything, "

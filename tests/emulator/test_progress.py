@@ -62,6 +62,9 @@ def test_a_run_reports_job_wide_progress_with_an_estimate(emulator, seeded, tmp_
     assert all(1507 / 2 <= e <= 1507 * 2 for e in estimates), lines
     # No worker's own "read by this worker" lines: the launcher speaks for the job.
     assert "read by this worker" not in r.stderr
+    # The summary is printed once, by the CLI: the summary step's record of it stays in the
+    # workers' log, also when the run is in this process.
+    assert "summary:\n" not in r.stderr and r.stdout.count("job slow_keys:") == 1, r.stdout
 
 
 def test_progress_seconds_0_prints_no_progress(emulator, seeded, tmp_path):

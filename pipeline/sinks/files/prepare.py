@@ -149,7 +149,7 @@ def _identity(run: RunConfig) -> dict:
 
 def _check_manifest(run: RunConfig, m: dict, path: str) -> None:
     for field, value in _identity(run).items():
-        if field in m and m.get(field) != value:
+        if m.get(field) != value:
             raise UsageError(
                 f"--output_mode=resume: {path} was written by a run with another {field} "
                 f"({m.get(field)!r}, this run: {value!r}): resume only the same job, parameters "
@@ -267,7 +267,7 @@ def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
     resumed: list = []
     if mode == "resume" and manifests:
         run, resumed = _resume(run, found, manifests)
-    elif mode == "resume" and held is not None:
+    elif mode == "resume" and held is not None and "job" in held:  # (older leases: no job)
         # The dead run completed nothing, but it was a run of some job: resuming it with
         # another job, parameters or query is a mistake to refuse, as when it completed some.
         _check_manifest(run, held, lease.lease_path(out.directory, name))
