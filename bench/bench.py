@@ -14,8 +14,8 @@ getrusage(RUSAGE_CHILDREN) difference covers them all) and peak RSS summed over 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import ctypes
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import json

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import resource
+import shutil
 import sys
 import tempfile
 import time

@@ -4,7 +4,7 @@
 
     Create ─ JobStarted ─ ExpandNamespaces ─ Reshuffle ─ SplitNamespaces ─ Reshuffle ─ ReadRanges
                        units │ UnitPlanned, records, SliceStats, changes │ records, SliceStats, changes
-                                                          └──────── Flatten ───────┘
+                                   records ─→ the sink ←─ records (each part as it is made)
     RangeTotals → RangeCompleted → UnitTotals (+ the sink's outputs)
       → NamespaceTotals → NamespaceCompleted → JobTotals → JobCompleted → Summary
 
@@ -13,7 +13,8 @@ A unit is a kind in a namespace: one per namespace for a job reading one kind, o
 ``SplitNamespaces`` (one query: a small unit is done there, records and all), and only a unit
 that fills that query is split and read on by ``ReadRanges``.
 
-A sink (``write``) is a PTransform over ``(records, units)`` (records as (Unit, record)) returning,
+A sink (``write``) is a PTransform over ``(records, units)`` (records as (Unit, record), a tuple
+of PCollections: see ``pipeline.sinks.inputs``) returning,
 per unit, ((namespace, kind), ``NamespaceOutput``); ``UnitCompleted`` consumes it (a
 CoGroupByKey with the unit's totals), so ``namespace_completed`` runs after the sink is done with
 that namespace. The
@@ -57,7 +58,8 @@ from pipeline.graph.summary import BuildSummaryFn
 
 
 class MapDatastore(beam.PTransform):
-    """PBegin -> {'records': (Unit, record), 'summary': dict (not yet written: see
+    """PBegin -> {'records': a tuple of PCollections of (Unit, record) (planning's, ReadRanges'; see
+    ``pipeline.sinks.inputs``), 'summary': dict (not yet written: see
     ``FinishRunFn``), 'files': ((namespace, kind), NamespaceOutput) or None}.
 
     ``write`` (optional): the sink, a PTransform over ``(records, units)`` returning
@@ -101,8 +103,8 @@ class MapDatastore(beam.PTransform):
             | "ReadRanges" >> beam.ParDo(ReadRangeFn(
                 job, read, output, self.record_id, self.encode, write=self.run.write,
                 no_sink=self.no_sink)).with_outputs(STATS, CHANGES, main="records"))
-        records = ((split[RECORDS], read_out.records)
-                   | "AllRecords" >> beam.Flatten())
+        # Not flattened: each part goes to the sink where it is made (see pipeline.sinks.inputs).
+        records = (split[RECORDS], read_out.records)
         unit_totals = (
             (split[STATS], read_out[STATS])
             | "AllStats" >> beam.Flatten()

@@ -261,6 +261,13 @@ def _run_locally(options, run, bigquery, held) -> int:
             except KeyboardInterrupt:  # the workers stopped while their output still goes
                 processes.stop(processes.descendants(os.getpid()))  # to the log
                 raise
+            except Exception:
+                if not logs.is_interrupted():
+                    raise
+                # In-process, the KeyboardInterrupt lands inside a DoFn, and Beam re-raises it
+                # from a bundle method as "RuntimeError: KeyboardInterrupt [while running ...]".
+                processes.stop(processes.descendants(os.getpid()))
+                raise KeyboardInterrupt from None
     except KeyboardInterrupt:
         processes.stop(processes.descendants(os.getpid()))
         note = _finish_failed(run)

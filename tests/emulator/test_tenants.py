@@ -20,8 +20,8 @@ import pytest
 from google.cloud import datastore
 
 import pipeline.datastore.planning as planning
-from pipeline.core.planning import STATS_MARGIN
 from devtools.seed import NamespaceSpec, seed_dataset
+from pipeline.core.planning import STATS_MARGIN
 from tests.emulator.test_hooks import assert_counts, of, run_hooks
 from tests.support import TEST_PROJECT
 from tests.support.runs import IN_PROCESS, TWO_WORKERS, key_tuple, run_mapper

@@ -11,8 +11,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from devtools.emulator import default_data_dir
-from pipeline.launch import command
 from pipeline.errors import UsageError
+from pipeline.launch import command
 from pipeline.launch.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,12 +8,12 @@ from pipeline.core.keyorder import path_from_flat
 from pipeline.core.keyrange import KeyRange
 from pipeline.core.progress import (
     ProgressState,
+    UnitProgress,
     estimate_total,
     format_line,
     format_seconds,
     gaps_passed,
     plan_gaps,
-    UnitProgress,
 )
 from pipeline.launch.progress import EventFiles, PlainView
 

@@ -49,6 +49,7 @@ from pipeline.sinks.bigquery.streaming_rows import (
     row_bytes,
 )
 from pipeline.sinks.bigquery.tables import TableSpec, parse_table
+from pipeline.sinks.inputs import all_records
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +289,7 @@ class StreamToBigQuery(beam.PTransform):
 
     def expand(self, pvalue):
         records, units = pvalue
+        records = all_records(records)
         s = self.settings
         inserted = records | "InsertRows" >> beam.ParDo(
             InsertRowsFn(s, self.job, self.project)).with_outputs(DEAD, main="counts")

@@ -36,6 +36,7 @@ from pipeline.sinks.files.layout import (
     schema_path,
     shard_dir,
 )
+from pipeline.sinks.inputs import all_records, record_parts
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,17 @@ class _LineSink(fileio.FileSink):
         self._fh.flush()
 
 
-def _shard_naming(window, pane, shard_index, total_shards, compression, destination) -> str:
-    return f"{destination.replace('/', '~~')}-{shard_index:05d}-of-{total_shards:05d}"
+class _ShardNaming:
+    """A shard's file name: ``[<prefix>~]<destination>-00000-of-00001``. Each writer of a
+    shard directory has its own prefix (fileio numbers shards per writer: two writers would
+    name their first shard of a namespace alike, and the second would replace the first)."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix = f"{prefix}~" if prefix else ""
+
+    def __call__(self, window, pane, shard_index, total_shards, compression, destination) -> str:
+        return (f"{self.prefix}{destination.replace('/', '~~')}"
+                f"-{shard_index:05d}-of-{total_shards:05d}")
 
 
 def _create_empty(path: str) -> None:
@@ -152,16 +162,24 @@ class WriteNamespaceFiles(beam.PTransform):
             records, namespaces = pvalue, None
         encoder = self.encoder
         shards = self.shard_dir
-        if encoder is not None:
-            records = records | "Encode" >> beam.Map(lambda kv: (kv[0], encoder(kv[1])))
-        files = (
-            records
-            | "WriteShards" >> fileio.WriteToFiles(
-                path=shards, destination=lambda kv: kv[0], sink=lambda dest: _LineSink(),
-                file_naming=_shard_naming,
-                temp_directory=StaticValueProvider(str, FileSystems.join(shards, "tmp")),
-                shards=self.shards)
-            | "ShardsByNamespace" >> beam.Map(lambda fr: (fr.destination, fr.file_name)))
+        parts = record_parts(records)
+        written = []
+        for i, part in enumerate(parts):
+            # Each input is written where it is made, not flattened first: the local runner
+            # would hold a flattened input whole until every producer is done.
+            n = "" if len(parts) == 1 else str(i)
+            if encoder is not None:
+                part = part | f"Encode{n}" >> beam.Map(lambda kv: (kv[0], encoder(kv[1])))
+            written.append(
+                part
+                | f"WriteShards{n}" >> fileio.WriteToFiles(
+                    path=shards, destination=lambda kv: kv[0], sink=lambda dest: _LineSink(),
+                    file_naming=_ShardNaming(n),
+                    temp_directory=StaticValueProvider(str, FileSystems.join(shards, "tmp")),
+                    shards=self.shards)
+                | f"ShardsByNamespace{n}" >> beam.Map(
+                    lambda fr: (fr.destination, fr.file_name)))
+        files = written[0] if len(written) == 1 else written | "AllShards" >> beam.Flatten()
         groups = {"shards": files}
         if namespaces is not None:
             groups["known"] = namespaces
@@ -234,7 +252,8 @@ class _WriteSchemaFn(beam.DoFn):
 
 
 class WriteOutput(beam.PTransform):
-    """(records, namespaces) -> (namespace, NamespaceOutput): the mapper's files sink.
+    """(records, namespaces) -> (namespace, NamespaceOutput): the mapper's files sink
+    (``records``: one PCollection of (Unit, line), or a tuple of them, each written as it comes).
 
     The job's ``encode`` and ``file_suffix`` choose the format (default: JSON lines,
     ``.jsonl``); the records arrive encoded (``encode``: the reading step applies it, so a
@@ -262,11 +281,17 @@ class WriteOutput(beam.PTransform):
         files_options = dict(suffix=spec.file_suffix, job_file=out.job_file, run_id=out.run_id,
                              existing=existing)
         if not spec.typed_rows:
-            lines = records | "ByPart" >> beam.MapTuple(lambda unit, line: (unit.part, line))
+            parts = record_parts(records)
+            lines = tuple(
+                part | f"ByPart{'' if len(parts) == 1 else i}" >> beam.MapTuple(
+                    lambda unit, line: (unit.part, line))
+                for i, part in enumerate(parts))
             files = (lines, known) | "NamespaceFiles" >> WriteNamespaceFiles(
                 out.directory, name, None, **files_options)
         else:
-            # The schema is merged per kind (one table per kind), each row encoded by its own.
+            # The schema is merged per kind (one table per kind), each row encoded by its own:
+            # every row waits for the whole run's schema.
+            records = all_records(records)
             schemas = (records
                        | "RowsByKind" >> beam.MapTuple(lambda unit, row: (unit.kind, row))
                        | "MergeSchema" >> beam.CombinePerKey(SchemaFn()))
