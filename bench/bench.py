@@ -218,14 +218,15 @@ def emulator_procs(emu: DatastoreEmulator) -> list[psutil.Process]:
 
 
 def measure(cmd: list[str], env: dict, log_dir: Path, name: str, emu: DatastoreEmulator,
-            sample_s: float = 0.05, timeout: float = 3600.0, linger: float = 60.0) -> Measurement:
+            sample_s: float = 0.05, timeout: float = 3600.0, linger: float = 60.0,
+            cwd: Optional[Path] = None) -> Measurement:
     emu_before = _cpu_of(emulator_procs(emu))
     cpu_before = _children_cpu()
     busy_before, self_before = _machine_busy(), _cpu_of([psutil.Process()])
     out_path, err_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
+        proc = subprocess.Popen(cmd, cwd=cwd or REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=err, start_new_session=True)
         tree = Tree(proc.pid)
         peak = 0
@@ -356,16 +357,24 @@ def balance_of(summary: dict) -> dict[str, float]:
     return out
 
 
-def run_ours(ctx, label: str, job: str, output: bool = True) -> Run:
+def run_ours(ctx, label: str, job: str, output: bool = True, params: str = "") -> Run:
     """``output``: with --output DIR (the summary, manifests and the job's files there); without,
-    the summary goes to the user's cache (here a temporary XDG_CACHE_HOME), as a plain run's."""
+    the summary goes to the user's cache (here a temporary XDG_CACHE_HOME), as a plain run's.
+    ``params``: more of the job's --params. ``ctx.tree``: run the code of that checkout."""
     out_dir = Path(tempfile.mkdtemp(prefix="bench-ours-", dir=ctx.log_dir))
     cmd = [sys.executable, "-m", "pipeline", "--job", job, "--project", ctx.project,
-           "--params", f"kind={KIND}", *ctx.runner] + (["--output", str(out_dir)] if output else [])
+           "--params", f"kind={KIND}" + (f",{params}" if params else ""),
+           *ctx.runner] + (["--output", str(out_dir)] if output else [])
     env = ctx.env if output else {**ctx.env, "XDG_CACHE_HOME": str(out_dir)}
     try:
-        m = measure(cmd, env, ctx.log_dir, label, ctx.emu, ctx.sample_s)
+        m = measure(cmd, env, ctx.log_dir, label, ctx.emu, ctx.sample_s, cwd=ctx.tree)
         check_ok(m, label)
+        if output and job == "export_keys":  # the records: one line per entity, none twice
+            lines = [ln for f in sorted(out_dir.glob(f"{job}/namespaces/*.jsonl"))
+                     for ln in f.read_text(encoding="utf-8").splitlines()]
+            if len(lines) != sum(ctx.expected.values()) or len(set(lines)) != len(lines):
+                raise BenchError(f"{label}: {len(lines)} records ({len(set(lines))} distinct), "
+                                 f"expected {sum(ctx.expected.values())}")
         found = (sorted(out_dir.glob(f"{job}/summary.json")) if output
                  else sorted(out_dir.glob("datastore-mapper/runs/*/summary.json")))
         if len(found) != 1:
@@ -395,6 +404,16 @@ def run_cli(ctx, label: str, args: list, code: int) -> Run:
 
 
 # ---------------------------------------------------------------- dataset, machine
+
+def _describe_tree(tree: Path) -> str:
+    """A checkout as ``DIR (commit)``, for the report."""
+    try:
+        head = subprocess.run(["git", "-C", str(tree), "log", "-1", "--format=%h %s"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        head = "?"
+    return f"{tree} ({head[:80]})"
+
 
 def label(ns: str) -> str:
     return ns or "__default__"
@@ -462,6 +481,7 @@ class Ctx:
     sample_s: float
     project: str = PROJECT
     runner: list = field(default_factory=list)  # the runner's options, for peer and ours
+    tree: Optional[Path] = None  # ours from another checkout (--ab-tree); None: this one
 
 
 def stats(values: list[float]) -> dict:
@@ -498,10 +518,13 @@ ROWS = (("limit-2r", "limit  bare client, 2 wide ranges/ns"),
         ("ours-count_keys", "ours   count_keys, keys, --output"),
         ("ours-count_by_property-noout", "ours   count_by_property, no output"),
         ("ours-count_keys-noout", "ours   count_keys, keys, no output"),
+        ("ours-export_keys", "ours   export_keys full, records, --output"),
+        ("ours-count_by_property-B", "ours B count_by_property, --output"),
+        ("ours-export_keys-B", "ours B export_keys full, records, --output"),
         ("peer-2p", "peer   ReadFromDatastore, 2 processes"),
         ("ours-count_by_property-2p", "ours   count_by_property, --output, 2 pr."),
         ("ours-count_keys-noout-2p", "ours   count_keys, no output, 2 pr."))
-OURS = [k for k, _ in ROWS if k.startswith("ours") and not k.endswith("-2p")]
+OURS = [k for k, _ in ROWS if k.startswith("ours") and not k.endswith(("-2p", "-B"))]
 X3 = "@3x"
 STARTUP = (("startup-run", "a run over {tiny} entities (count_keys)"),
            ("startup-help", "--help"),
@@ -648,12 +671,16 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=1,
                     help="unmeasured bare-client reads first, to warm up the emulator's JVM (default 1)")
     ap.add_argument("--json", help="write the results as JSON to this file")
-    ap.add_argument("--only", default="limit,peer,full,keys,noout",
-                    help="comma-separated subset of limit,peer,full,keys,noout (default all; "
-                         "noout: ours also without --output)")
+    ap.add_argument("--only", default="limit,peer,full,keys,noout,export",
+                    help="comma-separated subset of limit,peer,full,keys,noout,export (default "
+                         "all; noout: ours also without --output; export: ours writing every "
+                         "entity as a record, export_keys full=true)")
     ap.add_argument("--two-processes", action="store_true",
                     help="peer and ours on two worker processes (local_runner.TWO_PROCESSES), "
                          "not the CLI's default (one, in-process)")
+    ap.add_argument("--ab-tree", metavar="DIR",
+                    help="also run ours (full; and export, if selected) from the checkout DIR "
+                         "(rows 'ours B'), interleaved with this one's: a before/after in one run")
     ap.add_argument("--ab-processes", action="store_true",
                     help="also peer, ours full (--output) and ours keys (no output) on two worker "
                          "processes, interleaved with the default rows (an A/B in one run)")
@@ -724,6 +751,16 @@ def main(argv=None) -> int:
                 if "noout" in only:
                     out.append((f"ours-{job}-noout", f"ours-{what}-noout",
                                 lambda c, lb, job=job: run_ours(c, lb, job, output=False)))
+            if "export" in only:
+                out.append(("ours-export_keys", "ours-export",
+                            lambda c, lb: run_ours(c, lb, "export_keys", params="full=true")))
+            if args.ab_tree and not suffix:  # the same rows from another checkout
+                out.append(("ours-count_by_property-B", "ours-full-B",
+                            lambda c, lb: run_ours(cb, lb, "count_by_property")))
+                if "export" in only:
+                    out.append(("ours-export_keys-B", "ours-export-B",
+                                lambda c, lb: run_ours(cb, lb, "export_keys",
+                                                       params="full=true")))
             if args.ab_processes and not suffix:  # the same rows on two worker processes
                 two = [("peer-2p", "peer-2p", lambda c, lb: run_peer(c2, lb)),
                        ("ours-count_by_property-2p", "ours-full-2p",
@@ -754,6 +791,8 @@ def main(argv=None) -> int:
                 report["rows"][key] = row_stats(runs)
 
         c2 = dataclasses.replace(ctx, runner=list(TWO_PROCESSES))
+        cb = dataclasses.replace(ctx, tree=Path(args.ab_tree).resolve() if args.ab_tree else None)
+        report["ab_tree"] = args.ab_tree and _describe_tree(Path(args.ab_tree))
         measure_rows(ctx, contenders_for(""), args.repeats)
 
         if args.tiny:  # start-up: a run over a tiny data set, --help, --list_jobs, a refusal

@@ -25,3 +25,11 @@ class RetryPolicy:
 
 #: The checks made before anything is read answer within seconds, not minutes.
 LAUNCH_RETRY = RetryPolicy(initial=0.25, maximum=4.0, deadline=20.0, rpc_timeout=8.0)
+
+
+def for_launch(policy: RetryPolicy) -> RetryPolicy:
+    """The launch checks' policy under the run's: as short as ``LAUNCH_RETRY``, and never
+    longer than what the user allowed the run (a deadline of 5 s is 5 s at launch too)."""
+    return dataclasses.replace(LAUNCH_RETRY,
+                               deadline=min(LAUNCH_RETRY.deadline, policy.deadline),
+                               rpc_timeout=min(LAUNCH_RETRY.rpc_timeout, policy.rpc_timeout))

@@ -11,7 +11,7 @@ from google.api_core import exceptions as gexc
 from pipeline.config import DatastoreTarget, RunConfig
 from pipeline.core.keyrange import KeyRange
 from pipeline.core.namespaces import require_namespaces
-from pipeline.core.retry import LAUNCH_RETRY
+from pipeline.core.retry import for_launch
 from pipeline.datastore import retry
 from pipeline.datastore.client import EMULATOR_ENV, client, fetch
 from pipeline.datastore.errors import explain, missing_indexes
@@ -63,7 +63,7 @@ def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[
         else:
             sample = namespaces[:5]
             kinds = sorted({k for ns in sample
-                            for k in _launch_call(run, lambda: list_kinds(c, ns, LAUNCH_RETRY),
+                            for k in _launch_call(run, lambda: list_kinds(c, ns, for_launch(run.read.retry)),
                                                   "listing kinds", ns)})
             raise UsageError(
                 f"{_kinds_label(missing)} {'has' if len(missing) == 1 else 'have'} no entities "
@@ -107,7 +107,7 @@ def _find_listed_kinds(c, run: RunConfig, namespaces: list) -> dict:
         for ns in namespaces:
             q = c.query(kind=kind, namespace=ns or None)
             q.keys_only()
-            if _launch_call(run, lambda: list(fetch(q, LAUNCH_RETRY, limit=1,
+            if _launch_call(run, lambda: list(fetch(q, for_launch(run.read.retry), limit=1,
                                                     read_time=read.read_time)),
                             f"looking for {kind} entities", ns, kind):
                 found[kind] = ns
@@ -120,7 +120,7 @@ def _find_any_kinds(c, run: RunConfig, namespaces: list) -> dict:
     ``KIND_LISTING_NAMESPACES`` namespaces."""
     found: dict = {}
     for ns in namespaces[:KIND_LISTING_NAMESPACES]:
-        for kind in _launch_call(run, lambda: list_kinds(c, ns, LAUNCH_RETRY, run.read.read_time),
+        for kind in _launch_call(run, lambda: list_kinds(c, ns, for_launch(run.read.retry), run.read.read_time),
                                  "listing kinds", ns):
             found.setdefault(kind, ns)
     return found
@@ -141,11 +141,12 @@ def _launch_call(run: RunConfig, fn, what: str, namespace: str, kind: Optional[s
     Datastore (or one that refuses the credentials) is one line within seconds."""
     read = run.read
     target = read.target
+    policy = for_launch(read.retry)
     try:
-        return retry.call(fn, what, LAUNCH_RETRY, where=target.describe())
+        return retry.call(fn, what, policy, where=target.describe())
     except retry.DatastoreUnavailable as e:
         raise UsageError(f"{target.describe()} is unreachable (checked for "
-                         f"{LAUNCH_RETRY.deadline:.0f} s before reading anything): {e}; "
+                         f"{policy.deadline:g} s before reading anything): {e}; "
                          f"{_unreachable_hint(target)}") from None
     except gexc.GoogleAPICallError as e:
         raise explain(e, read.query, namespace, what, kind) from None
@@ -153,7 +154,7 @@ def _launch_call(run: RunConfig, fn, what: str, namespace: str, kind: Optional[s
 
 def reachable_namespaces(c, run: RunConfig) -> list[str]:
     """The namespaces, listed: the first call of a run."""
-    return _launch_call(run, lambda: list_namespaces(c, LAUNCH_RETRY, run.read.read_time),
+    return _launch_call(run, lambda: list_namespaces(c, for_launch(run.read.retry), run.read.read_time),
                         "listing namespaces", "")
 
 
@@ -187,5 +188,5 @@ def _probe_query(c, run: RunConfig, namespace: str, kind: str) -> None:
         r = rq.prop_range
         q = value_query(c, rq, namespace, kind, r.prop, r.lo, r.lo_inclusive, r.hi,
                         r.hi_inclusive, order=(r.prop, "__key__"))
-    _launch_call(run, lambda: list(fetch(q, LAUNCH_RETRY, limit=1, read_time=read.read_time)),
+    _launch_call(run, lambda: list(fetch(q, for_launch(read.retry), limit=1, read_time=read.read_time)),
                  "the read query", namespace, kind)

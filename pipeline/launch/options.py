@@ -241,6 +241,9 @@ def add_mapper_arguments(parser) -> None:
     g.add_argument("--datastore_deadline", type=seconds(86_400), default=300.0,
                    help="seconds to keep retrying a Datastore call on transient errors or "
                    "silence (default 300); the launch checks use at most 20")
+    g.add_argument("--datastore_call_timeout", type=seconds(3600), default=60.0,
+                   help="seconds one Datastore call may take before it is abandoned and "
+                   "retried (default 60); the launch checks use at most 8")
     g.add_argument("--max_errors", type=whole_number(0, 1_000_000_000), default=0,
                    help="entities the job may fail on (or whose records cannot be written) "
                    "before the run fails; each goes to the dead-letter file (default 0: the "

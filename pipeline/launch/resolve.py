@@ -104,7 +104,7 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
             query=rq, read_time=parse_read_time(m.read_time, now), order=order, shards=m.shards,
             oversampling=m.oversampling, slice_entities=m.slice_entities,
             slice_seconds=m.slice_seconds, query_entities=m.query_entities,
-            retry=RetryPolicy(deadline=m.datastore_deadline), progress_seconds=m.progress_seconds,
+            retry=RetryPolicy(deadline=m.datastore_deadline, rpc_timeout=m.datastore_call_timeout), progress_seconds=m.progress_seconds,
             read_time_option=m.read_time, reads_in_flight=m.reads_in_flight),
         output=OutputConfig(
             directory=output,

@@ -49,7 +49,8 @@ def test_dataflow_dry_run_translates_the_mapper_and_stages_our_sdist(offline_gcp
     for name in ["Mapper/ExpandNamespaces", "Mapper/ReshuffleNamespaces", "Mapper/SplitNamespaces",
                  "Mapper/ReshuffleRanges", "Mapper/ReadRanges", "Mapper/AllStats",
                  "Mapper/RangeTotals", "Mapper/NamespaceTotals", "Mapper/JobTotals",
-                 "Mapper/Summary", "Mapper/WriteFiles/NamespaceFiles/WriteShards",
+                 "Mapper/Summary", "Mapper/WriteFiles/NamespaceFiles/WriteShards0",
+                 "Mapper/WriteFiles/NamespaceFiles/WriteShards1",
                  "Mapper/WriteFiles/NamespaceFiles/Compose", "Mapper/TotalsWithFiles",
                  "Mapper/NamespaceCompleted"]:
         assert name in t, f"{name} missing from the Dataflow graph"

@@ -86,6 +86,7 @@ SAMPLES = {  # name: (values the console accepts, values it refuses)
     "launch_checks": (["true", "false"], ["no", ""]),
     "output_mode": (["refuse", "replace", "resume"], ["", "Replace", "overwrite"]),
     "datastore_deadline": (["300", "0.5", "60"], ["0", "-1", "x", "1e3", ""]),
+    "datastore_call_timeout": (["60", "0.5", "600"], ["0", "-1", "x", "1e3", ""]),
     "max_errors": (["0", "10", "1000"], ["-1", "x", "1.5", "", "01"]),
     "job_file": (["true", "false"], ["yes", ""]),
     "discard_records": (["true", "false"], ["yes", ""]),

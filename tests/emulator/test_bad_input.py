@@ -306,8 +306,9 @@ CATALOGUE = [
           "is still running on this host", "wait for it, or choose another --output"),
          datastore=True, setup=_live_lease),
     # --- services -------------------------------------------------------------------------------
-    Case("services-datastore-closed-port", job("count_keys"),
-         ("the Datastore emulator at 127.0.0.1:9 is unreachable", "checked for 20 s",
+    # A short --datastore_deadline makes the launch checks as short (20 s at most: unit tested).
+    Case("services-datastore-closed-port", job("count_keys", "--datastore_deadline", "2"),
+         ("the Datastore emulator at 127.0.0.1:9 is unreachable", "checked for 2 s",
           "--emulator_host / DATASTORE_EMULATOR_HOST")),
     Case("services-no-credentials", job("count_keys"),
          ("no usable Google Cloud credentials to reach Datastore (project test-project)",
@@ -318,8 +319,9 @@ CATALOGUE = [
               "NO_GCE_CHECK": "true", "GCE_METADATA_HOST": "127.0.0.1:1",
               "CLOUDSDK_CONFIG": "{tmp}/no-gcloud-config"}),
     Case("services-bigquery-closed-port", job("stream_entities", "--bigquery_table", "ds.t",
-                                              "--bigquery_emulator_host", "127.0.0.1:9"),
-         ("BigQuery at 127.0.0.1:9 is unreachable", "checked for 20 s"), datastore=True),
+                                              "--bigquery_emulator_host", "127.0.0.1:9",
+                                              "--bigquery_deadline", "2"),
+         ("BigQuery at 127.0.0.1:9 is unreachable", "checked for 2 s"), datastore=True),
     # --- the template's launcher ----------------------------------------------------------------
     Case("template-job_module", ("--job=count_keys", "--job_module=jobs"),
          ("--job_module is not accepted by the template", "only the job modules built into"),

@@ -105,8 +105,10 @@ def test_credentials_secrets_never_reach_the_output(tmp_path, name, level):
                 "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "TMPDIR": str(tmpdir),
                 "DATASTORE_MAPPER_LOG_LEVEL": level, "PYTHONIOENCODING": "utf-8",
                 "PYTHONDONTWRITEBYTECODE": "1"})
+    # A short deadline: a real key's token is refused (offline) in 3 s of retries, not 20.
     r = subprocess.run([sys.executable, "-m", "pipeline", "--job", "count_keys", "--project",
-                        TEST_PROJECT, "--output", str(out)], cwd=ROOT, env=env,
+                        TEST_PROJECT, "--output", str(out), "--datastore_deadline", "3"],
+                       cwd=ROOT, env=env,
                        capture_output=True, text=True, encoding="utf-8", timeout=90)
     detail = f"exit {r.returncode}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}"
     assert r.returncode == 2, detail

@@ -88,3 +88,24 @@ def test_stream_resumes_from_the_position_its_target_keeps():
 
     with pytest.raises(gexc.PermissionDenied):
         list(retry.stream(broken, "reading", FAST))
+
+
+def test_the_launch_checks_are_short_and_never_longer_than_the_run_allows():
+    from pipeline.core.retry import LAUNCH_RETRY, RetryPolicy, for_launch
+    default = for_launch(RetryPolicy())  # --datastore_deadline 300, --datastore_call_timeout 60
+    assert (default.deadline, default.rpc_timeout) == (20.0, 8.0) == (LAUNCH_RETRY.deadline,
+                                                                       LAUNCH_RETRY.rpc_timeout)
+    short = for_launch(RetryPolicy(deadline=2.0, rpc_timeout=1.5))
+    assert (short.deadline, short.rpc_timeout) == (2.0, 1.5)
+    assert short.initial == LAUNCH_RETRY.initial and short.maximum == LAUNCH_RETRY.maximum
+
+
+def test_the_call_timeout_option_reaches_the_read_policy():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.launch.resolve import resolve
+    base = ["--job", "count_keys", "--emulator_host", "127.0.0.1:1", "--project", "p"]
+    assert resolve(PipelineOptions(base)).read.retry.rpc_timeout == 60.0
+    run = resolve(PipelineOptions(base + ["--datastore_call_timeout", "7",
+                                          "--datastore_deadline", "30"]))
+    assert (run.read.retry.rpc_timeout, run.read.retry.deadline) == (7.0, 30.0)

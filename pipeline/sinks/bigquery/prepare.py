@@ -12,7 +12,7 @@ import google.auth.exceptions
 from google.api_core import exceptions as gexc
 
 from pipeline.config import RunConfig
-from pipeline.core.retry import LAUNCH_RETRY
+from pipeline.core.retry import for_launch
 from pipeline.datastore.client import client as datastore_client
 from pipeline.datastore.client import fetch
 from pipeline.datastore.errors import explain
@@ -78,12 +78,12 @@ def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None)
     c = datastore_client(read.target)
     if namespaces is None:
         namespaces = (list(read.query.namespaces) if read.query.namespaces is not None
-                      else list_namespaces(c, LAUNCH_RETRY, read.read_time))
+                      else list_namespaces(c, for_launch(read.retry), read.read_time))
     namespaces = _spread(list(namespaces), SAMPLE_NAMESPACES)
     where: dict = {}  # kind -> the sampled namespaces that may hold it
     for ns in namespaces:
         try:
-            kinds = kinds_of(c, read.query.kinds, ns, LAUNCH_RETRY, read.read_time)
+            kinds = kinds_of(c, read.query.kinds, ns, for_launch(read.retry), read.read_time)
         except gexc.GoogleAPICallError as e:
             raise explain(e, read.query, ns, "listing kinds for the BigQuery schema") from None
         for kind in kinds:
@@ -95,7 +95,7 @@ def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None)
         for ns in kind_namespaces:
             q = base_query(c, read.query, ns, kind, keys_only=False)
             try:
-                found = list(fetch(q, LAUNCH_RETRY, limit=min(per, n - len(got)),
+                found = list(fetch(q, for_launch(read.retry), limit=min(per, n - len(got)),
                                    read_time=read.read_time))
             except gexc.GoogleAPICallError as e:
                 raise explain(e, read.query, ns, "sampling entities for the BigQuery schema",
@@ -141,7 +141,7 @@ def _units(run: RunConfig, namespaces: list) -> list:
         return [(ns, kind) for ns in namespaces for kind in read.query.kinds]
     c = datastore_client(read.target)
     return [(ns, kind) for ns in namespaces
-            for kind in kinds_of(c, None, ns, LAUNCH_RETRY, read.read_time)]
+            for kind in kinds_of(c, None, ns, for_launch(read.retry), read.read_time)]
 
 
 def prepare(run: RunConfig, options: Any,
@@ -171,18 +171,19 @@ def prepare(run: RunConfig, options: Any,
             check_table_name(spec, ns, kind)
         except ValueError as e:
             raise UsageError(f"--bigquery_table: {e}") from None
+    deadline = min(LAUNCH_DEADLINE, settings.retry.deadline)  # never past --bigquery_deadline
     try:
         c = service.client(run.read.target.project, settings.emulator_host)
         if not spec.templated and not (columns and rq.per_kind):
             fields = settings.schema_for(rq.kinds[0]) if columns else None
-            service.ensure_table(c, settings, spec, LAUNCH_DEADLINE, fields)
+            service.ensure_table(c, settings, spec, deadline, fields)
             tables = [spec]
         else:
-            service.ensure_dataset(c, settings, spec, LAUNCH_DEADLINE)
+            service.ensure_dataset(c, settings, spec, deadline)
             tables = sorted({spec.for_unit(ns, kind) for ns, kind in units}, key=str)
         if settings.disposition == "empty":
             full = [str(t) for t in tables
-                    if not service.table_is_empty(c, settings, t, LAUNCH_DEADLINE)]
+                    if not service.table_is_empty(c, settings, t, deadline)]
             if full:
                 raise UsageError(
                     f"--bigquery_write_disposition=empty, but {', '.join(full[:5])} already "
@@ -200,6 +201,6 @@ def prepare(run: RunConfig, options: Any,
                          "an emulator pass --bigquery_emulator_host") from None
     except Exception as e:  # unreachable: connection refused, DNS, the retry deadline
         raise UsageError(
-            f"{settings.where} is unreachable (checked for {LAUNCH_DEADLINE:.0f} s before "
+            f"{settings.where} is unreachable (checked for {deadline:g} s before "
             f"reading anything): {type(e).__name__}: {str(e)[:300]}") from None
     return settings
