@@ -128,7 +128,8 @@ class _CleanupFn(beam.DoFn):
 
 class WriteNamespaceFiles(beam.PTransform):
     """PCollection[(part, record)] (or a tuple (records, known)) -> PCollection[(key, final
-    path)], one per part: the file ``namespaces/<part><suffix>``.
+    path)], one per part: the file ``namespaces/<part><suffix>``. With ``known``, ``records``
+    may be a tuple of PCollections, each written where it is made (``pipeline.sinks.inputs``).
 
     ``known`` (optional second input: (part, key) for every unit of the run) makes a unit
     without records get its (empty) file too, and names it by ``key`` in the output (by its
