@@ -755,8 +755,9 @@ def main(argv=None) -> int:
                 out.append(("ours-export_keys", "ours-export",
                             lambda c, lb: run_ours(c, lb, "export_keys", params="full=true")))
             if args.ab_tree and not suffix:  # the same rows from another checkout
-                out.append(("ours-count_by_property-B", "ours-full-B",
-                            lambda c, lb: run_ours(cb, lb, "count_by_property")))
+                if "full" in only:
+                    out.append(("ours-count_by_property-B", "ours-full-B",
+                                lambda c, lb: run_ours(cb, lb, "count_by_property")))
                 if "export" in only:
                     out.append(("ours-export_keys-B", "ours-export-B",
                                 lambda c, lb: run_ours(cb, lb, "export_keys",
