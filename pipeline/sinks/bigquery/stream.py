@@ -49,7 +49,7 @@ from pipeline.sinks.bigquery.streaming_rows import (
     row_bytes,
 )
 from pipeline.sinks.bigquery.tables import TableSpec, parse_table
-from pipeline.sinks.inputs import all_records
+from pipeline.sinks.inputs import record_parts
 
 log = logging.getLogger(__name__)
 
@@ -289,19 +289,22 @@ class StreamToBigQuery(beam.PTransform):
 
     def expand(self, pvalue):
         records, units = pvalue
-        records = all_records(records)
+        parts = record_parts(records)
         s = self.settings
-        inserted = records | "InsertRows" >> beam.ParDo(
-            InsertRowsFn(s, self.job, self.project)).with_outputs(DEAD, main="counts")
+        inserted = [  # each part's rows sent where they are made (see pipeline.sinks.inputs)
+            part | f"InsertRows{'' if len(parts) == 1 else i}" >> beam.ParDo(
+                InsertRowsFn(s, self.job, self.project)).with_outputs(DEAD, main="counts")
+            for i, part in enumerate(parts)]
         self.dead_letters = (
-            inserted[DEAD]
+            tuple(x[DEAD] for x in inserted)
+            | "AllRejected" >> beam.Flatten()
             | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, ensure_ascii=False,
                                                                 sort_keys=True))
             | "WriteDeadLetters" >> beam.io.WriteToText(
                 f"{self.parts}/bigquery-rejected", file_name_suffix=".jsonl"))
         empty = units | "NoRowsYet" >> beam.Map(lambda u: ((u.namespace, u.kind), {}))
         return (
-            (inserted.counts, empty)
+            (*(x.counts for x in inserted), empty)
             | "AllCounts" >> beam.Flatten()
             | "CountsPerUnit" >> beam.CombinePerKey(_sum_counts)
             | "Streamed" >> beam.MapTuple(lambda key, tables: (key, streamed_output(tables))))
