@@ -63,7 +63,7 @@ def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[
         else:
             sample = namespaces[:5]
             kinds = sorted({k for ns in sample
-                            for k in _launch_call(run, lambda: list_kinds(c, ns, for_launch(run.read.retry)),
+                            for k in _launch_call(run, lambda policy: list_kinds(c, ns, policy),
                                                   "listing kinds", ns)})
             raise UsageError(
                 f"{_kinds_label(missing)} {'has' if len(missing) == 1 else 'have'} no entities "
@@ -107,7 +107,7 @@ def _find_listed_kinds(c, run: RunConfig, namespaces: list) -> dict:
         for ns in namespaces:
             q = c.query(kind=kind, namespace=ns or None)
             q.keys_only()
-            if _launch_call(run, lambda: list(fetch(q, for_launch(run.read.retry), limit=1,
+            if _launch_call(run, lambda policy: list(fetch(q, policy, limit=1,
                                                     read_time=read.read_time)),
                             f"looking for {kind} entities", ns, kind):
                 found[kind] = ns
@@ -120,7 +120,7 @@ def _find_any_kinds(c, run: RunConfig, namespaces: list) -> dict:
     ``KIND_LISTING_NAMESPACES`` namespaces."""
     found: dict = {}
     for ns in namespaces[:KIND_LISTING_NAMESPACES]:
-        for kind in _launch_call(run, lambda: list_kinds(c, ns, for_launch(run.read.retry), run.read.read_time),
+        for kind in _launch_call(run, lambda policy: list_kinds(c, ns, policy, run.read.read_time),
                                  "listing kinds", ns):
             found.setdefault(kind, ns)
     return found
@@ -137,13 +137,14 @@ def _unreachable_hint(target: DatastoreTarget) -> str:
 
 
 def _launch_call(run: RunConfig, fn, what: str, namespace: str, kind: Optional[str] = None):
-    """A launch check's call: retried for the launch's short deadline; an unreachable
-    Datastore (or one that refuses the credentials) is one line within seconds."""
+    """A launch check's call, ``fn(policy)``: retried for the launch's short deadline
+    (``for_launch``: never longer than the run's own); an unreachable Datastore (or one that
+    refuses the credentials) is one line within seconds."""
     read = run.read
     target = read.target
     policy = for_launch(read.retry)
     try:
-        return retry.call(fn, what, policy, where=target.describe())
+        return retry.call(lambda: fn(policy), what, policy, where=target.describe())
     except retry.DatastoreUnavailable as e:
         raise UsageError(f"{target.describe()} is unreachable (checked for "
                          f"{policy.deadline:g} s before reading anything): {e}; "
@@ -154,7 +155,7 @@ def _launch_call(run: RunConfig, fn, what: str, namespace: str, kind: Optional[s
 
 def reachable_namespaces(c, run: RunConfig) -> list[str]:
     """The namespaces, listed: the first call of a run."""
-    return _launch_call(run, lambda: list_namespaces(c, for_launch(run.read.retry), run.read.read_time),
+    return _launch_call(run, lambda policy: list_namespaces(c, policy, run.read.read_time),
                         "listing namespaces", "")
 
 
@@ -188,5 +189,5 @@ def _probe_query(c, run: RunConfig, namespace: str, kind: str) -> None:
         r = rq.prop_range
         q = value_query(c, rq, namespace, kind, r.prop, r.lo, r.lo_inclusive, r.hi,
                         r.hi_inclusive, order=(r.prop, "__key__"))
-    _launch_call(run, lambda: list(fetch(q, for_launch(read.retry), limit=1, read_time=read.read_time)),
+    _launch_call(run, lambda policy: list(fetch(q, policy, limit=1, read_time=read.read_time)),
                  "the read query", namespace, kind)

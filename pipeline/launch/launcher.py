@@ -258,14 +258,13 @@ def _run_locally(options, run, bigquery, held) -> int:
                     run.write.mode if run.write.enabled else None):
             try:
                 p.run().wait_until_finish()
-            except KeyboardInterrupt:  # the workers stopped while their output still goes
-                processes.stop(processes.descendants(os.getpid()))  # to the log
-                raise
-            except Exception:
-                if not logs.is_interrupted():
-                    raise
+            except (KeyboardInterrupt, Exception) as e:
                 # In-process, the KeyboardInterrupt lands inside a DoFn, and Beam re-raises it
-                # from a bundle method as "RuntimeError: KeyboardInterrupt [while running ...]".
+                # from a bundle method as "RuntimeError: KeyboardInterrupt [while running ...]":
+                # after a Ctrl-C, whatever the run raises is the interruption.
+                if not (isinstance(e, KeyboardInterrupt) or logs.is_interrupted()):
+                    raise
+                # the workers stopped while their output still goes to the log
                 processes.stop(processes.descendants(os.getpid()))
                 raise KeyboardInterrupt from None
     except KeyboardInterrupt:

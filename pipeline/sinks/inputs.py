@@ -16,6 +16,13 @@ def record_parts(records) -> tuple:
     return tuple(records) if isinstance(records, (tuple, list)) else (records,)
 
 
+def labelled_parts(records) -> list[tuple[str, beam.PCollection]]:
+    """(label suffix, part) for each part: '' for a single PCollection, else its index, so
+    that each part's steps are named apart (``WriteShards0``, ``WriteShards1``)."""
+    parts = record_parts(records)
+    return [("" if len(parts) == 1 else str(i), part) for i, part in enumerate(parts)]
+
+
 def all_records(records, label: str = "AllRecords"):
     """The records as one PCollection, for a sink that needs them all before it writes."""
     parts = record_parts(records)

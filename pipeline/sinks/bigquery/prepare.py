@@ -76,14 +76,15 @@ def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None)
     per namespace for ALL_KINDS); a kind stops being sampled once it has ``n`` rows."""
     read = run.read
     c = datastore_client(read.target)
+    policy = for_launch(read.retry)
     if namespaces is None:
         namespaces = (list(read.query.namespaces) if read.query.namespaces is not None
-                      else list_namespaces(c, for_launch(read.retry), read.read_time))
+                      else list_namespaces(c, policy, read.read_time))
     namespaces = _spread(list(namespaces), SAMPLE_NAMESPACES)
     where: dict = {}  # kind -> the sampled namespaces that may hold it
     for ns in namespaces:
         try:
-            kinds = kinds_of(c, read.query.kinds, ns, for_launch(read.retry), read.read_time)
+            kinds = kinds_of(c, read.query.kinds, ns, policy, read.read_time)
         except gexc.GoogleAPICallError as e:
             raise explain(e, read.query, ns, "listing kinds for the BigQuery schema") from None
         for kind in kinds:
@@ -95,7 +96,7 @@ def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None)
         for ns in kind_namespaces:
             q = base_query(c, read.query, ns, kind, keys_only=False)
             try:
-                found = list(fetch(q, for_launch(read.retry), limit=min(per, n - len(got)),
+                found = list(fetch(q, policy, limit=min(per, n - len(got)),
                                    read_time=read.read_time))
             except gexc.GoogleAPICallError as e:
                 raise explain(e, read.query, ns, "sampling entities for the BigQuery schema",

@@ -49,7 +49,7 @@ from pipeline.sinks.bigquery.streaming_rows import (
     row_bytes,
 )
 from pipeline.sinks.bigquery.tables import TableSpec, parse_table
-from pipeline.sinks.inputs import record_parts
+from pipeline.sinks.inputs import labelled_parts
 
 log = logging.getLogger(__name__)
 
@@ -289,12 +289,11 @@ class StreamToBigQuery(beam.PTransform):
 
     def expand(self, pvalue):
         records, units = pvalue
-        parts = record_parts(records)
         s = self.settings
         inserted = [  # each part's rows sent where they are made (see pipeline.sinks.inputs)
-            part | f"InsertRows{'' if len(parts) == 1 else i}" >> beam.ParDo(
+            part | f"InsertRows{n}" >> beam.ParDo(
                 InsertRowsFn(s, self.job, self.project)).with_outputs(DEAD, main="counts")
-            for i, part in enumerate(parts)]
+            for n, part in labelled_parts(records)]
         self.dead_letters = (
             tuple(x[DEAD] for x in inserted)
             | "AllRejected" >> beam.Flatten()

@@ -36,7 +36,7 @@ from pipeline.sinks.files.layout import (
     schema_path,
     shard_dir,
 )
-from pipeline.sinks.inputs import all_records, record_parts
+from pipeline.sinks.inputs import all_records, labelled_parts
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +163,10 @@ class WriteNamespaceFiles(beam.PTransform):
             records, namespaces = pvalue, None
         encoder = self.encoder
         shards = self.shard_dir
-        parts = record_parts(records)
         written = []
-        for i, part in enumerate(parts):
+        for n, part in labelled_parts(records):
             # Each input is written where it is made, not flattened first: the local runner
             # would hold a flattened input whole until every producer is done.
-            n = "" if len(parts) == 1 else str(i)
             if encoder is not None:
                 part = part | f"Encode{n}" >> beam.Map(lambda kv: (kv[0], encoder(kv[1])))
             written.append(
@@ -282,11 +280,8 @@ class WriteOutput(beam.PTransform):
         files_options = dict(suffix=spec.file_suffix, job_file=out.job_file, run_id=out.run_id,
                              existing=existing)
         if not spec.typed_rows:
-            parts = record_parts(records)
-            lines = tuple(
-                part | f"ByPart{'' if len(parts) == 1 else i}" >> beam.MapTuple(
-                    lambda unit, line: (unit.part, line))
-                for i, part in enumerate(parts))
+            lines = tuple(part | f"ByPart{n}" >> beam.MapTuple(lambda unit, line: (unit.part, line))
+                          for n, part in labelled_parts(records))
             files = (lines, known) | "NamespaceFiles" >> WriteNamespaceFiles(
                 out.directory, name, None, **files_options)
         else:
