@@ -23,6 +23,7 @@ from pipeline.errors import MapperError
 from pipeline.sinks.bigquery.settings import BigQuerySettings
 from pipeline.sinks.bigquery.stream import REJECTED_COUNTER
 from pipeline.sinks.files import deadletters, lease
+from pipeline.sinks.files.ownership import files_of_the_run
 from pipeline.sinks.report.html import render_report
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,9 @@ class FinishRunFn(beam.DoFn):
         summary["status"] = "failed" if failure else "succeeded"
         if failure:
             summary["failure"] = failure
+        if out.directory:
+            summary["files"] = files_of_the_run(out.directory, job.name,
+                                                (out.summary_path, out.report_path))
         if out.summary_path:
             with FileSystems.create(out.summary_path) as f:
                 f.write(to_json_text(summary).encode("utf-8"))

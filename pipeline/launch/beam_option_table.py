@@ -3,6 +3,7 @@ it knows (the mapper's included) and how many values it takes: 0 (a flag), "?" o
 
 OPTIONS = {'--allow_empty_kind': '?',
  '--allow_non_deterministic_key_coders': 0,
+ '--allow_nonempty_output': '?',
  '--allow_unsafe_triggers': 0,
  '--application_id': 1,
  '--artifact_endpoint': 1,

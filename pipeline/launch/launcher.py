@@ -53,6 +53,7 @@ from pipeline.sinks.files.layout import (
     remove_tree,
     shard_dir,
 )
+from pipeline.sinks.files.ownership import files_of_the_run
 from pipeline.sinks.files.prepare import plan_output, take_output
 
 log = logging.getLogger("pipeline")
@@ -117,7 +118,7 @@ def launch(argv: Sequence[str]) -> int:
         run = resolve(options, argv=given)
         m = options.view_as(MapperOptions)
         check_records_have_a_sink(run, m.bigquery_table)
-        plan = plan_output(run, m.output_mode)  # decides only: nothing is written yet
+        plan = plan_output(run, m.output_mode, bool(m.allow_nonempty_output))  # decides only: nothing is written yet
         run = plan.run
         namespaces = (check_before_launch(run, m.allow_empty_kind) if m.launch_checks
                       else None)
@@ -201,9 +202,20 @@ def _read_summary(path: Optional[str]) -> Optional[dict]:
 
 
 def _release(run) -> None:
+    """The run is over without completing: its lease stays as the record of the files it
+    left under OUTPUT/JOB (so that the next run may clear them), or goes if it left none."""
     out = run.output
-    if out.directory:
+    if not out.directory:
+        return
+    try:
+        left = files_of_the_run(out.directory, run.job.name)
+    except Exception as e:  # unlisted: keep the lease (its run id still names its temp files)
+        log.warning("could not list what the run left in %s: %s", out.directory, e)
+        left = None
+    if left == []:
         lease.release(out.directory, run.job.name, out.run_id)
+    else:
+        lease.end(out.directory, run.job.name, out.run_id, "failed", left or [])
 
 
 def _finish_failed(run) -> Optional[str]:

@@ -223,6 +223,12 @@ def add_mapper_arguments(parser) -> None:
                    "files never mix. After a failed run: resume reads only the namespaces "
                    "it did not complete (the leftovers of a failed run are cleared in the "
                    "other modes)")
+    g.add_argument("--allow_nonempty_output", nargs="?", const=True, default=False,
+                   type=parse_bool,
+                   help="let --output be a non-empty directory that holds no earlier output "
+                   "of this tool (refused by default: the job's files would land among "
+                   "someone else's); OUTPUT/JOB itself must still hold only this tool's files "
+                   "(default false)")
     g.add_argument("--job_file", nargs="?", const=True, default=False, type=parse_bool,
                    help="also write OUTPUT/JOB/all.jsonl, every namespace's records in one "
                    "file (default false)")

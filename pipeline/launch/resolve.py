@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shlex
 import uuid
 from typing import Optional, Sequence
@@ -77,7 +78,10 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
         rq = rq.with_namespaces(m.namespaces)
     order = (default_string_order(m.emulator_host) if m.key_order == "auto"
              else StringOrder(m.key_order))
-    output = m.output.rstrip("/") if m.output else None
+    # A local output is made absolute once, so every record of the run names its files alike
+    # (``--output /`` stays the root, which the output checks refuse).
+    output = (None if not m.output else m.output.rstrip("/") if "://" in m.output
+              else os.path.abspath(m.output))
     run_id = uuid.uuid4().hex[:12]
     writes = job_cls.writes_back()
     # A writing run keeps everything of its own under OUTPUT/JOB/runs/RUN/ (never replaced).

@@ -89,6 +89,7 @@ SAMPLES = {  # name: (values the console accepts, values it refuses)
     "datastore_call_timeout": (["60", "0.5", "600"], ["0", "-1", "x", "1e3", ""]),
     "max_errors": (["0", "10", "1000"], ["-1", "x", "1.5", "", "01"]),
     "job_file": (["true", "false"], ["yes", ""]),
+    "allow_nonempty_output": (["true", "false"], ["yes", ""]),
     "discard_records": (["true", "false"], ["yes", ""]),
     "bigquery_table": (["my-proj:ds.t", "example.com:my-proj:ds.t", "my-proj.ds.t", "ds.t",
                         "ds_1.T-x_9", "ds.t_{namespace}", "p:ds.{namespace}", "p.ds.{namespace}-rows",

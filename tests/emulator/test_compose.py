@@ -332,3 +332,29 @@ def test_fake_credentials_need_no_network(fake_gcp_credentials):
     credentials, project = google.auth.default()
     assert credentials.valid and project == TEST_PROJECT
     assert time.monotonic() - start < 5
+
+
+def test_the_lease_on_gcs_is_a_compare_and_swap(fake_gcs, monkeypatch):
+    """On Cloud Storage the lease is taken with if_generation_match: of two runs that saw no
+    lease, or the same dead one, exactly one takes it (fake-gcs-server enforces the
+    precondition, as Cloud Storage does). Issue 22."""
+    from pipeline.sinks.files import lease
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.endpoint)
+    monkeypatch.setattr(lease, "_gcs_blob", lambda path: fake_gcs.client.bucket(
+        path[5:].split("/", 1)[0]).blob(path[5:].split("/", 1)[1]))
+    out = f"gs://{fake_gcs.new_bucket().name}/out"
+    held, version = lease.read_versioned(out, "job")
+    assert held is None
+    lease.take(out, "job", "first", local=False, expected=version)
+    with pytest.raises(lease.LeaseTaken, match="run first"):
+        lease.take(out, "job", "second", local=False, expected=version)
+    seen, version = lease.read_versioned(out, "job")
+    assert seen["run_id"] == "first" and version
+    lease.take(out, "job", "third", local=False, expected=version)  # takes over what it saw
+    with pytest.raises(lease.LeaseTaken, match="run third"):
+        lease.take(out, "job", "fourth", local=False, expected=version)  # saw the old one
+    lease.release(out, "job", "fourth")  # not its lease: kept
+    assert lease.read_lease(out, "job")["run_id"] == "third"
+    lease.release(out, "job", "third")
+    assert lease.read_lease(out, "job") is None

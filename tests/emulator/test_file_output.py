@@ -76,8 +76,14 @@ def test_rerun_is_refused_by_default_and_replace_replaces_completely(multi, tmp_
     out = tmp_path / "out"
     ok(run_mapper("export_keys", [*SMALL, "--job_file=true"], output=str(out)))
     job = out / "export_keys"
-    stale = job / "namespaces" / "gone.jsonl"  # as if a namespace of the first run was deleted
+    # As if a namespace of the first run was deleted since: the run wrote its file and its
+    # summary names it (a file no summary names is not this tool's: see the next test).
+    stale = job / "namespaces" / "gone.jsonl"
     stale.write_text('{"stale": true}\n', encoding="utf-8")
+    summary = json.loads((job / "summary.json").read_text(encoding="utf-8"))
+    assert "namespaces/acme.jsonl" in summary["files"] and "all.jsonl" in summary["files"]
+    summary["files"].append("namespaces/gone.jsonl")
+    (job / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
 
     again = run_mapper("export_keys", SMALL, output=str(out))
     assert again.code == 2
@@ -92,6 +98,90 @@ def test_rerun_is_refused_by_default_and_replace_replaces_completely(multi, tmp_
     assert all_files(job) == sorted(["report.html", "summary.json", *layout(NAMESPACES)])
     assert Counter(tuple(r["key"]) for r in replaced.files["small"]) == Counter(
         tuple(p) for p in multi["small"][3:])
+
+
+def test_a_file_the_tool_did_not_write_is_never_replaced_nor_cleared(multi, tmp_path):
+    """Issue 22: a user's own file under OUTPUT/JOB, beside a complete run's output or a
+    failed run's leftovers, makes every mode refuse at launch, naming it; it stays."""
+    out = tmp_path / "out"
+    ok(run_mapper("export_keys", SMALL, output=str(out)))
+    job = out / "export_keys"
+    mine = job / "namespaces" / "notes.txt"
+    mine.write_text("mine", encoding="utf-8")
+    before = all_files(job)
+    for mode in ("refuse", "replace", "resume"):
+        again = run_mapper("export_keys", [*SMALL, f"--output_mode={mode}"], output=str(out))
+        assert again.code == 2, again.stderr
+        errors = [ln for ln in again.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and "namespaces/notes.txt" in errors[0], again.stderr
+        assert "Traceback" not in again.stderr
+    assert all_files(job) == before and mine.read_text(encoding="utf-8") == "mine"
+    # A failed run's leftovers (its summary says failed) beside the same file: refused too.
+    summary = json.loads((job / "summary.json").read_text(encoding="utf-8"))
+    (job / "summary.json").write_text(json.dumps({**summary, "status": "failed"}),
+                                      encoding="utf-8")
+    again = run_mapper("export_keys", SMALL, output=str(out))
+    assert again.code == 2 and "namespaces/notes.txt" in again.stderr, again.stderr
+    assert mine.exists() and (job / "namespaces" / "acme.jsonl").exists()
+    mine.unlink()  # without it, the failed run's recorded files are cleared and re-written
+    ok(run_mapper("export_keys", SMALL, output=str(out)))
+
+
+def test_a_symlink_the_root_or_a_strangers_directory_is_refused_at_launch(multi, tmp_path):
+    """Issue 22: OUTPUT/JOB a link to another directory (a run cleared the files it pointed
+    to), --output / and a non-empty directory holding none of our output: refused, one line,
+    nothing touched."""
+    elsewhere = tmp_path / "precious"
+    (elsewhere / "namespaces").mkdir(parents=True)
+    (elsewhere / "namespaces" / "acme.jsonl").write_text("keep", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "export_keys").symlink_to(elsewhere, target_is_directory=True)
+    for mode in ("refuse", "replace"):
+        r = run_mapper("export_keys", [*SMALL, f"--output_mode={mode}"], output=str(out))
+        assert r.code == 2 and "symbolic link" in r.stderr, r.stderr
+    assert (elsewhere / "namespaces" / "acme.jsonl").read_text(encoding="utf-8") == "keep"
+    for root in ("/", "/."):
+        r = run_mapper("export_keys", SMALL, output=root)
+        assert r.code == 2 and "root of the file system" in r.stderr, r.stderr
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "setup.py").write_text("", encoding="utf-8")
+    r = run_mapper("export_keys", SMALL, output=str(src))
+    assert r.code == 2 and "--allow_nonempty_output" in r.stderr, r.stderr
+    assert os.listdir(src) == ["setup.py"]
+    ok(run_mapper("export_keys", [*SMALL, "--allow_nonempty_output"], output=str(src)))
+
+
+def test_runs_started_at_the_same_moment_into_one_output_one_proceeds(multi, tmp_path):
+    """Issue 22: four CLIs started at once into one output (7 of 8 went ahead together, and
+    their records mixed, when the lease was read, then written): exactly one runs, the others
+    stop with one error: line each, and the output holds every record once."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    procs = [subprocess.Popen([sys.executable, "-m", "pipeline", "--job", "export_keys",
+                               "--project", TEST_PROJECT, *SMALL, "--output", str(out)],
+                              cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    results = [(p.wait(300), *p.communicate()) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2, 2, 2], [(c, e[-600:]) for c, _, e in results]
+    for code, _, err in results:
+        if code == 2:
+            errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+            assert len(errors) == 1 and "Traceback" not in err, err
+    job = out / "export_keys"
+    summary = json.loads((job / "summary.json").read_text(encoding="utf-8"))
+    records = [json.loads(line) for f in sorted((job / "namespaces").glob("*.jsonl"))
+               for line in f.read_text(encoding="utf-8").splitlines()]
+    keys = Counter((r["namespace"], tuple(r["key"])) for r in records)
+    assert set(keys.values()) == {1} and len(keys) == summary["totals"]["records"]
+    expected = {(ns, tuple(p)) for ns, paths in multi.items() for p in paths}
+    assert set(keys) == expected
 
 
 def test_a_job_chooses_its_encoder_and_suffix(multi, tmp_path):

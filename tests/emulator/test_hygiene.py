@@ -13,6 +13,7 @@ Every run is the real CLI in a subprocess, with ``TMPDIR`` a fresh empty directo
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -192,7 +193,14 @@ def test_a_failed_run_keeps_one_private_directory_with_the_workers_log(emulator,
     assert f"cannot handle {bad!r}" in log.read_text(encoding="utf-8", errors="replace")
     if output:
         job_dir = tmp_path / "out" / "fail_on_entity"
-        assert _listing(job_dir) in ([], ["dead_letter.jsonl"]), _listing(job_dir)
+        # What the failed run left, and its record of it (issue 22: the next run clears only
+        # what a record names): the lease, ended, naming the files.
+        left = _listing(job_dir)
+        assert left in ([], [".lease.json", "dead_letter.jsonl"]), left
+        if left:
+            record = json.loads((job_dir / ".lease.json").read_text(encoding="utf-8"))
+            assert record["status"] == "failed" and record["ended"], record
+            assert record["files"] == ["dead_letter.jsonl"], record
 
 
 # --- the run directory: exclusive files, no symlink followed -------------------------------------

@@ -41,7 +41,8 @@ def test_an_empty_output_is_taken_with_a_lease(tmp_path):
 
 def test_a_complete_output_is_refused_replaced_or_not_resumed(tmp_path):
     job = tmp_path / "out/export_keys"
-    write(job / "summary.json", json.dumps({"status": "succeeded", "run_id": "r1"}))
+    write(job / "summary.json", json.dumps({"status": "succeeded", "run_id": "r1",
+                                            "files": ["namespaces/acme.jsonl", "summary.json"]}))
     write(job / "namespaces/acme.jsonl")
     with pytest.raises(UsageError, match="already holds output of a previous run"):
         plan_output(config(tmp_path / "out"))
@@ -55,7 +56,9 @@ def test_a_complete_output_is_refused_replaced_or_not_resumed(tmp_path):
 
 def test_a_dead_runs_leftovers_are_cleared_and_its_dead_letters_kept(tmp_path):
     job = tmp_path / "out/export_keys"
-    write(job / "summary.json", json.dumps({"status": "failed", "run_id": "r0"}))
+    write(job / "summary.json", json.dumps({"status": "failed", "run_id": "r0",
+                                            "files": ["namespaces/acme.jsonl",
+                                                      "dead_letter.jsonl"]}))
     write(job / "namespaces/acme.jsonl")
     write(job / ".shards-r0/acme-00000-of-00001")
     letter = {"source": "job", "namespace": "acme", "kind": "Item", "key": ["Item", 1]}
@@ -111,8 +114,192 @@ def test_resuming_a_run_that_completed_nothing_checks_its_lease(tmp_path):
     assert held["job"] == "export_keys" and held["params"] == {"full": "true"}
     assert held["query"] == dead.read.query.fingerprint()
     write(job / ".lease.json", json.dumps({**held, "pid": 2 ** 22 + 17}))  # its process died
-    write(job / ".shards-r0/acme-00000-of-00001")
+    write(job / f".shards-{held['run_id']}/acme-00000-of-00001")
     with pytest.raises(UsageError, match="another params"):
         plan_output(config(out, "--params", "full=false"), "resume")
     plan = plan_output(config(out, "--params", "full=true"), "resume")
     assert plan.run.output.resumed == () and plan.clear
+
+
+# --- Ownership: only this tool's files are ever deleted (issue 22) -------------------------
+
+
+def tree(top):
+    return sorted(str(p.relative_to(top)) for p in top.rglob("*") if p.is_file())
+
+
+def dead_lease(job, run_id="r0", **more):
+    write(job / ".lease.json", json.dumps({
+        "run_id": run_id, "host": socket.gethostname(), "pid": 2 ** 22 + 17, "pid_start": "1",
+        "runner": "local", "started": "x", "ttl": 120,
+        "heartbeat": dt.datetime.now(dt.timezone.utc).isoformat(), **more}))
+
+
+@pytest.mark.parametrize("mode", ["refuse", "replace", "resume"])
+def test_a_file_no_run_recorded_is_never_deleted_the_launch_refuses_naming_it(tmp_path, mode):
+    """A dead run's leftovers beside a user's own file: every mode refuses, nothing goes."""
+    job = tmp_path / "out/export_keys"
+    dead_lease(job)
+    write(job / ".shards-r0/acme-00000-of-00001")
+    write(job / "my-notes.txt", "mine")
+    before = tree(job)
+    with pytest.raises(UsageError, match=r"1 file\(s\) that no run of this tool recorded "
+                                         r"writing: my-notes.txt"):
+        plan_output(config(tmp_path / "out"), mode)
+    assert tree(job) == before
+
+
+def test_an_old_backup_copied_without_its_summary_is_not_taken_for_leftovers(tmp_path):
+    """The files of a complete export, copied in without summary.json: nothing proves them
+    this tool's, so the run refuses instead of clearing them (they were deleted before)."""
+    job = tmp_path / "out/export_keys"
+    for ns in ("acme", "globex", "__default__"):
+        write(job / f"namespaces/{ns}.jsonl", '{"key": 1}\n')
+    write(job / "manifests/acme.json", json.dumps({"run_id": "old", "output": "x"}))
+    for mode in ("refuse", "replace", "resume"):
+        with pytest.raises(UsageError, match=r"4 file\(s\) that no run of this tool"):
+            plan_output(config(tmp_path / "out"), mode)
+    assert len(tree(job)) == 4
+
+
+def test_a_dead_runs_recorded_files_are_cleared_and_nothing_else(tmp_path):
+    """What an ended lease names (a local run that failed), its temp directories and its
+    manifests' files are cleared; the kept directories stay."""
+    out = tmp_path / "out"
+    job = out / "export_keys"
+    dead_lease(job, files=["namespaces/acme.jsonl", "dead_letter.jsonl"], ended="x",
+               status="failed")
+    write(job / "namespaces/acme.jsonl")
+    write(job / "namespaces/globex.jsonl")
+    write(job / "manifests/globex.json", json.dumps(
+        {"run_id": "r0", "output": str(job / "namespaces/globex.jsonl")}))
+    write(job / "dead_letter.jsonl", "")
+    write(job / ".dead_letters-r0/slice-1.jsonl", "")
+    write(job / ".shards-r0/acme-00000-of-00001")
+    write(job / "runs/r9/summary.json", "{}")
+    write(job / "failed-runs/r8/dead_letter.jsonl", "")
+    take_output(plan_output(config(out)))
+    assert tree(job) == [".lease.json", "failed-runs/r0/dead_letter.jsonl",
+                         "failed-runs/r8/dead_letter.jsonl", "runs/r9/summary.json"]
+
+
+def test_a_complete_runs_summary_names_its_files_replace_removes_only_those(tmp_path):
+    out = tmp_path / "out"
+    job = out / "export_keys"
+    write(job / "summary.json", json.dumps({"status": "succeeded", "run_id": "r1", "files": [
+        "summary.json", "namespaces/acme.jsonl", "schema.json"]}))
+    write(job / "namespaces/acme.jsonl")
+    write(job / "schema.json")
+    take_output(plan_output(config(out), "replace"))
+    assert tree(job) == [".lease.json"]
+    # the same with a stranger beside them: refused, nothing removed
+    write(job / "summary.json", json.dumps({"status": "succeeded", "run_id": "r2",
+                                            "files": ["summary.json"]}))
+    (job / ".lease.json").unlink()
+    write(job / "namespaces/acme.jsonl")
+    with pytest.raises(UsageError, match="namespaces/acme.jsonl"):
+        plan_output(config(out), "replace")
+    assert tree(job) == ["namespaces/acme.jsonl", "summary.json"]
+
+
+@pytest.mark.parametrize("where", ["job", "inside"])
+def test_a_symbolic_link_in_the_output_is_refused_and_its_target_untouched(tmp_path, where):
+    """OUTPUT/JOB, or a folder under it, a link to elsewhere: a clean-up through it would
+    delete files outside the output (it did, in every mode)."""
+    elsewhere = tmp_path / "precious"
+    write(elsewhere / "namespaces/acme.jsonl", "keep me")
+    write(elsewhere / "summary.json", json.dumps({"status": "failed", "run_id": "r0"}))
+    job = tmp_path / "out/export_keys"
+    if where == "job":
+        job.parent.mkdir(parents=True)
+        job.symlink_to(elsewhere, target_is_directory=True)
+    else:
+        dead_lease(job)
+        (job / "namespaces").symlink_to(elsewhere / "namespaces", target_is_directory=True)
+    for mode in ("refuse", "replace", "resume"):
+        with pytest.raises(UsageError, match="symbolic link"):
+            plan_output(config(tmp_path / "out"), mode)
+    assert (elsewhere / "namespaces/acme.jsonl").read_text() == "keep me"
+
+
+def test_the_root_and_the_home_directory_are_refused(tmp_path, monkeypatch):
+    for root in ("/", "/.", "//"):
+        with pytest.raises(UsageError, match="root of the file system"):
+            plan_output(config(root))
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    with pytest.raises(UsageError, match="home directory"):
+        plan_output(config(home))
+    with pytest.raises(UsageError, match="home directory"):
+        plan_output(config(str(home) + "/./"))
+    plan_output(config(home / "mapper-output"))  # a directory of its own: fine
+
+
+def test_a_non_empty_directory_with_no_output_of_ours_needs_the_users_word(tmp_path):
+    src = tmp_path / "project"
+    write(src / "main.py", "print()")
+    with pytest.raises(UsageError, match="not empty and holds no earlier output of this tool "
+                                         r"\(e.g. main.py\).*--allow_nonempty_output=true"):
+        plan_output(config(src))
+    take_output(plan_output(config(src), allow_nonempty=True))
+    assert (src / "export_keys/.lease.json").exists() and (src / "main.py").exists()
+    # a directory holding another job's output of ours is fine
+    other = tmp_path / "outputs"
+    write(other / "count_keys/summary.json", json.dumps({"run_id": "r", "status": "succeeded"}))
+    take_output(plan_output(config(other)))
+
+
+# --- The lease is taken atomically (issue 22) ------------------------------------------------
+
+
+def test_of_two_runs_planned_at_once_only_one_takes_the_output(tmp_path):
+    out = tmp_path / "out"
+    first, second = plan_output(config(out)), plan_output(config(out))
+    take_output(first)
+    with pytest.raises(lease.LeaseTaken, match="while this run was being launched"):
+        take_output(second)
+    held = json.loads((out / "export_keys/.lease.json").read_text())
+    assert held["run_id"] == first.run.output.run_id
+
+
+def test_of_two_runs_taking_over_one_dead_run_only_one_proceeds(tmp_path):
+    out = tmp_path / "out"
+    job = out / "export_keys"
+    dead_lease(job)
+    write(job / ".shards-r0/acme-00000-of-00001")
+    first, second = plan_output(config(out)), plan_output(config(out))
+    take_output(first)
+    with pytest.raises(lease.LeaseTaken):
+        take_output(second)
+    assert json.loads((job / ".lease.json").read_text())["run_id"] == first.run.output.run_id
+
+
+def _race(out: str, barrier, results) -> None:
+    run = config(out)
+    plan = plan_output(run)
+    barrier.wait()
+    try:
+        take_output(plan)
+        results.put("took")
+    except lease.LeaseTaken:
+        results.put("refused")
+
+
+def test_processes_started_at_the_same_instant_exactly_one_takes_the_output(tmp_path):
+    """Eight processes plan, wait at a barrier, then take: one proceeds, seven are refused
+    (7 of 8 tries went ahead together before the lease was a compare-and-swap)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(3):
+        out = str(tmp_path / f"out{attempt}")
+        barrier, results = ctx.Barrier(8), ctx.Queue()
+        procs = [ctx.Process(target=_race, args=(out, barrier, results)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        said = sorted(results.get(timeout=10) for _ in procs)
+        assert said == ["refused"] * 7 + ["took"], said
+        json.loads((tmp_path / f"out{attempt}/export_keys/.lease.json").read_text())  # whole

@@ -33,6 +33,7 @@ or never mixed with a new run's; a dead run's leftovers are cleared, or resumed.
 from __future__ import annotations
 
 import logging
+import os
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -50,6 +51,8 @@ UNDO_DIR = "undo"
 CHANGES_FILE = "changes.jsonl"
 JOB_FILE_STEM = "all"
 SHARDS_PREFIX = ".shards-"
+DEAD_LETTERS_PREFIX = ".dead_letters-"
+LEASE_FILE = ".lease.json"
 DEFAULT_SUFFIX = ".jsonl"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
@@ -104,6 +107,31 @@ def files_under(path: str) -> list[str]:
         return [m.path for m in FileSystems.match([path.rstrip("/") + "/**"])[0].metadata_list]
     except Exception:  # nothing there (Beam may raise for a pattern matching nothing)
         return []
+
+
+def entries_under(path: str) -> tuple[list[str], list[str]]:
+    """(every file below ``path``, every symbolic link at or below it), never following a
+    link: a link in the output could lead a clean-up outside it. ``gs://`` has no links."""
+    if "://" in path:
+        return files_under(path), []
+    if os.path.islink(path.rstrip("/")):
+        return [], [path.rstrip("/")]
+    files, links = [], []
+    for top, dirs, names in os.walk(path, followlinks=False):
+        for name in dirs + names:
+            full = os.path.join(top, name)
+            if os.path.islink(full):
+                links.append(full)
+            elif name in names:
+                files.append(full)
+    return files, links
+
+
+def relative(path: str, top: str) -> str:
+    """``path`` below ``top`` as a '/'-separated relative name (how run records name files)."""
+    top = top.rstrip("/") + "/"
+    return path[len(top):] if path.startswith(top) else os.path.relpath(path, top).replace(
+        os.sep, "/")
 
 
 def remove_tree(path: str) -> None:

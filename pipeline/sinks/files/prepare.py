@@ -25,21 +25,27 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.config import RunConfig
 from pipeline.core.deadletters import identity
 from pipeline.errors import UsageError
-from pipeline.sinks.files import deadletters, lease
+from pipeline.sinks.files import deadletters, lease, ownership
 from pipeline.sinks.files.durable import write_whole
 from pipeline.sinks.files.layout import (
     DEAD_LETTER_FILE,
     FAILED_RUNS_DIR,
+    LEASE_FILE,
     MANIFESTS_DIR,
     RUNS_DIR,
     SUMMARY_FILE,
-    files_under,
+    entries_under,
     job_dir,
     job_path,
     manifest_path,
+    relative,
 )
 
 log = logging.getLogger(__name__)
+
+
+def safe(text: str) -> str:  # placeholder until the terminal-safe printer lands
+    return str(text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,20 +80,65 @@ def _read_json(path: str) -> Optional[dict]:
 
 
 def _probe_directory(output: str, job_name: str) -> None:
-    """OUTPUT is a directory this process can write (the lease then proves it)."""
+    """OUTPUT is a directory this process can write (the lease then proves it), and not a
+    place whose every file the user would be wrong to give us: the root or the home
+    directory."""
     if "://" in output and not output.startswith("gs://"):
         raise UsageError(f"--output {output}: use a local directory or gs://BUCKET/PATH")
     if output.startswith("gs://"):
         return
     path = os.path.abspath(output)
+    real = os.path.realpath(path)
+    if real == os.path.dirname(real):
+        raise UsageError(f"--output {output} is the root of the file system: choose a directory "
+                         "of its own for the output (e.g. /data/mapper-output)")
+    home = os.path.realpath(os.path.expanduser("~"))
+    if real == home:
+        raise UsageError(f"--output {output} is your home directory: choose a directory of its "
+                         f"own for the output (e.g. {os.path.join(home, 'mapper-output')})")
     probe = path
-    while not os.path.exists(probe):
+    while not os.path.lexists(probe):
         probe = os.path.dirname(probe)
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"--output {output} is a file, not a directory")
     if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"--output {output} is not writable ({probe} does not let this user "
                          "create files)")
+
+
+def _holds_our_output(output: str) -> bool:
+    """Whether OUTPUT holds a job directory of this tool's (a lease, a summary or a writing
+    run's directory in it), or nothing at all."""
+    for pattern in ("*/" + LEASE_FILE, "*/" + SUMMARY_FILE, f"*/{RUNS_DIR}/*/{SUMMARY_FILE}"):
+        try:
+            if FileSystems.match([FileSystems.join(output, pattern)], limits=[1])[0].metadata_list:
+                return True
+        except Exception:  # nothing matched (Beam may raise for that)
+            continue
+    return False
+
+
+def _check_not_foreign_directory(output: str, allow: bool) -> None:
+    """A non-empty OUTPUT that holds no earlier output of this tool is someone else's place:
+    refused unless the user says it is meant (--allow_nonempty_output)."""
+    if allow:
+        return
+    if output.startswith("gs://"):
+        try:
+            some = FileSystems.match([output.rstrip("/") + "/**"], limits=[1])[0].metadata_list
+        except Exception:
+            some = []
+        others = [m.path for m in some]
+    else:
+        try:
+            others = sorted(os.listdir(output))
+        except (FileNotFoundError, NotADirectoryError):
+            others = []
+    if others and not _holds_our_output(output):
+        raise UsageError(
+            f"--output {output} is not empty and holds no earlier output of this tool (e.g. "
+            f"{safe(others[0])}): choose a new or empty directory, or pass "
+            "--allow_nonempty_output=true if the job's files belong there")
 
 
 def case_insensitive_directory(output: str) -> bool:
@@ -111,15 +162,6 @@ def case_insensitive_directory(output: str) -> bool:
         if parent == probe:
             return False
         probe = parent
-
-
-def _take_lease(run: RunConfig, local: bool) -> dict:
-    out = run.output
-    try:
-        return lease.take(out.directory, run.job.name, out.run_id, local, _identity(run))
-    except Exception as e:
-        raise UsageError(f"--output {out.directory} is not writable: {type(e).__name__}: "
-                         f"{str(e)[:300]}") from None
 
 
 def _keep_dead_letters(run: RunConfig, found: list[str], old_run: str) -> list[dict]:
@@ -205,11 +247,34 @@ class OutputPlan:
     remove_all: bool = False  # --output_mode=replace of a complete run's output
     clear: tuple = ()  # files a dead run left, to remove
     old_run: Optional[str] = None
-    found: tuple = ()  # what OUTPUT/JOB held
+    found: tuple = ()  # what OUTPUT/JOB held (this tool's files only: the plan refuses others)
     previous_complete: bool = False  # clear holds a complete writing run's files, not a dead one's
+    lease_version: object = None  # the lease as the plan saw it: taken only if still so
 
 
-def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
+def _listing(where: str) -> list[str]:
+    """Every file under OUTPUT/JOB; refuses a symbolic link there (a clean-up must never
+    reach through one to files outside the output)."""
+    files, links = entries_under(where)
+    if links:
+        raise UsageError(
+            f"{safe(where)} holds {len(links)} symbolic link(s) (e.g. {safe(sorted(links)[0])}): "
+            "this tool never writes or deletes through a link; give --output a real directory")
+    return files
+
+
+def _refuse_foreign(where: str, judged: ownership.Ownership) -> None:
+    if judged.foreign:
+        shown = ", ".join(safe(n) for n in judged.foreign[:5])
+        more = f" and {len(judged.foreign) - 5} more" if len(judged.foreign) > 5 else ""
+        raise UsageError(
+            f"{safe(where)} holds {len(judged.foreign)} file(s) that no run of this tool recorded "
+            f"writing: {shown}{more}. This tool deletes or replaces only its own files: move "
+            "them elsewhere, or choose another --output")
+
+
+def plan_output(run: RunConfig, mode: str = "refuse",
+                allow_nonempty: bool = False) -> OutputPlan:
     """Decide what ``OUTPUT/JOB`` holds (see the module's docstring); refuse what must be."""
     out = run.output
     if not out.directory:
@@ -220,26 +285,34 @@ def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
     if case_insensitive_directory(out.directory):
         out = dataclasses.replace(out, case_insensitive=True)
         run = dataclasses.replace(run, output=out)
-    # A writing run's own directory (runs/RUN/: its summary, changes, undo log) is never a
-    # previous run's output to refuse or replace: dry runs come before the real one.
-    runs = f"/{RUNS_DIR}/"
-    every = files_under(where)
-    found = [p for p in every if runs not in p.replace("\\", "/")]
-    if not found:
+    every = _listing(where)
+    if not every:
+        _check_not_foreign_directory(out.directory, allow_nonempty)
         if mode == "resume":
             log.info("--output_mode=resume: %s holds nothing to resume; reading everything", where)
         return OutputPlan(run)
-    held = lease.read_lease(out.directory, name)
+    held, version = lease.read_versioned(out.directory, name)
     if held is not None:
         live, why = lease.alive(held)
         if live:
             raise UsageError(f"{where} is being written by another run: {why}; wait for it, "
                              "or choose another --output")
+    rel = {relative(p, where): p for p in every}
+    judged = ownership.judge(rel, lambda n: _read_bytes(rel[n]), where)
+    _refuse_foreign(where, judged)
+    # A writing run's own directory (runs/RUN/: its summary, changes, undo log) is never a
+    # previous run's output to refuse or replace: dry runs come before the real one.
+    found = [rel[n] for n in sorted(judged.owned)]
+    lease_file = lease.lease_path(out.directory, name)
+    if not found:
+        if mode == "resume":
+            log.info("--output_mode=resume: %s holds nothing to resume; reading everything", where)
+        return OutputPlan(run, lease_version=version)
     summary_file = job_path(out.directory, name, SUMMARY_FILE)
     summary = _read_json(summary_file) if summary_file in found else None
     if summary is not None and summary.get("status", "succeeded") == "succeeded":
         if mode == "replace":
-            return OutputPlan(run, remove_all=True, found=tuple(found))
+            return OutputPlan(run, remove_all=True, found=tuple(found), lease_version=version)
         if mode == "resume":
             raise UsageError(f"--output_mode=resume: {where} holds a complete run's output, "
                              "nothing to resume: use --output_mode=replace to run again")
@@ -258,9 +331,8 @@ def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
                 "replace them, or choose another --output")
         # A writing job keeps its summary in runs/RUN/: the files beside it are that complete
         # run's (empty record files, manifests), replaced by this run, not a dead run's.
-        return OutputPlan(run, clear=tuple(p for p in found if f"/{FAILED_RUNS_DIR}/" not in
-                                           p.replace("\\", "/")),
-                          old_run=previous, found=tuple(found), previous_complete=True)
+        return OutputPlan(run, clear=tuple(found), old_run=previous, found=tuple(found),
+                          previous_complete=True, lease_version=version)
     # The leftovers of a dead run.
     old_run = (held or {}).get("run_id") or (summary or {}).get("run_id") or "unknown"
     manifests = [p for p in found if f"/{MANIFESTS_DIR}/" in p.replace("\\", "/")]
@@ -270,15 +342,23 @@ def plan_output(run: RunConfig, mode: str = "refuse") -> OutputPlan:
     elif mode == "resume" and held is not None and "job" in held:  # (older leases: no job)
         # The dead run completed nothing, but it was a run of some job: resuming it with
         # another job, parameters or query is a mistake to refuse, as when it completed some.
-        _check_manifest(run, held, lease.lease_path(out.directory, name))
+        _check_manifest(run, held, lease_file)
         log.info("--output_mode=resume: the failed run %s completed no namespace; reading "
                  "everything", old_run)
     keep = {r.output for r in resumed if r.output}
     keep |= {manifest_path(out.directory, name, r.part) for r in resumed}
-    preserved = f"/{FAILED_RUNS_DIR}/"
-    clear = tuple(p for p in found if p not in keep and preserved not in p.replace("\\", "/"))
+    clear = tuple(p for p in found if p not in keep)
     run = dataclasses.replace(run, output=dataclasses.replace(out, resumed=tuple(resumed)))
-    return OutputPlan(run, clear=clear, old_run=old_run, found=tuple(found))
+    return OutputPlan(run, clear=clear, old_run=old_run, found=tuple(found),
+                      lease_version=version)
+
+
+def _read_bytes(path: str) -> Optional[bytes]:
+    try:
+        with FileSystems.open(path) as f:
+            return f.read()
+    except Exception:  # unreadable: it proves nothing
+        return None
 
 
 def _size(path: str) -> int:
@@ -302,40 +382,56 @@ def _last_writing_run(files: list) -> Optional[str]:
 
 
 def take_output(plan: OutputPlan, local: bool = True) -> Optional[dict]:
-    """Carry the plan out (remove a replaced output, clear a dead run's leftovers keeping its
-    dead letters) and take this run's lease; returns the lease (None without --output)."""
+    """Take this run's lease (only if it is still as the plan saw it: of two runs started at
+    the same moment, one proceeds), then carry the plan out: remove a replaced output, or clear
+    a dead run's leftovers keeping its dead letters. Only files the plan proved this tool's
+    are removed, never the lease just taken. Returns the lease (None without --output)."""
     run = plan.run
     out = run.output
     if not out.directory:
         return None
     where = job_dir(out.directory, run.job.name)
+    try:
+        # The lease inherits the record of every file of this tool's the plan found: if this
+        # run stops half-way through clearing them, the next run can still prove them ours.
+        held = lease.take(out.directory, run.job.name, out.run_id, local, _identity(run),
+                          expected=plan.lease_version,
+                          kept=tuple(relative(p, where) for p in plan.found))
+    except lease.LeaseTaken:
+        raise
+    except Exception as e:
+        raise UsageError(f"--output {out.directory} is not writable: {type(e).__name__}: "
+                         f"{str(e)[:300]}") from None
+    lease_file = lease.lease_path(out.directory, run.job.name)
     if plan.remove_all:
         log.info("--output_mode=replace: removing the previous output in %s (%d files)",
                  where, len(plan.found))
-        if plan.found:  # everything but a writing run's own runs/RUN/ directories
-            FileSystems.delete(list(plan.found))
-        for d in sorted({os.path.dirname(c) for c in plan.found if not c.startswith("gs://")},
+        doomed = [p for p in plan.found if p != lease_file]
+        if doomed:  # this tool's files only: everything but runs/ and failed-runs/
+            FileSystems.delete(doomed)
+        for d in sorted({os.path.dirname(c) for c in doomed if not c.startswith("gs://")},
                         key=len, reverse=True):
             _remove_empty_dirs(d, where)
     elif plan.found:
         letters = _keep_dead_letters(run, list(plan.found), plan.old_run)
-        if plan.clear:
-            FileSystems.delete(list(plan.clear))
-        for d in {os.path.dirname(c) for c in plan.clear if not c.startswith("gs://")}:
+        doomed = [p for p in plan.clear if p != lease_file]
+        if doomed:
+            FileSystems.delete(doomed)
+        for d in {os.path.dirname(c) for c in doomed if not c.startswith("gs://")}:
             _remove_empty_dirs(d, where)
         if plan.previous_complete:
             log.info("%s: replacing the %d file(s) of the previous run %s (its summary stays "
-                     "in %s/%s/)", where, len(plan.clear), plan.old_run, RUNS_DIR, plan.old_run)
+                     "in %s/%s/)", where, len(doomed), plan.old_run, RUNS_DIR, plan.old_run)
         else:
             log.info("%s: cleared %d file(s) that the dead run %s left%s", where,
-                     len(plan.clear), plan.old_run,
+                     len(doomed), plan.old_run,
                      f"; resuming {len(out.resumed)} namespace(s) it completed"
                      if out.resumed else "")
         resumed = {(r.namespace, r.kind) for r in out.resumed}
         carried = [d for d in letters if (d.get("namespace"), d.get("kind")) in resumed]
         if carried and out.dead_letter_parts:
             deadletters.write_part(out.dead_letter_parts, "resumed.jsonl", carried)
-    return _take_lease(run, local)
+    return held
 
 
 def _remove_empty_dirs(path: str, top: str) -> None:
