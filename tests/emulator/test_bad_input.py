@@ -146,8 +146,9 @@ def _complete_output(tmp: Path, env: dict) -> None:
     job_dir = tmp / "out" / "count_keys"
     (job_dir / "namespaces").mkdir(parents=True)
     (job_dir / "namespaces" / "acme.jsonl").write_text("", encoding="utf-8")
-    (job_dir / "summary.json").write_text(json.dumps({"status": "succeeded", "run_id": "r1"}),
-                                          encoding="utf-8")
+    (job_dir / "summary.json").write_text(json.dumps(
+        {"status": "succeeded", "run_id": "r1",
+         "files": ["namespaces/acme.jsonl", "summary.json"]}), encoding="utf-8")
 
 
 def _live_lease(tmp: Path, env: dict) -> None:
@@ -424,10 +425,14 @@ def run_case(case: Case, tmp_path: Path, env_base: dict, seeded: Optional[dict] 
     if case.code == EXIT_REFUSED:  # nothing changed: no lease, no empty directory, no file
         assert after == before, f"the refused launch changed {tmp_path}\n{detail}"
         assert not any(tmpdir.iterdir()), (list(tmpdir.iterdir()), detail)
-    else:  # the run failed: its dead letters, nothing under a final name
+    else:  # the run failed: its dead letters and its record of them, nothing under a final name
         new = {p for p in after if p not in before and after[p] != "dir"}
         job_name = case.args[1]
-        assert new == {f"out/{job_name}/dead_letter.jsonl"}, (new, detail)
+        assert new == {f"out/{job_name}/dead_letter.jsonl", f"out/{job_name}/.lease.json"}, (
+            new, detail)
+        with open(out / job_name / ".lease.json", encoding="utf-8") as f:
+            record = json.load(f)
+        assert record["status"] == "failed" and record["files"] == ["dead_letter.jsonl"], record
         with open(out / job_name / "dead_letter.jsonl", encoding="utf-8") as f:
             letters = [json.loads(line) for line in f]
         assert [(d["source"], d["namespace"], d["key"][-1], d["error"]) for d in letters] == [

@@ -133,14 +133,14 @@ def test_a_symlink_the_root_or_a_strangers_directory_is_refused_at_launch(multi,
     nothing touched."""
     elsewhere = tmp_path / "precious"
     (elsewhere / "namespaces").mkdir(parents=True)
-    (elsewhere / "namespaces" / "acme.jsonl").write_text("keep", encoding="utf-8")
+    (elsewhere / "namespaces" / "acme.jsonl").write_text('{"keep": 1}\n', encoding="utf-8")
     out = tmp_path / "out"
     out.mkdir()
     (out / "export_keys").symlink_to(elsewhere, target_is_directory=True)
     for mode in ("refuse", "replace"):
         r = run_mapper("export_keys", [*SMALL, f"--output_mode={mode}"], output=str(out))
         assert r.code == 2 and "symbolic link" in r.stderr, r.stderr
-    assert (elsewhere / "namespaces" / "acme.jsonl").read_text(encoding="utf-8") == "keep"
+    assert (elsewhere / "namespaces" / "acme.jsonl").read_text(encoding="utf-8") == '{"keep": 1}\n'
     for root in ("/", "/."):
         r = run_mapper("export_keys", SMALL, output=root)
         assert r.code == 2 and "root of the file system" in r.stderr, r.stderr
@@ -387,6 +387,19 @@ def test_gs_output_every_entity_once_and_the_job_file_is_the_union(multi, gcs_em
     names = sorted(b.name[len(prefix):] for b in gcs_emulator_env.client.list_blobs(
         bucket.name, prefix=prefix))
     assert names == sorted(["report.html", "summary.json", *layout(NAMESPACES)]), names
+    # Issue 22, on gs:// too: an object no run recorded writing is never replaced; every mode
+    # refuses, naming it.
+    bucket.blob(prefix + "namespaces/mine.jsonl").upload_from_string(b"mine")
+    for mode in ("refuse", "replace"):
+        r = run_mapper("export_keys", [*SMALL, f"--output_mode={mode}"], output=output)
+        assert r.code == 2 and "namespaces/mine.jsonl" in r.stderr, r.stderr
+    assert bucket.blob(prefix + "namespaces/mine.jsonl").download_as_bytes() == b"mine"
+    assert len(list(gcs_emulator_env.client.list_blobs(bucket.name, prefix=prefix))) == \
+        len(names) + 1
+    # ... and a bucket prefix holding someone else's objects is not a place to write into
+    bucket.blob("theirs/data.csv").upload_from_string(b"x")
+    r = run_mapper("export_keys", SMALL, output=f"gs://{bucket.name}/theirs")
+    assert r.code == 2 and "--allow_nonempty_output" in r.stderr, r.stderr
 
 
 def test_existing_output_sees_every_file_below_and_remove_output_removes_all(tmp_path):
