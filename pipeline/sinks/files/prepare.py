@@ -118,9 +118,10 @@ def _holds_our_output(output: str) -> bool:
     return False
 
 
-def _check_not_foreign_directory(output: str, allow: bool) -> None:
+def _check_not_foreign_directory(output: str, job_name: str, allow: bool) -> None:
     """A non-empty OUTPUT that holds no earlier output of this tool is someone else's place:
-    refused unless the user says it is meant (--allow_nonempty_output)."""
+    refused unless the user says it is meant (--allow_nonempty_output). An empty OUTPUT/JOB
+    directory (a launch refused at its lease leaves one) counts as nothing."""
     if allow:
         return
     if output.startswith("gs://"):
@@ -134,6 +135,8 @@ def _check_not_foreign_directory(output: str, allow: bool) -> None:
             others = sorted(os.listdir(output))
         except (FileNotFoundError, NotADirectoryError):
             others = []
+        if job_name in others and not entries_under(job_dir(output, job_name))[0]:
+            others.remove(job_name)
     if others and not _holds_our_output(output):
         raise UsageError(
             f"--output {output} is not empty and holds no earlier output of this tool (e.g. "
@@ -287,7 +290,7 @@ def plan_output(run: RunConfig, mode: str = "refuse",
         run = dataclasses.replace(run, output=out)
     every = _listing(where)
     if not every:
-        _check_not_foreign_directory(out.directory, allow_nonempty)
+        _check_not_foreign_directory(out.directory, name, allow_nonempty)
         if mode == "resume":
             log.info("--output_mode=resume: %s holds nothing to resume; reading everything", where)
         return OutputPlan(run)
