@@ -1,15 +1,21 @@
 """The output's launch-time work: what ``OUTPUT/JOB`` already holds, decided before anything is
 read, and this run's lease on it.
 
+- Only this tool's files are ever deleted: what a run record names (``ownership``). Anything
+  else under ``OUTPUT/JOB``, or a symbolic link there, is refused at launch, naming it, in
+  every mode; so are the root, the home directory and a non-empty ``OUTPUT`` holding no output
+  of ours (unless ``--allow_nonempty_output``).
 - Nothing there: the run takes its lease (which proves the location is a writable directory).
 - A complete run's output (``summary.json`` with status ``succeeded``): ``refuse`` (default)
-  stops, ``replace`` removes it first, ``resume`` has nothing to do and says so.
+  stops, ``replace`` removes that run's files first, ``resume`` has nothing to do and says so.
 - Another run holding a live lease: refused, naming that run, in every mode.
 - The leftovers of a dead run (failed, killed, interrupted: no complete summary, no live
   lease): cleared, so a failed run never blocks its re-run; its dead letters are kept under
   ``failed-runs/RUN/``. With ``resume`` the units it completed (a namespace, or a kind in a
   namespace; each has a manifest) are kept, checked against this run (job, parameters, query,
   read time), and not read again.
+- The lease is taken before anything is removed, and only if it is still as the plan saw it
+  (``lease.take``): of two runs started at the same moment, one proceeds.
 """
 from __future__ import annotations
 
@@ -108,7 +114,7 @@ def _probe_directory(output: str, job_name: str) -> None:
 
 def _holds_our_output(output: str) -> bool:
     """Whether OUTPUT holds a job directory of this tool's (a lease, a summary or a writing
-    run's directory in it), or nothing at all."""
+    run's summary in it)."""
     for pattern in ("*/" + LEASE_FILE, "*/" + SUMMARY_FILE, f"*/{RUNS_DIR}/*/{SUMMARY_FILE}"):
         try:
             if FileSystems.match([FileSystems.join(output, pattern)], limits=[1])[0].metadata_list:
