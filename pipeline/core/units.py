@@ -15,7 +15,7 @@ import hashlib
 import re
 from typing import Iterable, NamedTuple
 
-from pipeline.core.namespaces import namespace_label
+from pipeline.core.namespaces import is_reserved, namespace_label
 
 #: Characters a name keeps in a path: letters, digits, dot, dash, underscore.
 _SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
@@ -33,10 +33,12 @@ class Unit(NamedTuple):
 
 
 def entity_kinds(names: Iterable) -> list[str]:
-    """A ``__kind__`` listing -> the entity kinds in it, sorted: Datastore's own kinds (names
-    starting with ``__``: ``__Stat_Kind__``, ``__namespace__``, ...) are not entity kinds a job
-    reads, and a kindless query would return them too, which is why kinds are read one by one."""
-    return sorted({str(n) for n in names if not str(n).startswith("__")})
+    """A ``__kind__`` listing -> the entity kinds in it, sorted: Datastore's own kinds
+    (``__*__``, starting *and* ending with two underscores: ``__Stat_Kind__``,
+    ``__namespace__``, ...) are not entity kinds a job reads, and a kindless query would return
+    them too, which is why kinds are read one by one. ``__private``, ``_x`` or ``__`` are
+    ordinary kinds: read like any other."""
+    return sorted({str(n) for n in names if not is_reserved(str(n))})
 
 
 def path_part(name: str, case_insensitive: bool = False) -> str:

@@ -46,7 +46,8 @@ def iter_namespaces(c: datastore.Client, policy: RetryPolicy, read_time=None,
 
 def list_kinds(c: datastore.Client, namespace: str, policy: RetryPolicy,
                read_time: Optional[object] = None) -> list[str]:
-    """The entity kinds of a namespace, without Datastore's own ``__*__`` kinds."""
+    """The entity kinds of a namespace, without Datastore's own ``__*__`` kinds (``__private``
+    is an entity kind: only names starting and ending with ``__`` are Datastore's)."""
     q = c.query(kind="__kind__", namespace=namespace or None)
     q.keys_only()
     return entity_kinds(e.key.id_or_name for e in fetch(q, policy, read_time=read_time))

@@ -13,6 +13,7 @@ import pytest
 from google.cloud import datastore
 
 from devtools.seed import NamespaceSpec, seed_dataset
+from pipeline.core.namespaces import is_reserved
 from pipeline.datastore.entity_json import fingerprint
 from tests.support import TEST_PROJECT
 from tests.support.runs import IN_PROCESS, TWO_WORKERS, run_mapper
@@ -33,7 +34,7 @@ def dump() -> dict:
         cn = datastore.Client(project=TEST_PROJECT, namespace=ns or None)
         kq = cn.query(kind="__kind__")
         kq.keys_only()
-        for kind in [k.key.name for k in kq.fetch() if not k.key.name.startswith("__")]:
+        for kind in [k.key.name for k in kq.fetch() if not is_reserved(k.key.name)]:
             for e in cn.query(kind=kind).fetch():
                 out[(ns, tuple(e.key.flat_path))] = fingerprint(e)
     return out

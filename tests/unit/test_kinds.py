@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.api.job import Params
 from pipeline.api.query import ALL_KINDS, Query, resolve
+from pipeline.core.namespaces import is_reserved
 from pipeline.core.summary import build_summary, format_summary
 from pipeline.core.totals import NO_KIND, Totals
 from pipeline.core.units import entity_kinds, path_part, unit_for
@@ -72,6 +73,26 @@ def test_reserved_kinds_are_left_out_of_a_listing():
     listing = ["Order", "__Stat_Kind__", "__namespace__", "Customer", "__kind__", "_private",
                "Order", "__x__"]
     assert entity_kinds(listing) == ["Customer", "Order", "_private"]
+
+
+@pytest.mark.parametrize("name, reserved", [
+    ("__kind__", True), ("__Stat_Kind__", True), ("__x__", True), ("____", True),
+    ("__default__", True), ("__a\nb__", True),
+    # Starting with __ is not enough (issue 22): the emulator stores all of these.
+    ("__private", False), ("_x", False), ("__", False), ("___", False), ("__x_", False),
+    ("private__", False), ("__Stat_x", False), ("Order", False), ("_", False),
+])
+def test_only_names_starting_and_ending_with_two_underscores_are_reserved(name, reserved):
+    assert is_reserved(name) is reserved
+
+
+def test_kinds_starting_with_two_underscores_are_listed_read_and_accepted():
+    listing = ["__private", "_x", "__", "___", "__Stat_x", "__Stat_Kind__", "__kind__", "____"]
+    assert entity_kinds(listing) == sorted(["__private", "_x", "__", "___", "__Stat_x"])
+    assert resolve(Query(kind="__private")).kinds == ("__private",)
+    assert resolve(Query(kind=["__", "_x"])).kinds == ("__", "_x")
+    with pytest.raises(QueryError, match="metadata kind"):
+        resolve(Query(kind="__x__"))
 
 
 # --- the units' paths -------------------------------------------------------------------------
