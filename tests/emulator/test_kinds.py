@@ -17,6 +17,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import datastore
 
 from devtools.seed import NamespaceSpec, seed_dataset
+from pipeline.core.namespaces import is_reserved
 from pipeline.sinks.bigquery.tables import kind_table_part, table_part
 from tests.emulator.test_file_output import check_against_schema, check_schema_valid
 from tests.support import TEST_PROJECT
@@ -304,3 +305,70 @@ def test_streaming_every_kind_needs_a_table_per_kind(kinds, bigquery_emulator, t
 def key_of(row: dict) -> tuple:
     k = row["__key__"]
     return k["namespace"], tuple(x for p in k["path"] for x in (p["kind"], p["id"] or p["name"]))
+
+
+# --- issue 22: kinds starting with __ are kinds ----------------------------------------------
+
+#: Legal kinds the old rule ("starts with __": reserved) skipped; only __*__ (both ends) is
+#: Datastore's. The emulator stores each of them (it refuses "____" and "__x__").
+ODD_KINDS = ["__private", "_x", "__", "___", "__Stat_x"]
+#: A namespace may start with __ too (only __*__ is reserved, like __default__, our label).
+ODD_NAMESPACES = ["", "t1", "__foo"]
+
+
+@pytest.fixture
+def odd_kinds(emulator) -> dict:
+    """(namespace, kind) -> the flat paths of its entities: Order and every ODD_KINDS kind in
+    every ODD_NAMESPACES namespace, 3 entities each."""
+    written = {}
+    for ns in ODD_NAMESPACES:
+        c = datastore.Client(project=TEST_PROJECT, namespace=ns or None)
+        for kind in ["Order", *ODD_KINDS]:
+            entities = []
+            for i in range(1, 4):
+                e = datastore.Entity(c.key(kind, i))
+                e.update(n=i, kind_name=kind)
+                entities.append(e)
+            c.put_multi(entities)
+            written[(ns, kind)] = [(kind, i) for i in range(1, 4)]
+    return written
+
+
+def test_kinds_starting_with_underscores_are_exported_backed_up_erased_and_restored(
+        odd_kinds, tmp_path):
+    from tests.emulator.test_writes import dump, summary_of
+
+    snapshot = dump()
+    assert {(ns, p[0]) for ns, p in snapshot} == set(odd_kinds)  # dump() sees them all
+    out = tmp_path / "out"
+    # The export of every kind reads every legal kind, each into its own file.
+    ok(run_mapper("export_keys", ["--params", "kind=*"], output=str(out)))
+    files = unit_files(out / "export_keys")
+    assert set(files) == {(label(ns), kind) for ns, kind in odd_kinds}
+    for (ns, kind), paths in odd_kinds.items():
+        assert sorted(tuple(r["key"]) for r in files[(label(ns), kind)]) == paths, (ns, kind)
+    # The lossless backup holds them all.
+    ok(run_mapper("backup_entities", [], output=str(out)))
+    backup = out / "backup_entities" / "namespaces"
+    backed = unit_files(out / "backup_entities")
+    assert {k: len(v) for k, v in backed.items()} == {(label(ns), kind): 3
+                                                      for ns, kind in odd_kinds}
+    # Erasing a tenant deletes every legal kind, and says the namespace is empty.
+    r = run_mapper("delete_entities", ["--params", "kind=*", "--namespaces", "t1",
+                                       "--writes=transactional", "--undo_log=false"],
+                   output=str(out))
+    ok(r)
+    c = datastore.Client(project=TEST_PROJECT, namespace="t1")
+    q = c.query()  # kindless: every entity of any kind
+    q.keys_only()
+    assert [e.key.flat_path for e in q.fetch() if not is_reserved(e.key.kind)] == []
+    s = summary_of(out, "delete_entities")
+    assert s["writes"]["counts"]["deleted"] == 3 * (1 + len(ODD_KINDS))
+    assert s["erase"] == {"checked": 1, "left": {}}
+    assert "erase checked: the 1 namespace read hold no entity of any kind" in r.stdout
+    assert dump() == {k: v for k, v in snapshot.items() if k[0] != "t1"}
+    # The restore from the backup puts every one of them back.
+    ok(run_mapper("restore_entities", ["--params", f"from={backup}", "--writes=transactional"],
+                  output=str(out)))
+    assert dump() == snapshot
+

@@ -530,3 +530,63 @@ def test_a_backup_of_every_kind_restores_the_database_exactly(emulator, tmp_path
     assert set(got) == {("Customer", "c1"), ("Customer", "c1", "Order", 7)}
     assert got[("Customer", "c1", "Order", 7)]["line"]["sku"] == "x"
     assert got[("Customer", "c1", "Order", 7)].exclude_from_indexes == {"note"}
+
+
+# --- issue 22: a tenant erase ends by checking the tenant is empty --------------------------
+
+def kindless(ns: str) -> list:
+    """Every entity key of namespace ``ns``, any kind (Datastore's own __*__ left out)."""
+    q = datastore.Client(project=TEST_PROJECT, namespace=ns or None).query()
+    q.keys_only()
+    return [tuple(e.key.flat_path) for e in q.fetch() if not is_reserved(e.key.kind)]
+
+
+def test_a_tenant_erase_ends_saying_the_tenant_holds_nothing(seeded, tmp_path):
+    c = datastore.Client(project=TEST_PROJECT, namespace="acme")
+    hidden = datastore.Entity(c.key("__private", "p1"))  # a legal kind (not __*__)
+    hidden["n"] = 1
+    c.put(hidden)
+    held = kindless("acme")
+    assert ("__private", "p1") in held and len(held) > len(seeded["acme"])  # Items, Parents
+    out = tmp_path / "out"
+    dry = run_mapper("delete_entities", ["--params", "kind=*", "--namespaces", "acme"],
+                     output=str(out))
+    ok(dry)
+    assert "erase" not in summary_of(out, "delete_entities")  # a dry run erases nothing
+    r = run_mapper("delete_entities", ["--params", "kind=*", "--namespaces", "acme",
+                                       "--writes=transactional"], output=str(out))
+    ok(r)
+    assert kindless("acme") == []
+    s = summary_of(out, "delete_entities")
+    assert s["status"] == "succeeded" and s["erase"] == {"checked": 1, "left": {}}
+    assert s["writes"]["counts"]["deleted"] == len(held)
+    assert "erase checked: the 1 namespace read hold no entity of any kind" in r.stdout
+    assert kindless("tiny") and kindless("")  # the other tenants are untouched
+
+
+def test_a_tenant_erase_that_leaves_entities_behind_names_them_and_fails(
+        seeded, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_WRITES_PROJECT", TEST_PROJECT)
+    out = tmp_path / "out"
+    r = run_mapper("erase_while_written", [*JOBS, "--params", "kind=*,late=tiny",
+                                           "--namespaces", "tiny", "--writes=transactional"],
+                   output=str(out))
+    assert r.code != 0, r.stdout + r.stderr
+    assert kindless("tiny") == [("Late", "written-during-the-erase")]
+    s = summary_of(out, "erase_while_written")
+    assert s["status"] == "failed"
+    left = s["erase"]["left"]["tiny"]
+    assert left["entities"] == 1 and left["kinds"] == {"Late": 1}
+    assert left["sample"] == ["Late('written-during-the-erase')"]
+    assert "namespace tiny still holds 1 entity (Late 1" in s["failure"]
+    assert "namespace tiny still holds 1 entity (Late 1" in r.stderr
+
+
+def test_a_filtered_delete_is_not_an_erase_and_is_not_checked(seeded, tmp_path):
+    out = tmp_path / "out"
+    ok(run_mapper("delete_entities", ["--params", "kind=*,property=category,value=books",
+                                      "--namespaces", "acme", "--writes=transactional"],
+                  output=str(out)))
+    s = summary_of(out, "delete_entities")
+    assert "erase" not in s and kindless("acme")  # not emptied, and not meant to be
+
