@@ -41,23 +41,39 @@ def entity_kinds(names: Iterable) -> list[str]:
     return sorted({str(n) for n in names if not is_reserved(str(n))})
 
 
-def path_part(name: str, case_insensitive: bool = False) -> str:
-    """A namespace label or kind name as one path component, the same on every worker.
+#: How much of an escaped name a part keeps (for people; the digest tells names apart), and the
+#: digest's length: ``ESCAPED_KEPT + 1 + 64`` characters at most, well under the 255 bytes of a
+#: file name with a suffix.
+ESCAPED_KEPT = 120
 
-    Names of letters, digits, ``.``, ``-`` and ``_`` (not starting with ``.`` or ``-``, at most
-    200 characters) stay as they are. Any other name (``/``, non-ASCII, spaces, ...) keeps those
-    characters, ``%`` plus the hex of each UTF-8 byte for the rest, and ``~`` plus 8 hex digits
-    of its SHA-1, so no two names share a part. On a case-insensitive file system
-    (``case_insensitive``) a name with an upper-case letter gets the same suffix, so ``Order``
-    and ``order`` never share a file there.
+
+def path_part(name: str, case_insensitive: bool = False) -> str:
+    """A namespace label or kind name as one path component, the same on every worker, and never
+    the same for two names.
+
+    - *Safe* names (letters, digits, ``.``, ``-`` and ``_``, not starting with ``.`` or ``-``,
+      at most 200 characters) stay as they are.
+    - Any other name (``/``, ``~``, ``%``, non-ASCII, spaces, longer, ...) is *escaped*: those
+      characters kept, ``%`` plus the hex of each UTF-8 byte for the rest, cut to
+      ``ESCAPED_KEPT`` characters, then ``~`` and the SHA-256 of the whole name (64 hex
+      digits).
+
+    Why no two names share a part: a safe part never holds ``~`` (it is not in the safe set) and
+    an escaped part always does, so a safe name never equals another name's escaped form; two
+    escaped parts end with the full SHA-256 of their names, so they are equal only for one name
+    (or a SHA-256 collision), however long the names and wherever they differ (the kept prefix
+    is only for people). On a case-insensitive file system (``case_insensitive``) a name with an
+    upper-case letter is escaped too, so ``Order`` and ``order`` never share a file there: what
+    stays as it is has no upper-case letter, and the digests are lower-case hex, which folding
+    case leaves as they are.
     """
     if _SAFE.fullmatch(name) and not (case_insensitive and name != name.lower()):
         return name
     escaped = "".join(ch if _SAFE.fullmatch(ch) or (ch in ".-" and i) else
                       "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
                       for i, ch in enumerate(name))
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
-    return f"{escaped[:150]}~{digest}"
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
+    return f"{escaped[:ESCAPED_KEPT]}~{digest}"
 
 
 def unit_for(namespace: str, kind: str, per_kind: bool, case_insensitive: bool = False) -> Unit:

@@ -307,7 +307,7 @@ def key_of(row: dict) -> tuple:
     return k["namespace"], tuple(x for p in k["path"] for x in (p["kind"], p["id"] or p["name"]))
 
 
-# --- issue 22: kinds starting with __ are kinds ----------------------------------------------
+# --- issue 22: kinds starting with __ are kinds; two kinds never share a file ----------------
 
 #: Legal kinds the old rule ("starts with __": reserved) skipped; only __*__ (both ends) is
 #: Datastore's. The emulator stores each of them (it refuses "____" and "__x__").
@@ -372,3 +372,48 @@ def test_kinds_starting_with_underscores_are_exported_backed_up_erased_and_resto
                   output=str(out)))
     assert dump() == snapshot
 
+
+#: Two kinds the old naming (150 escaped characters, ``~``, 8 hex digits of SHA-1) gave one file
+#: and one schema: found by a birthday search over "A" * 200 + str(i) (issue 22).
+COLLIDING = ("A" * 200 + "65912", "A" * 200 + "76405")
+
+
+def test_two_kinds_the_old_naming_merged_each_have_their_own_file_and_schema(emulator,
+                                                                               tmp_path):
+    import hashlib
+
+    from pipeline.core.units import path_part
+
+    a, b = COLLIDING
+    assert hashlib.sha1(a.encode()).hexdigest()[:8] == hashlib.sha1(b.encode()).hexdigest()[:8]
+    c = datastore.Client(project=TEST_PROJECT, namespace="t1")
+    rows_a = [datastore.Entity(c.key(a, i)) for i in range(1, 4)]
+    for e in rows_a:
+        e.update(amount=e.key.id * 10)  # an INTEGER column only kind a has
+    rows_b = [datastore.Entity(c.key(b, f"b{i}")) for i in range(1, 3)]
+    for e in rows_b:
+        e.update(label=f"l{e.key.name}")  # a STRING column only kind b has
+    c.put_multi(rows_a + rows_b)
+    out = tmp_path / "out"
+    ok(run_mapper("export_entities", ["--params", "kind=*"], output=str(out)))
+    job = out / "export_entities"
+    files = unit_files(job)
+    # A file per kind, each with its own rows (the old naming: one file of 5 mixed rows).
+    assert sorted(len(rows) for rows in files.values()) == [2, 3]
+    assert set(files) == {("t1", path_part(a)), ("t1", path_part(b))}
+    for kind, want in ((a, [[a, 1], [a, 2], [a, 3]]), (b, [[b, "b1"], [b, "b2"]])):
+        rows = files[("t1", path_part(kind))]
+        got = sorted([p["kind"], p["id"] if p["id"] is not None else p["name"]]
+                     for r in rows for p in r["__key__"]["path"])
+        assert got == sorted(want), kind  # its own rows, and only them
+    schemas = {f for f in all_files(job) if f.startswith("schemas/")}
+    assert schemas == {f"schemas/{path_part(a)}.json", f"schemas/{path_part(b)}.json"}
+    cols = {k: {f["name"] for f in json.loads(
+        (job / "schemas" / f"{path_part(k)}.json").read_text(encoding="utf-8"))} for k in (a, b)}
+    assert "amount" in cols[a] and "label" not in cols[a]
+    assert "label" in cols[b] and "amount" not in cols[b]
+    for kind in (a, b):
+        fields = json.loads((job / "schemas" / f"{path_part(kind)}.json").read_text("utf-8"))
+        check_schema_valid(fields)
+        for r in files[("t1", path_part(kind))]:
+            check_against_schema(r, fields)
