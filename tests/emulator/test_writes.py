@@ -532,7 +532,8 @@ def test_a_backup_of_every_kind_restores_the_database_exactly(emulator, tmp_path
     assert got[("Customer", "c1", "Order", 7)].exclude_from_indexes == {"note"}
 
 
-# --- issue 22: a tenant erase ends by checking the tenant is empty --------------------------
+# --- issue 22: a tenant erase ends by checking the tenant is empty; a restore keeps every
+# dead letter -----------------------------------------------------------------------------------
 
 def kindless(ns: str) -> list:
     """Every entity key of namespace ``ns``, any kind (Datastore's own __*__ left out)."""
@@ -590,3 +591,28 @@ def test_a_filtered_delete_is_not_an_erase_and_is_not_checked(seeded, tmp_path):
     s = summary_of(out, "delete_entities")
     assert "erase" not in s and kindless("acme")  # not emptied, and not meant to be
 
+
+def test_a_restore_lists_every_dead_letter_of_a_kind_in_several_namespaces(seeded, tmp_path):
+    out = tmp_path / "out"
+    ok(run_mapper("backup_entities", [], output=str(out)))  # every kind: NAMESPACE/KIND.jsonl
+    backup = out / "backup_entities" / "namespaces"
+    assert sorted(p.name for p in backup.glob("*/Item.jsonl")) == ["Item.jsonl"] * 3
+    # Two Items per namespace changed since the backup: each a dead letter of the restore, from
+    # three files all named Item.jsonl (one per namespace).
+    changed = []
+    for ns in ("", "acme", "tiny"):
+        c = datastore.Client(project=TEST_PROJECT, namespace=ns or None)
+        for e in list(c.query(kind="Item").fetch(limit=2)):
+            e["category"] = "changed-since"
+            c.put(e)
+            changed.append((ns, list(e.key.flat_path)))
+    r = run_mapper("restore_entities", ["--params", f"from={backup}", "--writes=transactional",
+                                        "--max_errors", "100"], output=str(out))
+    ok(r)
+    s = summary_of(out, "restore_entities")
+    assert s["writes"]["counts"]["changed_since"] == len(changed) == 6
+    assert s["dead_letters"]["count"] == 6
+    with open(s["dead_letters"]["file"], encoding="utf-8") as f:
+        letters = [json.loads(line) for line in f]
+    assert sorted((x["namespace"], x["key"]) for x in letters) == sorted(changed)
+    assert {x["error"] for x in letters} == {"DiffersFromBackup"}
