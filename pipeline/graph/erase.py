@@ -34,8 +34,11 @@ class CheckErasedFn(beam.DoFn):
 
     def process(self, summary: dict):
         read = self.run.read
+        # The namespaces read, and every one --namespaces named (each exists: checked at launch).
+        namespaces = sorted({*normalise_namespaces(summary.get("namespaces") or {}),
+                             *(read.query.namespaces or ())})
         left = {namespace_label(ns): keys_left(self._client, ns, read.retry, self.limit,
                                                where=read.target.describe())
-                for ns in normalise_namespaces(summary.get("namespaces") or {})}
+                for ns in namespaces}
         summary["erase"] = erase_section(left, self.limit)
         yield summary

@@ -8,6 +8,8 @@ from jobs.migrations import DeleteEntities
 from pipeline.api.job import Params
 from pipeline.core.erase import erase_failure, erase_lines, erase_section, left_in_namespace
 from pipeline.core.summary import format_summary
+from pipeline.graph.erase import checks_erase
+from tests.support.configs import run_config
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 
@@ -66,3 +68,17 @@ def test_only_an_unfiltered_delete_of_every_kind_empties_namespaces():
     assert not empties(kind="Order") and not empties(kind="Order|Customer")
     assert not empties(kind="*", property="status", value="old")
     assert not empties(kind="*", before="2026-01-01T00:00:00Z")
+
+
+def test_which_runs_check_the_erase():
+    def checks(*args: str) -> bool:
+        return checks_erase(run_config("delete_entities", "--undo_log=false", *args))
+
+    assert checks("--params", "kind=*", "--writes=transactional")
+    assert checks("--params", "kind=*", "--namespaces", "t1", "--writes=blind")
+    assert not checks("--params", "kind=*")  # a dry run deletes nothing
+    assert not checks("--params", "kind=*", "--writes=dry_run")
+    assert not checks("--params", "kind=Order", "--writes=transactional")
+    assert not checks("--params", "kind=*,property=a,value=b", "--writes=transactional")
+    assert not checks_erase(run_config("rename_property", "--params", "kind=*,from=a,to=b",
+                                       "--writes=transactional", "--undo_log=false"))
