@@ -142,7 +142,9 @@ class RemoveProperty(JobSpec):
 class DeleteEntities(JobSpec):
     """Delete the entities of the kind (``kind=*``: every kind; with --namespaces, a tenant's
     whole data) that match the filters: ``property`` = ``value`` (of ``type``), and
-    ``before``/``after`` (RFC 3339) on ``time_property`` (default created). In
+    ``before``/``after`` (RFC 3339) on ``time_property`` (default created). ``kind=*`` with no
+    filter, written for real, ends by checking each namespace read holds no entity of any kind
+    (the summary says so, or names what is left and the run fails). In
     --writes=transactional each entity is checked against the filters again, as it is in the
     transaction: one changed since the read so that it no longer matches is not deleted."""
 
@@ -172,6 +174,8 @@ class DeleteEntities(JobSpec):
             filters.append((tprop, "<", typed_value(params["before"], "timestamp")))
         query = Query(kind=params.kinds("kind", "Item"), keys_only=False, filters=filters)
         self.resolved = resolve(query)  # its filters, checked again in the transaction
+        # kind=* with no filter erases the namespaces read: the run checks they are empty.
+        self.empties_namespaces = self.resolved.kinds is None and not filters
         return query
 
     def migrate(self, ctx: Context, entity):

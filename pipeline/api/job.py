@@ -241,6 +241,12 @@ class JobSpec:
         version inside the transaction: it must be idempotent. Not defined by default."""
         raise NotImplementedError(f"{type(self).__name__} does not define migrate")
 
+    #: True for a job that deletes every entity it reads (``delete_entities kind=*`` with no
+    #: filter sets it in ``query()``): run for real over every kind with no filter, it ends by
+    #: checking that each namespace read holds no entity of any kind, says so in the summary,
+    #: or names what is left and fails (``pipeline.graph.erase``).
+    empties_namespaces: bool = False
+
     #: True for a job that reads an undo log instead of querying (``restore_entities``); its
     #: ``query()`` stores the log's location as ``self.undo_location``.
     reads_undo_log: ClassVar[bool] = False

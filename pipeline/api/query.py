@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, Optional, Sequence, Tuple, Union
 
 from pipeline.core.keyorder import KeyPath, path_from_flat
-from pipeline.core.namespaces import normalise_namespaces
+from pipeline.core.namespaces import is_reserved, normalise_namespaces
 from pipeline.core.values import (
     UnsupportedValue,
     describe_value,
@@ -160,7 +160,7 @@ def _kinds(value) -> Optional[Tuple[str, ...]]:
                              "with kind names; give '*' alone, or the kinds")
         if not kind or not isinstance(kind, str):
             raise QueryError(f"Query.kind {list(names)!r}: {kind!r} does not name an entity kind")
-        if kind.startswith("__"):  # Datastore reserves kinds that start with __
+        if is_reserved(kind):  # Datastore reserves __*__ (both ends): __private is a kind
             raise QueryError(f"kind {kind!r} is a Datastore metadata kind, not an entity kind")
         out.append(kind)
     return tuple(dict.fromkeys(out))

@@ -91,3 +91,12 @@ def slice_part_name(namespace: str, range_id: str, start: str) -> str:
     same restriction), so its letters replace, never add to, the first attempt's."""
     digest = hashlib.sha1(json.dumps([namespace, range_id, start]).encode("utf-8")).hexdigest()
     return f"slice-{digest[:20]}.jsonl"
+
+
+def restore_part_name(source: str) -> str:
+    """The file a restored undo or backup file's letters are written to: named after a digest of
+    the source's whole path, not its base name (a backup has a ``KIND.jsonl`` per namespace: the
+    same kind's files in two namespaces share their base name, and one's letters would replace
+    the other's); the same for a retried bundle restoring that file again."""
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+    return f"restore-{digest[:40]}.jsonl"

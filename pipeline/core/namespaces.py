@@ -6,10 +6,22 @@ The default namespace is ``""`` inside the mapper and ``__default__`` everywhere
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable, Sequence
+
+#: Datastore reserves kind and namespace names that start *and* end with two underscores
+#: (``__kind__``, ``__Stat_Kind__``, ``__default__``); ``__private``, ``_x``, ``__`` and
+#: ``___`` are ordinary names (the emulator stores them, and refuses ``____`` and ``__x__``).
+_RESERVED = re.compile(r"__.*__", re.DOTALL)
 
 #: How the default namespace is written on the command line, in messages and in file names.
 DEFAULT_NAMESPACE_NAME = "__default__"
+
+
+def is_reserved(name: str) -> bool:
+    """Whether Datastore reserves ``name`` as a kind or namespace: ``__*__``, both ends (at
+    least four characters: ``__`` and ``___`` are not reserved)."""
+    return bool(_RESERVED.fullmatch(name))
 
 
 def namespace_label(ns: str) -> str:

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from typing import Optional
 
+from pipeline.core.erase import erase_lines
 from pipeline.core.namespaces import namespace_label
 from pipeline.core.totals import Totals
 
@@ -93,6 +94,8 @@ def format_summary(s: dict, shown: int = SHOWN_NAMESPACES) -> str:
         lines.append("total counters: " + ", ".join(f"{k}={v}" for k, v in t["counters"].items()))
     if s.get("writes"):
         lines.extend(_writes_lines(s["writes"]))
+    if s.get("erase"):
+        lines.extend(erase_lines(s["erase"]))
     return "\n".join(lines)
 
 

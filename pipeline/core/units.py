@@ -15,7 +15,7 @@ import hashlib
 import re
 from typing import Iterable, NamedTuple
 
-from pipeline.core.namespaces import namespace_label
+from pipeline.core.namespaces import is_reserved, namespace_label
 
 #: Characters a name keeps in a path: letters, digits, dot, dash, underscore.
 _SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
@@ -33,29 +33,49 @@ class Unit(NamedTuple):
 
 
 def entity_kinds(names: Iterable) -> list[str]:
-    """A ``__kind__`` listing -> the entity kinds in it, sorted: Datastore's own kinds (names
-    starting with ``__``: ``__Stat_Kind__``, ``__namespace__``, ...) are not entity kinds a job
-    reads, and a kindless query would return them too, which is why kinds are read one by one."""
-    return sorted({str(n) for n in names if not str(n).startswith("__")})
+    """A ``__kind__`` listing -> the entity kinds in it, sorted: Datastore's own kinds
+    (``__*__``, starting *and* ending with two underscores: ``__Stat_Kind__``,
+    ``__namespace__``, ...) are not entity kinds a job reads, and a kindless query would return
+    them too, which is why kinds are read one by one. ``__private``, ``_x`` or ``__`` are
+    ordinary kinds: read like any other."""
+    return sorted({str(n) for n in names if not is_reserved(str(n))})
+
+
+#: How much of an escaped name a part keeps (for people; the digest tells names apart), and the
+#: digest's length: ``ESCAPED_KEPT + 1 + 64`` characters at most, well under the 255 bytes of a
+#: file name with a suffix.
+ESCAPED_KEPT = 120
 
 
 def path_part(name: str, case_insensitive: bool = False) -> str:
-    """A namespace label or kind name as one path component, the same on every worker.
+    """A namespace label or kind name as one path component, the same on every worker, and never
+    the same for two names.
 
-    Names of letters, digits, ``.``, ``-`` and ``_`` (not starting with ``.`` or ``-``, at most
-    200 characters) stay as they are. Any other name (``/``, non-ASCII, spaces, ...) keeps those
-    characters, ``%`` plus the hex of each UTF-8 byte for the rest, and ``~`` plus 8 hex digits
-    of its SHA-1, so no two names share a part. On a case-insensitive file system
-    (``case_insensitive``) a name with an upper-case letter gets the same suffix, so ``Order``
-    and ``order`` never share a file there.
+    - *Safe* names (letters, digits, ``.``, ``-`` and ``_``, not starting with ``.`` or ``-``,
+      at most 200 characters) stay as they are.
+    - Any other name (``/``, ``~``, ``%``, non-ASCII, spaces, longer, ...) is *escaped*: those
+      characters kept, ``%`` plus the hex of each UTF-8 byte for the rest, cut to
+      ``ESCAPED_KEPT`` characters, then ``~`` and the SHA-256 of the whole name (64 hex
+      digits).
+
+    Why no two names share a part: a safe part never holds ``~`` (it is not in the safe set) and
+    an escaped part always does, so a safe name never equals another name's escaped form; two
+    escaped parts end with the full SHA-256 of their names, so they are equal only for one name
+    (or a SHA-256 collision), however long the names and wherever they differ (the kept prefix
+    is only for people). On a case-insensitive file system (``case_insensitive``) a name with an
+    upper-case letter is escaped too, so ``Order`` and ``order`` never share a file there: what
+    stays as it is has no upper-case letter, and the digests are lower-case hex, which folding
+    case leaves as they are. (A namespace is at most 100 of ``[0-9A-Za-z._-]``, Datastore
+    refuses others, measured on the emulator: one is escaped only for a leading ``.`` or ``-``
+    or a capital, and never cut. Kinds may be any text up to 1,500 bytes.)
     """
     if _SAFE.fullmatch(name) and not (case_insensitive and name != name.lower()):
         return name
     escaped = "".join(ch if _SAFE.fullmatch(ch) or (ch in ".-" and i) else
                       "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
                       for i, ch in enumerate(name))
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
-    return f"{escaped[:150]}~{digest}"
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
+    return f"{escaped[:ESCAPED_KEPT]}~{digest}"
 
 
 def unit_for(namespace: str, kind: str, per_kind: bool, case_insensitive: bool = False) -> Unit:

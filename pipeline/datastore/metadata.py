@@ -5,6 +5,7 @@ from typing import Iterator, Optional
 
 from google.cloud import datastore
 
+from pipeline.core.namespaces import is_reserved, namespace_label
 from pipeline.core.retry import RetryPolicy
 from pipeline.core.units import entity_kinds
 from pipeline.datastore import retry
@@ -46,7 +47,8 @@ def iter_namespaces(c: datastore.Client, policy: RetryPolicy, read_time=None,
 
 def list_kinds(c: datastore.Client, namespace: str, policy: RetryPolicy,
                read_time: Optional[object] = None) -> list[str]:
-    """The entity kinds of a namespace, without Datastore's own ``__*__`` kinds."""
+    """The entity kinds of a namespace, without Datastore's own ``__*__`` kinds (``__private``
+    is an entity kind: only names starting and ending with ``__`` are Datastore's)."""
     q = c.query(kind="__kind__", namespace=namespace or None)
     q.keys_only()
     return entity_kinds(e.key.id_or_name for e in fetch(q, policy, read_time=read_time))
@@ -59,3 +61,23 @@ def kinds_of(c: datastore.Client, kinds: Optional[tuple], namespace: str, policy
     if kinds is not None:
         return list(kinds)
     return list_kinds(c, namespace, policy, read_time)
+
+
+def keys_left(c: datastore.Client, namespace: str, policy: RetryPolicy, limit: int,
+              where: str = "Datastore") -> list[tuple]:
+    """Up to ``limit`` keys (flat paths) of the entities ``namespace`` holds now, of any kind: a
+    keys-only kindless query (no snapshot), Datastore's own ``__*__`` entities left out."""
+
+    def listing() -> list[tuple]:
+        q = c.query(namespace=namespace or None)
+        q.keys_only()
+        out: list = []
+        for e in fetch(q, policy):
+            if not is_reserved(e.key.kind):
+                out.append(tuple(e.key.flat_path))
+                if len(out) >= limit:
+                    break
+        return out
+
+    return retry.call(listing, f"checking what namespace {namespace_label(namespace)} holds",
+                      policy, where=where)

@@ -7,6 +7,7 @@
                                    records ─→ the sink ←─ records (each part as it is made)
     RangeTotals → RangeCompleted → UnitTotals (+ the sink's outputs)
       → NamespaceTotals → NamespaceCompleted → JobTotals → JobCompleted → Summary
+      [→ CheckErased: a tenant erase that wrote, see ``pipeline.graph.erase``]
 
 A unit is a kind in a namespace: one per namespace for a job reading one kind, one per
 (namespace, kind) for a job reading several or all. Each unit is read first by
@@ -32,6 +33,7 @@ import apache_beam as beam
 from pipeline.config import RunConfig
 from pipeline.core.totals import Totals
 from pipeline.graph.changes import WriteChanges
+from pipeline.graph.erase import CheckErasedFn, checks_erase
 from pipeline.graph.lifecycle import (
     JobCompletedFn,
     JobStartedFn,
@@ -133,6 +135,8 @@ class MapDatastore(beam.PTransform):
             | "JobTotals" >> beam.CombineGlobally(JobSummaryFn())  # emits {} for an empty job
             | "JobCompleted" >> beam.ParDo(JobCompletedFn(job))
             | "Summary" >> beam.ParDo(BuildSummaryFn(self.run)))
+        if checks_erase(self.run):  # a tenant erase: is anything left?
+            summary = summary | "CheckErased" >> beam.ParDo(CheckErasedFn(self.run))
         changes = None
         if self.run.write.enabled and self.run.write.changes_path:
             changes = ((split[CHANGES], read_out[CHANGES]) | "AllChanges" >> beam.Flatten()

@@ -135,7 +135,7 @@ class RestoreFileFn(beam.DoFn):
         if letters:
             parts = run.output.dead_letter_parts
             if parts:
-                write_part(parts, f"restore-{os.path.basename(path)}", letters)
+                write_part(parts, deadletters.restore_part_name(path), letters)
         worker = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         for namespace, n in entities.items():
             totals = Totals(entities=n, records=0, slices=1, workers={worker})

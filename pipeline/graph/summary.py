@@ -13,6 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.config import RunConfig
 from pipeline.core import writes as w
+from pipeline.core.erase import erase_failure
 from pipeline.core.summary import (
     PRINTED_BY_THE_CLI,
     build_summary,
@@ -61,12 +62,16 @@ def writes_section(write, counters: dict) -> dict:
 def run_failure(summary: dict, max_errors: int, bigquery: Optional[BigQuerySettings],
                 dead_letter: Optional[str]) -> Optional[str]:
     """Why a run that read everything failed after all, or None: more entities failed than
-    --max_errors, or BigQuery rejected more rows than --bigquery_max_bad_rows."""
+    --max_errors, a tenant erase left entities behind (``pipeline.graph.erase``), or BigQuery
+    rejected more rows than --bigquery_max_bad_rows."""
     totals = summary.get("totals", {})
     where = f"; the entities and the errors are in {dead_letter}" if dead_letter else ""
     errors = totals.get("errors", 0)
     if errors > max_errors:
         return (f"{errors} entities failed, more than --max_errors={max_errors}{where}")
+    left = erase_failure(summary.get("erase"))
+    if left:
+        return left
     rejected = totals.get("counters", {}).get(REJECTED_COUNTER, 0)
     if bigquery is not None and rejected > bigquery.max_bad_rows:
         return (f"BigQuery rejected {rejected} row(s), more than --bigquery_max_bad_rows="

@@ -17,6 +17,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import datastore
 
 from devtools.seed import NamespaceSpec, seed_dataset
+from pipeline.core.namespaces import is_reserved
 from pipeline.sinks.bigquery.tables import kind_table_part, table_part
 from tests.emulator.test_file_output import check_against_schema, check_schema_valid
 from tests.support import TEST_PROJECT
@@ -304,3 +305,115 @@ def test_streaming_every_kind_needs_a_table_per_kind(kinds, bigquery_emulator, t
 def key_of(row: dict) -> tuple:
     k = row["__key__"]
     return k["namespace"], tuple(x for p in k["path"] for x in (p["kind"], p["id"] or p["name"]))
+
+
+# --- issue 22: kinds starting with __ are kinds; two kinds never share a file ----------------
+
+#: Legal kinds the old rule ("starts with __": reserved) skipped; only __*__ (both ends) is
+#: Datastore's. The emulator stores each of them (it refuses "____" and "__x__").
+ODD_KINDS = ["__private", "_x", "__", "___", "__Stat_x"]
+#: A namespace may start with __ too (only __*__ is reserved, like __default__, our label).
+ODD_NAMESPACES = ["", "t1", "__foo"]
+
+
+@pytest.fixture
+def odd_kinds(emulator) -> dict:
+    """(namespace, kind) -> the flat paths of its entities: Order and every ODD_KINDS kind in
+    every ODD_NAMESPACES namespace, 3 entities each."""
+    written = {}
+    for ns in ODD_NAMESPACES:
+        c = datastore.Client(project=TEST_PROJECT, namespace=ns or None)
+        for kind in ["Order", *ODD_KINDS]:
+            entities = []
+            for i in range(1, 4):
+                e = datastore.Entity(c.key(kind, i))
+                e.update(n=i, kind_name=kind)
+                entities.append(e)
+            c.put_multi(entities)
+            written[(ns, kind)] = [(kind, i) for i in range(1, 4)]
+    return written
+
+
+def test_kinds_starting_with_underscores_are_exported_backed_up_erased_and_restored(
+        odd_kinds, tmp_path):
+    from tests.emulator.test_writes import dump, summary_of
+
+    snapshot = dump()
+    assert {(ns, p[0]) for ns, p in snapshot} == set(odd_kinds)  # dump() sees them all
+    out = tmp_path / "out"
+    # The export of every kind reads every legal kind, each into its own file.
+    ok(run_mapper("export_keys", ["--params", "kind=*"], output=str(out)))
+    files = unit_files(out / "export_keys")
+    assert set(files) == {(label(ns), kind) for ns, kind in odd_kinds}
+    for (ns, kind), paths in odd_kinds.items():
+        assert sorted(tuple(r["key"]) for r in files[(label(ns), kind)]) == paths, (ns, kind)
+    # The lossless backup holds them all.
+    ok(run_mapper("backup_entities", [], output=str(out)))
+    backup = out / "backup_entities" / "namespaces"
+    backed = unit_files(out / "backup_entities")
+    assert {k: len(v) for k, v in backed.items()} == {(label(ns), kind): 3
+                                                      for ns, kind in odd_kinds}
+    # Erasing a tenant deletes every legal kind, and says the namespace is empty.
+    r = run_mapper("delete_entities", ["--params", "kind=*", "--namespaces", "t1",
+                                       "--writes=transactional", "--undo_log=false"],
+                   output=str(out))
+    ok(r)
+    c = datastore.Client(project=TEST_PROJECT, namespace="t1")
+    q = c.query()  # kindless: every entity of any kind
+    q.keys_only()
+    assert [e.key.flat_path for e in q.fetch() if not is_reserved(e.key.kind)] == []
+    s = summary_of(out, "delete_entities")
+    assert s["writes"]["counts"]["deleted"] == 3 * (1 + len(ODD_KINDS))
+    assert s["erase"] == {"checked": 1, "left": {}}
+    assert "erase checked: the 1 namespace read hold no entity of any kind" in r.stdout
+    assert dump() == {k: v for k, v in snapshot.items() if k[0] != "t1"}
+    # The restore from the backup puts every one of them back.
+    ok(run_mapper("restore_entities", ["--params", f"from={backup}", "--writes=transactional"],
+                  output=str(out)))
+    assert dump() == snapshot
+
+
+#: Two kinds the old naming (150 escaped characters, ``~``, 8 hex digits of SHA-1) gave one file
+#: and one schema: found by a birthday search over "A" * 200 + str(i) (issue 22).
+COLLIDING = ("A" * 200 + "65912", "A" * 200 + "76405")
+
+
+def test_two_kinds_the_old_naming_merged_each_have_their_own_file_and_schema(emulator,
+                                                                               tmp_path):
+    import hashlib
+
+    from pipeline.core.units import path_part
+
+    a, b = COLLIDING
+    assert hashlib.sha1(a.encode()).hexdigest()[:8] == hashlib.sha1(b.encode()).hexdigest()[:8]
+    c = datastore.Client(project=TEST_PROJECT, namespace="t1")
+    rows_a = [datastore.Entity(c.key(a, i)) for i in range(1, 4)]
+    for e in rows_a:
+        e.update(amount=e.key.id * 10)  # an INTEGER column only kind a has
+    rows_b = [datastore.Entity(c.key(b, f"b{i}")) for i in range(1, 3)]
+    for e in rows_b:
+        e.update(label=f"l{e.key.name}")  # a STRING column only kind b has
+    c.put_multi(rows_a + rows_b)
+    out = tmp_path / "out"
+    ok(run_mapper("export_entities", ["--params", "kind=*"], output=str(out)))
+    job = out / "export_entities"
+    files = unit_files(job)
+    # A file per kind, each with its own rows (the old naming: one file of 5 mixed rows).
+    assert sorted(len(rows) for rows in files.values()) == [2, 3]
+    assert set(files) == {("t1", path_part(a)), ("t1", path_part(b))}
+    for kind, want in ((a, [[a, 1], [a, 2], [a, 3]]), (b, [[b, "b1"], [b, "b2"]])):
+        rows = files[("t1", path_part(kind))]
+        got = sorted([p["kind"], p["id"] if p["id"] is not None else p["name"]]
+                     for r in rows for p in r["__key__"]["path"])
+        assert got == sorted(want), kind  # its own rows, and only them
+    schemas = {f for f in all_files(job) if f.startswith("schemas/")}
+    assert schemas == {f"schemas/{path_part(a)}.json", f"schemas/{path_part(b)}.json"}
+    cols = {k: {f["name"] for f in json.loads(
+        (job / "schemas" / f"{path_part(k)}.json").read_text(encoding="utf-8"))} for k in (a, b)}
+    assert "amount" in cols[a] and "label" not in cols[a]
+    assert "label" in cols[b] and "amount" not in cols[b]
+    for kind in (a, b):
+        fields = json.loads((job / "schemas" / f"{path_part(kind)}.json").read_text("utf-8"))
+        check_schema_valid(fields)
+        for r in files[("t1", path_part(kind))]:
+            check_against_schema(r, fields)

@@ -13,6 +13,7 @@ import pytest
 from google.cloud import datastore
 
 from devtools.seed import NamespaceSpec, seed_dataset
+from pipeline.core.namespaces import is_reserved
 from pipeline.datastore.entity_json import fingerprint
 from tests.support import TEST_PROJECT
 from tests.support.runs import IN_PROCESS, TWO_WORKERS, run_mapper
@@ -33,7 +34,7 @@ def dump() -> dict:
         cn = datastore.Client(project=TEST_PROJECT, namespace=ns or None)
         kq = cn.query(kind="__kind__")
         kq.keys_only()
-        for kind in [k.key.name for k in kq.fetch() if not k.key.name.startswith("__")]:
+        for kind in [k.key.name for k in kq.fetch() if not is_reserved(k.key.name)]:
             for e in cn.query(kind=kind).fetch():
                 out[(ns, tuple(e.key.flat_path))] = fingerprint(e)
     return out
@@ -529,3 +530,89 @@ def test_a_backup_of_every_kind_restores_the_database_exactly(emulator, tmp_path
     assert set(got) == {("Customer", "c1"), ("Customer", "c1", "Order", 7)}
     assert got[("Customer", "c1", "Order", 7)]["line"]["sku"] == "x"
     assert got[("Customer", "c1", "Order", 7)].exclude_from_indexes == {"note"}
+
+
+# --- issue 22: a tenant erase ends by checking the tenant is empty; a restore keeps every
+# dead letter -----------------------------------------------------------------------------------
+
+def kindless(ns: str) -> list:
+    """Every entity key of namespace ``ns``, any kind (Datastore's own __*__ left out)."""
+    q = datastore.Client(project=TEST_PROJECT, namespace=ns or None).query()
+    q.keys_only()
+    return [tuple(e.key.flat_path) for e in q.fetch() if not is_reserved(e.key.kind)]
+
+
+def test_a_tenant_erase_ends_saying_the_tenant_holds_nothing(seeded, tmp_path):
+    c = datastore.Client(project=TEST_PROJECT, namespace="acme")
+    hidden = datastore.Entity(c.key("__private", "p1"))  # a legal kind (not __*__)
+    hidden["n"] = 1
+    c.put(hidden)
+    held = kindless("acme")
+    assert ("__private", "p1") in held and len(held) > len(seeded["acme"])  # Items, Parents
+    out = tmp_path / "out"
+    dry = run_mapper("delete_entities", ["--params", "kind=*", "--namespaces", "acme"],
+                     output=str(out))
+    ok(dry)
+    assert "erase" not in summary_of(out, "delete_entities")  # a dry run erases nothing
+    r = run_mapper("delete_entities", ["--params", "kind=*", "--namespaces", "acme",
+                                       "--writes=transactional"], output=str(out))
+    ok(r)
+    assert kindless("acme") == []
+    s = summary_of(out, "delete_entities")
+    assert s["status"] == "succeeded" and s["erase"] == {"checked": 1, "left": {}}
+    assert s["writes"]["counts"]["deleted"] == len(held)
+    assert "erase checked: the 1 namespace read hold no entity of any kind" in r.stdout
+    assert kindless("tiny") and kindless("")  # the other tenants are untouched
+
+
+def test_a_tenant_erase_that_leaves_entities_behind_names_them_and_fails(
+        seeded, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_WRITES_PROJECT", TEST_PROJECT)
+    out = tmp_path / "out"
+    r = run_mapper("erase_while_written", [*JOBS, "--params", "kind=*,late=tiny",
+                                           "--namespaces", "tiny", "--writes=transactional"],
+                   output=str(out))
+    assert r.code != 0, r.stdout + r.stderr
+    assert kindless("tiny") == [("Late", "written-during-the-erase")]
+    s = summary_of(out, "erase_while_written")
+    assert s["status"] == "failed"
+    left = s["erase"]["left"]["tiny"]
+    assert left["entities"] == 1 and left["kinds"] == {"Late": 1}
+    assert left["sample"] == ["Late('written-during-the-erase')"]
+    assert "namespace tiny still holds 1 entity (Late 1" in s["failure"]
+    assert "namespace tiny still holds 1 entity (Late 1" in r.stderr
+
+
+def test_a_filtered_delete_is_not_an_erase_and_is_not_checked(seeded, tmp_path):
+    out = tmp_path / "out"
+    ok(run_mapper("delete_entities", ["--params", "kind=*,property=category,value=books",
+                                      "--namespaces", "acme", "--writes=transactional"],
+                  output=str(out)))
+    s = summary_of(out, "delete_entities")
+    assert "erase" not in s and kindless("acme")  # not emptied, and not meant to be
+
+
+def test_a_restore_lists_every_dead_letter_of_a_kind_in_several_namespaces(seeded, tmp_path):
+    out = tmp_path / "out"
+    ok(run_mapper("backup_entities", [], output=str(out)))  # every kind: NAMESPACE/KIND.jsonl
+    backup = out / "backup_entities" / "namespaces"
+    assert sorted(p.name for p in backup.glob("*/Item.jsonl")) == ["Item.jsonl"] * 3
+    # Two Items per namespace changed since the backup: each a dead letter of the restore, from
+    # three files all named Item.jsonl (one per namespace).
+    changed = []
+    for ns in ("", "acme", "tiny"):
+        c = datastore.Client(project=TEST_PROJECT, namespace=ns or None)
+        for e in list(c.query(kind="Item").fetch(limit=2)):
+            e["category"] = "changed-since"
+            c.put(e)
+            changed.append((ns, list(e.key.flat_path)))
+    r = run_mapper("restore_entities", ["--params", f"from={backup}", "--writes=transactional",
+                                        "--max_errors", "100"], output=str(out))
+    ok(r)
+    s = summary_of(out, "restore_entities")
+    assert s["writes"]["counts"]["changed_since"] == len(changed) == 6
+    assert s["dead_letters"]["count"] == 6
+    with open(s["dead_letters"]["file"], encoding="utf-8") as f:
+        letters = [json.loads(line) for line in f]
+    assert sorted((x["namespace"], x["key"]) for x in letters) == sorted(changed)
+    assert {x["error"] for x in letters} == {"DiffersFromBackup"}

@@ -5,6 +5,7 @@ import os
 
 from google.cloud import datastore
 
+from jobs.migrations import DeleteEntities
 from pipeline import UNCHANGED, Context, Delete, JobSpec, Params, Put, Query, register
 
 #: The Datastore project the concurrent writer uses (the tests' own).
@@ -152,3 +153,24 @@ class ReturnsOtherKey(JobSpec):
 
     def migrate(self, ctx: Context, entity):
         return datastore.Entity(ctx.key("Other", "x"))
+
+
+@register
+class EraseWhileWritten(DeleteEntities):
+    """``delete_entities`` (same parameters) while someone else writes: once every namespace
+    completed (``job_completed``, after every delete committed), an entity of kind ``Late`` is
+    put into namespace ``late`` (a parameter; default t1), as a writer unaware of the erase
+    would: what the erase's final check must find."""
+
+    name = "erase_while_written"
+    parameters = {**DeleteEntities.parameters, "late": "the namespace written into (default t1)"}
+
+    def query(self, params: Params) -> Query:
+        self.late = params.get("late", "t1")
+        return super().query(params)
+
+    def job_completed(self, ctx) -> None:
+        c = _concurrent_client(self.late)
+        late = datastore.Entity(c.key("Late", "written-during-the-erase"))
+        late["n"] = 1
+        c.put(late)

@@ -42,3 +42,14 @@ def test_a_slice_writes_its_letters_under_one_name_whatever_the_attempt():
     assert name != dl.slice_part_name("acme", "acme#3", "(Item(1), -)")
     assert name != dl.slice_part_name("acme", "acme#4", "[Item(1), -)")
     assert name.startswith("slice-") and name.endswith(".jsonl")
+
+
+def test_a_restored_files_letters_have_a_part_of_their_own():
+    """Issue 22: a backup has a KIND.jsonl per namespace; named after the base name, the
+    letters of one namespace's file replaced another's (6 counted, 3 listed)."""
+    names = {dl.restore_part_name(f"/o/backup_entities/namespaces/{ns}/Item.jsonl")
+             for ns in ("__default__", "acme", "globex")}
+    assert len(names) == 3
+    path = "gs://b/backup_entities/namespaces/acme/Item.jsonl"
+    assert dl.restore_part_name(path) == dl.restore_part_name(path)  # a retry replaces its own
+    assert all(n.startswith("restore-") and n.endswith(".jsonl") and len(n) < 100 for n in names)

@@ -78,9 +78,11 @@ def part_path(output: str, job_name: str, part: str, suffix: str = DEFAULT_SUFFI
     return FileSystems.join(job_dir(output, job_name), NAMESPACES_DIR, part + suffix)
 
 
-def schema_path(output: str, job_name: str, kind: str) -> str:
-    """A kind's BigQuery schema, for a job writing typed rows of several kinds."""
-    return FileSystems.join(job_dir(output, job_name), SCHEMAS_DIR, path_part(kind) + ".json")
+def schema_path(output: str, job_name: str, kind: str, case_insensitive: bool = False) -> str:
+    """A kind's BigQuery schema, for a job writing typed rows of several kinds (named as the
+    kind's files are: ``path_part``, never the same for two kinds)."""
+    return FileSystems.join(job_dir(output, job_name), SCHEMAS_DIR,
+                            path_part(kind, case_insensitive) + ".json")
 
 
 def job_file_path(output: str, job_name: str, suffix: str = DEFAULT_SUFFIX) -> str:

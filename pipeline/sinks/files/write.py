@@ -12,6 +12,8 @@ rows, by the schema merged over the whole run, written as ``schema.json``).
 """
 from __future__ import annotations
 
+import hashlib
+
 import logging
 import uuid
 from typing import Any, Callable, Optional
@@ -55,16 +57,32 @@ class _LineSink(fileio.FileSink):
         self._fh.flush()
 
 
+#: A shard name longer than this (a long namespace and a long kind) names its part by digest.
+SHARD_NAME_KEPT = 160
+
+
+def shard_stem(destination: str) -> str:
+    """A part (``acme/Order``) as one file name: ``acme~~Order`` (a part's components hold at
+    most one ``~`` each, never two in a row, so the first ``~~`` is the ``/``); one too long for
+    a file name (two escaped parts of up to 185 characters each) becomes ``~`` and the SHA-256
+    of the part, which no part's own stem starts with."""
+    stem = destination.replace("/", "~~")
+    if len(stem.encode("utf-8")) <= SHARD_NAME_KEPT:
+        return stem
+    return "~" + hashlib.sha256(destination.encode("utf-8")).hexdigest()
+
+
 class _ShardNaming:
-    """A shard's file name: ``[<prefix>~]<destination>-00000-of-00001``. Each writer of a
-    shard directory has its own prefix (fileio numbers shards per writer: two writers would
-    name their first shard of a namespace alike, and the second would replace the first)."""
+    """A shard's file name: ``[<prefix>~]<stem>-00000-of-00001`` (``shard_stem``). Each writer
+    of a shard directory has its own prefix (fileio numbers shards per writer: two writers would
+    name their first shard of a namespace alike, and the second would replace the first). The
+    name is never parsed: each shard's destination comes with it from ``WriteToFiles``."""
 
     def __init__(self, prefix: str = ""):
         self.prefix = f"{prefix}~" if prefix else ""
 
     def __call__(self, window, pane, shard_index, total_shards, compression, destination) -> str:
-        return (f"{self.prefix}{destination.replace('/', '~~')}"
+        return (f"{self.prefix}{shard_stem(destination)}"
                 f"-{shard_index:05d}-of-{total_shards:05d}")
 
 
@@ -236,13 +254,16 @@ class _WriteSchemaFn(beam.DoFn):
     """The merged schema(s), once every file is composed: ``schema.json`` for a job reading one
     kind; ``schemas/<kind>.json``, one per kind (one BigQuery table each), for several."""
 
-    def __init__(self, output: str, job_name: str, per_kind: bool):
+    def __init__(self, output: str, job_name: str, per_kind: bool,
+                 case_insensitive: bool = False):
         self.output, self.job_name, self.per_kind = output, job_name, per_kind
+        self.case_insensitive = case_insensitive
 
     def process(self, _files, results):
         written = []
         for kind, result in sorted(results.items()):
-            path = (schema_path(self.output, self.job_name, kind) if self.per_kind
+            path = (schema_path(self.output, self.job_name, kind, self.case_insensitive)
+                    if self.per_kind
                     else job_path(self.output, self.job_name, SCHEMA_FILE))
             with FileSystems.create(path) as f:
                 f.write(export_schema.schema_text(result).encode("utf-8"))
@@ -300,7 +321,7 @@ class WriteOutput(beam.PTransform):
             (files
              | "AllFiles" >> beam.combiners.ToList()
              | "WriteSchema" >> beam.ParDo(
-                 _WriteSchemaFn(out.directory, name, self.per_kind),
+                 _WriteSchemaFn(out.directory, name, self.per_kind, out.case_insensitive),
                  results=beam.pvalue.AsDict(schemas)))
         return files | "Outputs" >> beam.MapTuple(lambda key, path: (key, NamespaceOutput(path)))
 
