@@ -143,3 +143,15 @@ def test_the_transforms_page_shows_the_example_pipeline_as_it_is():
         if line.strip() and not line.startswith("def build("):
             assert line.strip() in source, f"not in examples/own_pipeline.py: {line!r}"
     assert "python -m examples.own_pipeline --project demo" in text
+
+
+# --- docs/jobs.md against the registry ----------------------------------------------------------
+
+def test_the_jobs_table_lists_every_ready_made_job():
+    from pipeline.api.registry import known_jobs, load_modules
+
+    load_modules()
+    ready_made = {name for name, cls in known_jobs().items() if cls.__module__.startswith("jobs.")}
+    text = (DOCS / "jobs.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([a-z_]+)` \|", text, re.M))
+    assert listed == ready_made, (sorted(ready_made - listed), sorted(listed - ready_made))
