@@ -141,7 +141,20 @@ def entities(namespace: str | None) -> dict:
     return {k: len(list(c.query(kind=k).fetch())) for k in kinds if not k.startswith("__")}
 
 
-# --- docs/migrate.md and docs/tenants.md: their walk-throughs ----------------------------------
+# --- docs/getting-started.md, docs/migrate.md and docs/tenants.md: their walk-throughs -----
+
+def test_the_getting_started_commands_run(emulator, tmp_path, monkeypatch):
+    walk = Walk(tmp_path, monkeypatch)
+    cmds = commands(walked_block("getting-started"))
+    assert [c[:2] for c in cmds] == [["datastore-mapper", "seed"], ["datastore-mapper", "--job"]]
+    for argv in cmds:
+        walk.run(argv)
+    assert "seeded 5165 entities" in walk.outputs[0]
+    counted = summary_block(walk.outputs[1])
+    assert "job count_by_property: 5165 entities in 5 namespaces" in counted
+    assert re.search(r"^total counters: entities=5165, value:books=\d+, value:electronics=\d+",
+                     counted, re.M), counted
+
 
 def test_the_migrate_page_walk_through_prints_what_it_shows(emulator, tmp_path, monkeypatch):
     walk = Walk(tmp_path, monkeypatch)
