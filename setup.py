@@ -31,5 +31,8 @@ setup(
         "bqemulator>=1.4",
         "duckdb==1.5.5",
         "duckdb-extension-spatial==1.5.5",
+        # The documentation site (docs/, mkdocs.yml), built with --strict by tests/deploy/test_docs.py.
+        "mkdocs>=1.6.1,<2",
+        "mkdocs-material>=9.8.2,<10",
     ], "bench": ["psutil>=5.9"]},
 )

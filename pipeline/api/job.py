@@ -202,7 +202,7 @@ class JobSpec:
     # -- Lifecycle hooks (the defaults do nothing) ----------------------------------------------
     # Each gets a HookContext with the counters rolled up to its level. They run on workers,
     # inside the graph, and may run more than once when a runner retries a bundle: keep them
-    # idempotent. See the README, "Lifecycle hooks".
+    # idempotent. See docs/hooks.md.
 
     def job_started(self, ctx: HookContext) -> None:
         """Once, before the namespaces are listed."""

@@ -1,6 +1,6 @@
 """What a job that writes back yields or returns: the mutations of the job API.
 
-Two shapes (README, "Writing back to Datastore"):
+Two shapes (docs/write-back.md):
 
 - **read-modify-write**: the job defines ``migrate(ctx, entity)`` and returns the entity as it
   should be (changed in place or a new one with the same key), ``DELETE``, or ``UNCHANGED``

@@ -57,7 +57,7 @@ def first_checks(argv: Sequence[str], known) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the CLI; returns the exit code (see ``EXIT_*``; the README lists them)."""
+    """Run the CLI; returns the exit code (see ``EXIT_*``; docs/failures.md lists them)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logs.configure()
     known, _ = help_parser().parse_known_args(argv)  # --help, bad values: argparse exits 2

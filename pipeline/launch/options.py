@@ -276,7 +276,7 @@ def add_mapper_arguments(parser) -> None:
     g.add_argument("--bigquery_table", type=bigquery_table_value, default=None,
                    help="stream the job's records into this BigQuery table: "
                    "[PROJECT:]DATASET.TABLE; {namespace} in TABLE makes one table per "
-                   "namespace (escaped: see the README)")
+                   "namespace (escaped: see docs/stream-bigquery.md)")
     g.add_argument("--bigquery_create", nargs="?", const=True, default=True, type=parse_bool,
                    help="create the dataset and table when missing, with the job's schema "
                    "(default true)")

@@ -64,7 +64,7 @@ NOT_IN_TEMPLATE = {
     "list_jobs": "it prints the registry and exits: a command-line aid, it launches nothing",
     "job_module": "it would make the launcher import an arbitrary module; the launcher imports "
                   f"only the job modules built into its image (jobs, and ${JOBS_MODULES_ENV}): "
-                  "see the README, 'Your own jobs in the template'",
+                  "see docs/dataflow-template.md, 'Your own jobs in the template image'",
     "emulator_host": "the Datastore emulator is for local runs and tests, not Dataflow",
     "key_order": "auto picks Datastore's (utf8) order on Dataflow; utf16 is the emulator's",
     "progress_seconds": "how often workers log progress: a debugging knob",

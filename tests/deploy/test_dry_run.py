@@ -1,7 +1,7 @@
 """The Dataflow path, offline: DataflowRunner translates the mapper with Beam's
 ``--dry_run=True`` (translate, stage locally, do not submit), and what travels to the workers
-pickles cleanly. What stays unverified without a project is listed in the README's "Run on
-Dataflow" section."""
+pickles cleanly. What stays unverified without a project is listed in docs/dataflow-template.md,
+"What is verified"."""
 from __future__ import annotations
 
 import sys

@@ -23,6 +23,20 @@ from tests.support.runs import TWO_WORKERS
 pytestmark = pytest.mark.emulator
 EXPORT = re.compile(r"^export DATASTORE_EMULATOR_HOST=(\S+) DATASTORE_PROJECT_ID=(\S+)$")
 PROJECT = "cmd-project"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _shown_start(host: str, project: str, data: Path) -> list:
+    """What docs/getting-started.md shows ``datastore-mapper emulator --project demo`` print,
+    for this host, project and data directory."""
+    text = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    block = re.search(r"```text\n\$ datastore-mapper emulator --project demo\n(.*?)```", text,
+                      re.S).group(1)
+    return [line.replace("127.0.0.1:8081", host)
+            .replace("/home/me/.local/share/datastore-mapper/emulator/demo", str(data))
+            .replace("project demo", f"project {project}")
+            .replace("DATASTORE_PROJECT_ID=demo", f"DATASTORE_PROJECT_ID={project}")
+            for line in block.splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +142,9 @@ def test_emulator_seed_run_and_stop_with_the_whole_tree(sdk, installed_venv, tmp
         assert emu.project == PROJECT and emu.host.startswith("127.0.0.1:")
         assert any(f"data in {data}" in line for line in emu.lines), emu.lines
         assert any("consistency 1.0" in line for line in emu.lines), emu.lines
+        emu.lines.append(emu.proc.stdout.readline().rstrip("\n"))  # "Ctrl-C stops it."
+        shown = _shown_start(emu.host, PROJECT, data)
+        assert emu.lines[-len(shown):] == shown, (emu.lines, shown)  # as the docs show it
         env = emu.env(installed_venv)
         seeded = subprocess.run(["datastore-mapper", "seed", "--small"], env=env,
                                 capture_output=True, text=True, timeout=120)

@@ -1,8 +1,8 @@
-"""Lifecycle hooks, end to end against the emulator (the README's "Lifecycle hooks" section).
+"""Lifecycle hooks, end to end against the emulator (docs/hooks.md).
 
 The test job (``tests/support/jobs_hooks.py``) appends one JSON line per hook to a file: the file's
 order is the order in which the hooks ran, also across worker processes. On the FnApiRunner,
-which retries nothing, each hook fires exactly as often as the README says, in its order, with
+which retries nothing, each hook fires exactly as often as docs/hooks.md says, in its order, with
 counters equal to counts made here from the seeded data.
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ def expected_ranges(summary) -> set:
 
 
 def assert_counts(events, summary, namespaces: set) -> None:
-    """Each hook fired exactly as often as the README says."""
+    """Each hook fired exactly as often as docs/hooks.md says."""
     counts = Counter(e["event"] for e in events)
     assert counts["job_started"] == 1 and counts["job_completed"] == 1, counts
     for ev in ("namespace_started", "namespace_completed"):

@@ -1,5 +1,6 @@
-"""The README's worked write-back example ("Writing back to Datastore"), run as printed: its
-module is cut out of the README, so the documented job is the tested one."""
+"""The docs' worked write-back example (docs/migrate.md, "Your own migration"; it was the
+README's), run as printed: its module is cut out of the page, so the documented job is the
+tested one."""
 from __future__ import annotations
 
 import glob
@@ -17,10 +18,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def readme_module() -> str:
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "docs", "migrate.md"), encoding="utf-8") as f:
         text = f.read()
     blocks = re.findall(r"```python\n(# mymigrations\.py\n.*?)```", text, re.S)
-    assert len(blocks) == 1, "the README's mymigrations.py example"
+    assert len(blocks) == 1, "docs/migrate.md's mymigrations.py example"
     return blocks[0]
 
 

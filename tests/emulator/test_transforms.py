@@ -1,6 +1,6 @@
 """The mapper's public transforms (``pipeline.transforms``) in pipelines of a user's own, on the
-FnApiRunner against the real emulator: the README's example pipeline (``examples.own_pipeline``)
-run as its README command says, and ``ReadEveryNamespace`` with keys only and a ``read_time``."""
+FnApiRunner against the real emulator: the example pipeline of docs/transforms.md (``examples.own_pipeline``)
+run as its command there says, and ``ReadEveryNamespace`` with keys only and a ``read_time``."""
 from __future__ import annotations
 
 import datetime as dt
