@@ -12,15 +12,18 @@ on screen) and the line and paragraph separators (U+2028, U+2029). Each becomes 
 escape for it (``\\n``, ``\\r``, ``\\t``, ``\\x1b``, ``\\x9b``, ``\\u202e``). Backslashes are
 left alone: escaping is idempotent, so text escaped twice (at two choke points) reads the same.
 
-Pure. Applied where text reaches the terminal (``pipeline.launch.messages`` for the CLI's own
-lines and ``error:``, the log handlers' filter in ``pipeline.launch.logs``, the printed summary
-in ``pipeline.core.summary``); files (JSONL, ``summary.json``, ``report.html``) keep the data
-as it is.
+Pure functions, applied where text reaches the terminal (``pipeline.launch.messages`` for the
+CLI's own lines and ``error:``, the log handlers' filter in ``pipeline.launch.logs``, the printed
+summary in ``pipeline.core.summary``), and a stream for what job code prints
+(``TerminalSafeStream``: the launcher's stdout during a local run, a worker's while a hook
+runs); files (JSONL, ``summary.json``, ``report.html``) keep the data as it is.
 """
 from __future__ import annotations
 
+import contextlib
 import re
-from typing import Any
+import sys
+from typing import Any, Iterator
 
 _OTHERS = "\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 #: Every character ``escape`` rewrites.
@@ -67,3 +70,36 @@ def escape_tree(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(escape_tree(v) for v in value)
     return value
+
+
+class TerminalSafeStream:
+    """A text stream (stdout) whose writes reach the terminal escaped: line feeds too, but the
+    one that ends a write (``print`` writes its values, then its ``end``), so a value printed
+    is one line whatever the data in it."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        body, end = (text[:-1], "\n") if text.endswith("\n") else (text, "")
+        self._stream.write(escape(body) + end)
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def safe_stdout() -> Iterator[None]:
+    """While the block runs (a job's hook, on a worker), ``sys.stdout`` is terminal-safe (a
+    local run's worker processes print to the launcher's terminal)."""
+    if isinstance(sys.stdout, TerminalSafeStream) or sys.stdout is None:
+        yield
+        return
+    saved = sys.stdout
+    sys.stdout = safe = TerminalSafeStream(saved)
+    try:
+        yield
+    finally:
+        if sys.stdout is safe:
+            sys.stdout = saved

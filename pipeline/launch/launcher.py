@@ -36,7 +36,6 @@ from pipeline.launch.messages import (
     EXIT_REFUSED,
     error,
     failure_message,
-    TerminalSafeStream,
     say,
     show,
 )
@@ -257,7 +256,7 @@ def _run_locally(options, run, bigquery, held) -> int:
         p = beam.Pipeline(options=options)
         build(p, run, bigquery)
         with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted(), \
-                contextlib.redirect_stdout(TerminalSafeStream(sys.stdout)), \
+                contextlib.redirect_stdout(terminal.TerminalSafeStream(sys.stdout)), \
                 _fail_when_a_worker_dies(), watching(
                     run.output.progress_dir, every, run.job.name, started,
                     run.write.mode if run.write.enabled else None):

@@ -68,20 +68,3 @@ def error(message: str) -> None:
     such as the index.yaml entry to add, but only its first starts with ``error:``)."""
     say(f"error: {message}")
 
-
-class TerminalSafeStream:
-    """``sys.stdout`` while a local run goes on: what a job's hooks (or anything else in this
-    process) print reaches the terminal with its control characters escaped, line feeds too
-    but the one that ends a write (``print`` writes its values, then its ``end``): a value
-    printed is one line, whatever the data in it."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        body, end = (text[:-1], "\n") if text.endswith("\n") else (text, "")
-        self._stream.write(terminal.escape(body) + end)
-        return len(text)
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)

@@ -18,7 +18,7 @@ import pytest
 from google.cloud import datastore
 
 from tests.support import TEST_PROJECT
-from tests.support.runs import IN_PROCESS
+from tests.support.runs import IN_PROCESS, TWO_WORKERS
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_MODULE = ["--job_module", "tests.support.jobs_terminal"]
@@ -46,11 +46,11 @@ def evil(emulator):
     return c
 
 
-def cli(args, env_extra) -> tuple:
+def cli(args, env_extra, runner=IN_PROCESS) -> tuple:
     """The CLI in a subprocess: (exit code, stdout, stderr), decoded as received (bytes: a
     text-mode pipe would turn a CR into a line feed)."""
     env = {**os.environ, **env_extra, "PYTHONIOENCODING": "utf-8"}
-    p = subprocess.run([sys.executable, "-m", "pipeline", "--project", TEST_PROJECT, *IN_PROCESS,
+    p = subprocess.run([sys.executable, "-m", "pipeline", "--project", TEST_PROJECT, *runner,
                         "--progress_seconds", "1", *args],
                        cwd=ROOT, env=env, capture_output=True, timeout=300)
     return p.returncode, p.stdout.decode("utf-8"), p.stderr.decode("utf-8")
@@ -92,6 +92,16 @@ def test_log_lines_and_a_hooks_print_are_escaped(evil, emulator, tmp_path):
     assert_terminal_safe(code, out, err, errors=0)
     assert "value of Item: boom\\nerror: fake from the job" in err  # a log line
     assert "hook: counters " in out and "value:\\x1b[2J" in out  # the hook's print
+
+
+def test_two_worker_processes_log_lines_are_escaped(evil, emulator, tmp_path):
+    """The workers' records reach the launcher as ``Worker: <log entry>`` and are printed as
+    ``worker: ...``; what a hook prints in a worker process goes to that process's output."""
+    code, out, err = cli(["--job", "echo_values", *JOB_MODULE, "--params", "kind=*"],
+                         {**emulator.env(), "TMPDIR": str(tmp_path)}, runner=TWO_WORKERS)
+    assert code == 0, err
+    assert_terminal_safe(code, out, err, errors=0)
+    assert "value of Item: boom\\nerror: fake from the job" in err
 
 
 def test_a_jobs_failure_with_the_data_in_its_message_is_one_line(evil, emulator, tmp_path):

@@ -55,7 +55,7 @@ def test_our_own_detail_lines_stay_lines(capsys):
 
 def test_a_hooks_print_is_one_line_per_print():
     out = io.StringIO()
-    stream = messages.TerminalSafeStream(out)
+    stream = terminal.TerminalSafeStream(out)
     print("value", "a\nerror: fake\x1b[2J", file=stream)
     assert out.getvalue() == "value a\\nerror: fake\\x1b[2J\n"
 
