@@ -51,6 +51,7 @@ import sys
 from typing import Optional, Sequence
 
 from pipeline.api.registry import known_jobs, load_modules
+from pipeline.core.terminal import escape
 from pipeline.launch.logs import redact
 from pipeline.launch.options import add_mapper_arguments, key_value_list
 
@@ -397,10 +398,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = template_argv(argv)
     except TemplateRefused as e:
-        print(redact(f"error: {e}"), file=sys.stderr)
+        print(escape(redact(f"error: {e}")), file=sys.stderr)
         return 2
     except Exception as e:  # e.g. a baked module that fails to import
-        print(redact(f"error: {type(e).__name__}: {e}"), file=sys.stderr)
+        print(escape(redact(f"error: {type(e).__name__}: {e}")), file=sys.stderr)
         return 2
     # Imported here, after the checks: the CLI imports Beam, which keeps Beam (and anything a
     # refused option could have loaded through it) off the refusal path.
