@@ -167,7 +167,7 @@ def wait_for_remote(result, run, runner: str, **kw) -> int:
     """--wait: the job's progress lines from its metrics until it ends, then its summary
     (``kw``: RemoteWait's clock and sleep, for tests)."""
     waiter = RemoteWait(result, run.job.metrics_namespace,
-                        lambda line: say(line),
+                        lambda line: say(terminal.escape(line)),  # one line each
                         every=run.read.progress_seconds,
                         write_mode=run.write.mode if run.write.enabled else None, **kw)
     say(f"launched on {runner}; waiting for the job to end (Ctrl-C stops waiting, not the job)")

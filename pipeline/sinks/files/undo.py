@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import json
 import os
 import re
@@ -32,8 +31,8 @@ from typing import Iterator, Optional
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.namespaces import namespace_label
-from pipeline.errors import MapperError
 from pipeline.core.units import path_part
+from pipeline.errors import MapperError
 from pipeline.sinks.files.durable import write_whole
 from pipeline.sinks.files.layout import files_under
 
