@@ -17,6 +17,7 @@ class RestoreEntities(JobSpec):
     name = "restore_entities"
     parameters = {"from": "what to put back: a run's undo directory, or a backup_entities "
                           "output's namespaces directory (required)"}
+    path_parameters = ("from",)
     writes = True
     reads_undo_log = True
 

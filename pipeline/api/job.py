@@ -179,6 +179,9 @@ class JobSpec:
 
     name: ClassVar[str] = ""
     parameters: ClassVar[Mapping[str, str]] = {}
+    #: The parameters that name a file or directory (``restore_entities``' ``from``): the Flex
+    #: Template accepts them only as Cloud Storage paths, like ``--output``.
+    path_parameters: ClassVar[tuple] = ()
 
     #: True for a job whose ``next`` yields records (an export): run without a sink for them
     #: (no --output, no --bigquery_table) it is refused at launch, unless --discard_records

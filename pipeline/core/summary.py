@@ -9,6 +9,7 @@ from typing import Optional
 
 from pipeline.core.erase import erase_lines
 from pipeline.core.namespaces import namespace_label
+from pipeline.core.terminal import escape_tree
 from pipeline.core.totals import Totals
 
 #: A log record of the summary carries this attribute (true): the local CLI prints the summary
@@ -67,7 +68,10 @@ SHOWN_NAMESPACES = 20
 def format_summary(s: dict, shown: int = SHOWN_NAMESPACES) -> str:
     """The summary as the terminal shows it at the end of a run: the ``shown`` largest
     namespaces (in name order) and a line for the rest, so thousands of tenants take a screen,
-    not thousands of lines."""
+    not thousands of lines. Every string of the summary (names, counters, values, paths: data)
+    is shown with its control characters escaped (``pipeline.core.terminal``): the table's lines
+    are the only line breaks."""
+    s = escape_tree(s)
     t = s["totals"]
     lines = [
         f"job {s['job']}: {plural(t['entities'], 'entity', 'entities')} in "

@@ -2,26 +2,34 @@
 ``index.yaml`` entry to add)."""
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 from google.api_core import exceptions as gexc
 
 from pipeline.api.query import ResolvedQuery
 from pipeline.core.namespaces import namespace_label
+from pipeline.core.terminal import is_safe
 from pipeline.errors import MapperError, QueryError
+
+
+def _yaml_name(name: str) -> str:
+    """A kind or property name for index.yaml: as it is, or, holding a control character, as a
+    double-quoted YAML (JSON) string, so the block stays lines of our own."""
+    return name if is_safe(name) else json.dumps(name)
 
 
 def index_yaml(rq: ResolvedQuery, sort_prop: Optional[str], kind: str) -> str:
     """The composite index a query of ``kind`` needs: equality properties, then the sort
     property."""
-    lines = ["indexes:", f"- kind: {kind}"]
+    lines = ["indexes:", f"- kind: {_yaml_name(kind)}"]
     if rq.ancestor:
         lines.append("  ancestor: yes")
     lines.append("  properties:")
     for prop, _ in rq.equalities:
-        lines.append(f"  - name: {prop}")
+        lines.append(f"  - name: {_yaml_name(prop)}")
     if sort_prop:
-        lines.append(f"  - name: {sort_prop}")
+        lines.append(f"  - name: {_yaml_name(sort_prop)}")
     return "\n".join(lines)
 
 
@@ -34,7 +42,7 @@ def missing_indexes(rq: ResolvedQuery, kinds: list) -> QueryError:
         f"the read query ({rq.describe()}) needs a composite index per kind, and the database "
         f"lacks one for the kinds {', '.join(kinds)}. Add these entries to index.yaml and deploy "
         f"them with `gcloud datastore indexes create index.yaml`, then wait until they are "
-        f"serving:\nindexes:\n{entries}")
+        "serving:", detail=f"indexes:\n{entries}")
 
 
 def explain(err: Exception, rq: ResolvedQuery, namespace: str, what: str,
@@ -47,8 +55,8 @@ def explain(err: Exception, rq: ResolvedQuery, namespace: str, what: str,
         return QueryError(
             f"{what} in namespace {ns} needs a composite index that the database lacks "
             f"(kind {kind}: {rq.describe()}). Add this entry to index.yaml and deploy it with "
-            f"`gcloud datastore indexes create index.yaml`, then wait until it is serving:\n"
-            f"{index_yaml(rq, sort_prop, kind)}\n(Datastore said: {err.message})")
+            f"`gcloud datastore indexes create index.yaml`, then wait until it is serving:",
+            detail=f"{index_yaml(rq, sort_prop, kind)}\n(Datastore said: {err.message})")
     if isinstance(err, (gexc.PermissionDenied, gexc.Unauthenticated)):
         return MapperError(f"{what} in namespace {ns}: access denied ({err.message}); the account "
                            "running the job needs the Datastore User role")

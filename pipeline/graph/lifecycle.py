@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.api import hooks
 from pipeline.api.hooks import HookContext
 from pipeline.config import JobConfig, RunConfig
+from pipeline.core.terminal import safe_stdout
 from pipeline.core.totals import Totals
 from pipeline.core.units import unit_for
 from pipeline.errors import JobFailed
@@ -31,7 +32,8 @@ def fire(job: JobConfig, event: str, **fields) -> None:
         return
     ctx = HookContext(event, job.name, job.params, **fields)
     try:
-        getattr(spec, event)(ctx)
+        with safe_stdout():  # what the hook prints reaches a terminal escaped
+            getattr(spec, event)(ctx)
     except Exception as e:
         where = ctx.where()
         raise JobFailed(

@@ -19,6 +19,7 @@ from pipeline.datastore.metadata import list_kinds, list_namespaces
 from pipeline.datastore.queries import key_range_query, value_query
 from pipeline.errors import QueryError, UsageError
 from pipeline.graph.restore import location_files
+from pipeline.sinks.files.undo import check_files as check_undo_files
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def _check_undo_log(run: RunConfig) -> list:
         raise UsageError(f"no undo log at {location}: give the undo_log a run's summary names "
                          "(OUTPUT/JOB/runs/RUN/undo), or a backup's OUTPUT/backup_entities/"
                          "namespaces")
+    check_undo_files(files)  # local files: their first lines are undo records
     log.info("undo log %s: %d file(s)", location, len(files))
     return []
 

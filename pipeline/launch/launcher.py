@@ -21,6 +21,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import create_runner
 
+from pipeline.core import terminal
 from pipeline.core.summary import format_summary
 from pipeline.errors import MapperError, UsageError
 from pipeline.graph.build import build
@@ -36,6 +37,7 @@ from pipeline.launch.messages import (
     error,
     failure_message,
     say,
+    show,
 )
 from pipeline.launch.progress import watching
 from pipeline.launch.records_sink import check_records_have_a_sink
@@ -166,7 +168,7 @@ def wait_for_remote(result, run, runner: str, **kw) -> int:
     """--wait: the job's progress lines from its metrics until it ends, then its summary
     (``kw``: RemoteWait's clock and sleep, for tests)."""
     waiter = RemoteWait(result, run.job.metrics_namespace,
-                        lambda line: print(line, file=sys.stderr, flush=True),
+                        lambda line: say(terminal.escape(line)),  # one line each
                         every=run.read.progress_seconds,
                         write_mode=run.write.mode if run.write.enabled else None, **kw)
     say(f"launched on {runner}; waiting for the job to end (Ctrl-C stops waiting, not the job)")
@@ -182,9 +184,10 @@ def wait_for_remote(result, run, runner: str, **kw) -> int:
         return EXIT_FAILED
     summary = _read_summary(run.output.summary_path)
     if summary is not None:
-        print(format_summary(summary))
-        print(f"summary {run.output.summary_path}"
-              + (f"; report {run.output.report_path}" if run.output.report_path else ""))
+        show(format_summary(summary))
+        show(terminal.escape(f"summary {run.output.summary_path}"
+                             + (f"; report {run.output.report_path}"
+                                if run.output.report_path else "")))
     return EXIT_OK
 
 
@@ -265,6 +268,7 @@ def _run_locally(options, run, bigquery, held) -> int:
         p = beam.Pipeline(options=options)
         build(p, run, bigquery)
         with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted(), \
+                contextlib.redirect_stdout(terminal.TerminalSafeStream(sys.stdout)), \
                 _fail_when_a_worker_dies(), watching(
                     run.output.progress_dir, every, run.job.name, started,
                     run.write.mode if run.write.enabled else None):
@@ -307,8 +311,8 @@ def _run_locally(options, run, bigquery, held) -> int:
         if summary_path and os.path.exists(summary_path):
             with open(summary_path, encoding="utf-8") as f:
                 summary = json.load(f)
-            print(format_summary(summary))
-            print(where_line(summary, summary_path, run.output.report_path))
+            show(format_summary(summary))
+            show(terminal.escape(where_line(summary, summary_path, run.output.report_path)))
     finally:
         rundir.remove()
     return EXIT_OK

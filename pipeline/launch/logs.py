@@ -39,6 +39,7 @@ import threading
 import traceback
 from typing import Iterator, Optional
 
+from pipeline.core import terminal
 from pipeline.core.summary import PRINTED_BY_THE_CLI
 
 LEVEL_ENV = "DATASTORE_MAPPER_LOG_LEVEL"
@@ -158,24 +159,45 @@ def redact(text) -> str:
     return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
 
 
+def terminal_message(record: logging.LogRecord) -> str:
+    """The record's message, terminal-safe (``pipeline.core.terminal``): its arguments are data,
+    so their control characters (line feeds included) are escaped; the format is ours, so a
+    line feed in it stays. A record of the summary (``PRINTED_BY_THE_CLI``) carries text that
+    ``format_summary`` escaped already: only its lines are kept."""
+    fmt = record.msg if isinstance(record.msg, str) else str(record.msg)
+    if getattr(record, PRINTED_BY_THE_CLI, False):
+        return terminal.escape_lines(record.getMessage())
+    if "\n" not in fmt or not record.args:
+        text = record.getMessage()
+        return terminal.escape(text) if "\n" not in fmt else terminal.escape_lines(text)
+    args = record.args
+    if isinstance(args, dict):
+        args = {k: terminal.escape(v) if isinstance(v, str) else v for k, v in args.items()}
+    else:
+        args = tuple(terminal.escape(a) if isinstance(a, str) else a for a in args)
+    return terminal.escape_lines(fmt % args)
+
+
 class RedactingFilter(logging.Filter):
     """Installed on handlers: every record leaves with its secrets redacted (message and
-    arguments, formatted once; an exception's traceback; a stack)."""
+    arguments, formatted once; an exception's traceback; a stack), and terminal-safe: the
+    data in it with its control characters escaped (``terminal_message``)."""
 
     _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
-            message = record.getMessage()
+            message = terminal_message(record)
         except Exception:  # arguments that do not fit the format: keep both, redacted
-            message = f"{record.msg} {record.args!r}" if record.args else str(record.msg)
+            message = terminal.escape(f"{record.msg} {record.args!r}" if record.args
+                                      else str(record.msg))
         record.msg, record.args = redact(message), ()
         if record.exc_info and not record.exc_text:
             record.exc_text = self._formatter.formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = terminal.escape_lines(redact(record.exc_text))
         if record.stack_info:
-            record.stack_info = redact(record.stack_info)
+            record.stack_info = terminal.escape_lines(redact(record.stack_info))
         return True
 
 

@@ -116,15 +116,67 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
 
 
+def _escaped(text: str) -> list:
+    """``text`` as (character, escaped) pairs: a backslash before a comma, a backslash or a
+    space (or another whitespace character) makes that character plain text; any other
+    backslash is itself."""
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text) and (text[i + 1] in ",\\" or text[i + 1].isspace()):
+            out.append((text[i + 1], True))
+            i += 2
+        else:
+            out.append((c, False))
+            i += 1
+    return out
+
+
+def _strip(chars: list) -> str:
+    """The text of (character, escaped) pairs, without the unescaped whitespace at its ends."""
+    start, end = 0, len(chars)
+    while start < end and not chars[start][1] and chars[start][0].isspace():
+        start += 1
+    while end > start and not chars[end - 1][1] and chars[end - 1][0].isspace():
+        end -= 1
+    return "".join(c for c, _ in chars[start:end])
+
+
 def key_value_list(text: str) -> list:
-    """k=v,k2=v2 -> [(k, v), (k2, v2)]."""
+    """k=v,k2=v2 -> [(k, v), (k2, v2)]. ``\\,`` is a comma inside a value, ``\\\\`` a
+    backslash, ``\\ `` a space kept at a value's end (``quote_param`` writes a value so);
+    any other backslash is itself; the whitespace around names and values is dropped."""
+    items, item = [], []
+    for c, escaped in _escaped(text):
+        if c == "," and not escaped:
+            items.append(item)
+            item = []
+        else:
+            item.append((c, escaped))
+    items.append(item)
     pairs = []
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise argparse.ArgumentTypeError(f"{item!r} is not NAME=VALUE")
-        pairs.append((key.strip(), value.strip()))
+    for chars in items:
+        if not _strip(chars):
+            continue
+        eq = next((i for i, (c, escaped) in enumerate(chars) if c == "=" and not escaped), None)
+        key = _strip(chars[:eq]) if eq is not None else ""
+        if eq is None or not key:
+            raise argparse.ArgumentTypeError(
+                f"{_strip(chars)!r} is not NAME=VALUE (a comma inside a value is written \\,)")
+        pairs.append((key, _strip(chars[eq + 1:])))
     return pairs
+
+
+def quote_param(value: str) -> str:
+    """A value as ``--params`` reads it back exactly (``key_value_list``): its backslashes,
+    commas and the whitespace at its ends escaped with a backslash."""
+    text = value.replace("\\", "\\\\").replace(",", "\\,")
+    body = text.strip()
+    if body == text:
+        return text
+    lead = len(text) - len(text.lstrip())
+    head, tail = text[:lead], text[lead + len(body):]
+    return "".join("\\" + c for c in head) + body + "".join("\\" + c for c in tail)
 
 
 def name_list(text: str) -> list:
@@ -186,7 +238,8 @@ def add_mapper_arguments(parser) -> None:
     g.add_argument("--job_module", action="append", default=[],
                    help="import this module first, to register its jobs (repeatable)")
     g.add_argument("--params", action="append", type=key_value_list, default=[],
-                   help="the job's parameters as NAME=VALUE[,NAME=VALUE...] (repeatable)")
+                   help="the job's parameters as NAME=VALUE[,NAME=VALUE...] (repeatable); in a "
+                        "value \\, is a comma and \\\\ a backslash")
     g.add_argument("--namespaces", type=name_list, default=None,
                    help="comma-separated namespaces to read, overriding the job's query; "
                    "__default__ is the default namespace (default: the job's choice, "

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Callable, Iterator, Optional
 
+from pipeline.core import terminal
 from pipeline.core.progress import (
     ProgressState,
     Snapshot,
@@ -118,7 +119,7 @@ class LiveView:
     def show(self, snap: Snapshot, now: float) -> None:
         total = snap.estimated if not snap.finished else snap.entities
         self.progress.update(self.task, completed=snap.entities, total=total,
-                             counts=live_counts(snap))
+                             counts=terminal.escape(live_counts(snap)))
 
     def close(self, snap: Optional[Snapshot]) -> None:
         if snap is not None:
@@ -194,7 +195,7 @@ def choose_view(stream, every: float, title: str):
         return None
     if _is_terminal(stream) and os.environ.get("TERM") != "dumb":
         return LiveView(stream, title)
-    return PlainView(lambda line: print(line, file=stream, flush=True), every)
+    return PlainView(lambda line: print(terminal.escape(line), file=stream, flush=True), every)
 
 
 def _is_terminal(stream) -> bool:

@@ -34,7 +34,7 @@ from pipeline.core.retry import RetryPolicy
 from pipeline.errors import JobFailed, MapperError, UsageError
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.command_line import project_and_job
-from pipeline.launch.options import parse_read_time
+from pipeline.launch.options import parse_read_time, quote_param
 from pipeline.sinks.files.layout import (
     CHANGES_FILE,
     DEAD_LETTER_FILE,
@@ -191,8 +191,9 @@ def restore_command(argv: Sequence[str], undo_dir: str) -> str:
     against the same project, database, emulator and output (the job's own options dropped)."""
     kept = _without(argv, ("--job", "--params", "--writes", "--namespaces", "--output_mode",
                            "--job_module", "--changes_sample"))
+    # the path as --params reads it back (a comma escaped), then the whole quoted for a shell
     return shlex.join(["python", "-m", "pipeline", "--job", "restore_entities", "--params",
-                       f"from={undo_dir}", *kept, "--writes=transactional"])
+                       f"from={quote_param(undo_dir)}", *kept, "--writes=transactional"])
 
 
 def apply_command(argv: Sequence[str]) -> str:

@@ -19,9 +19,11 @@ against an **allow-list** before it imports anything (no job module, no Beam), a
   ``--sdk_location``, plugins, environment type/config, endpoint overrides, the pickle
   library, ...), experiments and service options that name an image, a package, an endpoint,
   ... (:data:`CODE_WORDS`), and any option it does not know (abbreviations are not options);
-- accepts ``--output`` and ``--dead_letter`` (alias ``--bigquery_dead_letter``) only as
-  ``gs://BUCKET/...`` paths without ``..`` (anywhere), ``.`` segments, backslashes or control
-  characters (a dead letter must name a file: not ending with ``/``);
+- accepts every location only as a ``gs://BUCKET/...`` path without ``..`` (anywhere), ``.``
+  segments, backslashes or control characters: ``--output``, ``--dead_letter`` (alias
+  ``--bigquery_dead_letter``; a file: not ending with ``/``), ``--temp_location``,
+  ``--staging_location``, ``--template_location`` and the job's path parameters
+  (``JobSpec.path_parameters``: ``restore_entities``' ``from``);
 - refuses ``--job_module`` and ``module:Class`` job names: a console user must not make
   the launcher import arbitrary modules. Only jobs registered by the modules baked into
   the image run: ``jobs`` (always) and those listed in ``$MAPPER_JOBS_MODULES``
@@ -49,8 +51,9 @@ import sys
 from typing import Optional, Sequence
 
 from pipeline.api.registry import known_jobs, load_modules
+from pipeline.core.terminal import escape
 from pipeline.launch.logs import redact
-from pipeline.launch.options import add_mapper_arguments
+from pipeline.launch.options import add_mapper_arguments, key_value_list
 
 JOB_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 JOBS_MODULES_ENV = "MAPPER_JOBS_MODULES"
@@ -167,9 +170,14 @@ CODE_WORDS = ("jar", "image", "container", "package", "sdk_location", "setup_fil
 _LIST_OPTIONS = ("experiments", "experiment", "dataflow_service_options",
                  "dataflow_service_option")
 
-#: ``--output`` and ``--dead_letter``: Cloud Storage only (bucket as metadata.json has it).
+#: Every option that names a place: Cloud Storage only (bucket as metadata.json has it), for
+#: on the launcher VM a local path means nothing (or the VM's own disk); with what it names.
 _GCS = re.compile(r"gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?P<path>/.*)?", re.S)
-_PATH_OPTIONS = {"output": "directory", "dead_letter": "file", "bigquery_dead_letter": "file"}
+_PATH_OPTIONS = {"output": "directory", "dead_letter": "file", "bigquery_dead_letter": "file",
+                 "temp_location": "directory", "staging_location": "directory",
+                 "template_location": "file"}
+_EXAMPLES = {"directory": "gs://BUCKET[/PATH]", "file": "gs://BUCKET/PATH/FILE",
+             "location": "gs://BUCKET/PATH"}
 
 
 class TemplateRefused(Exception):
@@ -281,6 +289,33 @@ def _path_problem(value: str, kind: str) -> Optional[str]:
     return None
 
 
+def _check_path(given: str, value: str, kind: str) -> None:
+    """A location (``given``: as the message shows it) must be on Cloud Storage."""
+    problem = _path_problem(value, kind)
+    if problem:
+        what = "path" if kind == "location" else kind
+        raise TemplateRefused(
+            f"{given} is not accepted by the template ({problem}): use a Cloud Storage {what} "
+            f"{_EXAMPLES[kind]}, with no '..', '.' segment, backslash or control character")
+
+
+def _check_path_parameters(job_cls, params: list) -> None:
+    """The job's path parameters (``restore_entities``' ``from``), wherever they are in the
+    ``--params`` given, are Cloud Storage paths."""
+    names = tuple(getattr(job_cls, "path_parameters", ()))
+    if not names:
+        return
+    for text in params:
+        try:
+            pairs = key_value_list(text or "")
+        except argparse.ArgumentTypeError as e:
+            raise TemplateRefused(f"--params={_shown(text)}: {e}") from None
+        for key, value in pairs:
+            if key in names:
+                _check_path(f"--params {key}={_shown(value)} (job {job_cls.name}'s {key})",
+                            value, "location")
+
+
 def _check_value(name: str, value: Optional[str], environ) -> None:
     if name in INJECTED:
         expected, why = INJECTED[name]
@@ -293,14 +328,7 @@ def _check_value(name: str, value: Optional[str], environ) -> None:
             raise TemplateRefused(f"--{name}={_shown(value)} is not accepted by the template: "
                                   f"{why}; {only} is")
     elif name in _PATH_OPTIONS:
-        problem = _path_problem(value or "", _PATH_OPTIONS[name])
-        if problem:
-            example = ("gs://BUCKET/PATH/FILE.jsonl" if _PATH_OPTIONS[name] == "file"
-                       else "gs://BUCKET[/PATH]")
-            raise TemplateRefused(
-                f"--{name}={_shown(value)} is not accepted by the template ({problem}): use a "
-                f"Cloud Storage {_PATH_OPTIONS[name]} {example}, with no '..', '.' segment, "
-                "backslash or control character")
+        _check_path(f"--{name}={_shown(value)}", value or "", _PATH_OPTIONS[name])
     elif name in _LIST_OPTIONS:
         for item in (value or "").split(","):
             key = item.split("=", 1)[0].strip().lower()
@@ -336,10 +364,13 @@ def template_argv(argv: Sequence[str], environ=None) -> list[str]:
     environ = os.environ if environ is None else environ
     argv = list(argv)
     job = None
+    params = []
     for name, value in _split(argv):
         _check_value(name, value, environ)
         if name == "job":
             job = value
+        elif name == "params":
+            params.append(value)
     if not job:
         raise TemplateRefused("the 'job' parameter is required: a registered job name such as "
                               "count_keys")
@@ -351,6 +382,7 @@ def template_argv(argv: Sequence[str], environ=None) -> list[str]:
     if job not in known_jobs():
         raise TemplateRefused(f"unknown job {job!r}; registered jobs in this template: "
                               f"{', '.join(known_jobs()) or '(none)'}")
+    _check_path_parameters(known_jobs()[job], params)
     if not _has_option(argv, "runner"):
         argv = ["--runner=DataflowRunner", *argv]
     worker_image = environ.get(WORKER_IMAGE_ENV, "").strip()
@@ -366,10 +398,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = template_argv(argv)
     except TemplateRefused as e:
-        print(redact(f"error: {e}"), file=sys.stderr)
+        print(escape(redact(f"error: {e}")), file=sys.stderr)
         return 2
     except Exception as e:  # e.g. a baked module that fails to import
-        print(redact(f"error: {type(e).__name__}: {e}"), file=sys.stderr)
+        print(escape(redact(f"error: {type(e).__name__}: {e}")), file=sys.stderr)
         return 2
     # Imported here, after the checks: the CLI imports Beam, which keeps Beam (and anything a
     # refused option could have loaded through it) off the refusal path.

@@ -68,8 +68,9 @@ def test_the_template_launcher_accepts_exactly_the_parameters():
 
 SAMPLES = {  # name: (values the console accepts, values it refuses)
     "job": (["count_keys", "export_keys", "a1_b"], ["", "count-keys", "Count", "jobs:X", "a b", "os.path:x"]),
-    "params": (["kind=Order", "kind=Order,property=status", "from=2026-11-01,to=2026-11-02", "q=a=b"],
-               ["kind", "=x", "kind=Order,", ",kind=Order", "a=1,,b=2"]),
+    "params": (["kind=Order", "kind=Order,property=status", "from=2026-11-01,to=2026-11-02", "q=a=b",
+                "from=gs://b/a\\,b/undo", "from=gs://b/a\\,b,x=1", "p=a\\\\b", "p=C:\\temp"],
+               ["kind", "=x", "kind=Order,", ",kind=Order", "a=1,,b=2", "from=gs://b/a,b/undo"]),
     "namespaces": (["acme", "acme,__default__", "a.b-c_d"], ["", "a,,b", "a b", ",a"]),
     "shards": (["1", "8", "64"], ["0", "-1", "1.5", "x", "08"]),
     "oversampling": (["32"], ["0", "x"]),

@@ -402,3 +402,56 @@ def test_the_image_injects_only_what_the_template_accepts():
     for name in ("FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE", "FLEX_TEMPLATE_PYTHON_EXTRA_PACKAGES",
                  "FLEX_TEMPLATE_PYTHON_PY_OPTIONS"):
         assert name not in text
+
+
+# --- locations: Cloud Storage only (issue 22, point 8) --------------------------------------------
+
+@pytest.mark.parametrize("extra, words", [
+    (["--temp_location=/tmp/t"], "--temp_location=/tmp/t is not accepted by the template (not a "
+                                 "Cloud Storage path): use a Cloud Storage directory gs://BUCKET"),
+    (["--temp_location", "tmp"], "--temp_location=tmp is not accepted"),
+    (["--staging_location=/tmp/staging"], "--staging_location=/tmp/staging is not accepted by the "
+                                          "template (not a Cloud Storage path)"),
+    (["--staging_location=file:///tmp/staging"], "--staging_location=file:///tmp/staging is not"),
+    (["--template_location=/tmp/job_object"], "--template_location=/tmp/job_object is not "
+                                              "accepted by the template (not a Cloud Storage"),
+    (["--template_location=gs://my-bucket/dir/"], "--template_location=gs://my-bucket/dir/ is not "
+                                                  "accepted by the template (not a file)"),
+    (["--temp_location=gs://my-bucket/../tmp"], "(it holds '..' or a '.' segment)"),
+])
+def test_template_refuses_local_locations(extra, words, launcher_env, capsys):
+    assert template_main([*GOOGLE_ARGV, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert words in err and "Traceback" not in err
+
+
+RESTORE = [a for a in GOOGLE_ARGV if not a.startswith(("--job=", "--params="))]
+
+
+@pytest.mark.parametrize("params, words", [
+    (["--params=from=/tmp/undo"], "--params from=/tmp/undo (job restore_entities's from) is "
+                                  "not accepted by the template (not a Cloud Storage path): use "
+                                  "a Cloud Storage path gs://BUCKET/PATH"),
+    (["--params", "from=undo"], "--params from=undo (job restore_entities's from)"),
+    (["--params=from=gs://my-bucket/runs/r/undo", "--params=from=./undo"],
+     "--params from=./undo"),
+    (["--params=from=gs://my-bucket/a\\,b/../undo"], "(it holds '..' or a '.' segment)"),
+    (["--params=from=file:///tmp/undo"], "not a Cloud Storage path"),
+])
+def test_template_refuses_a_local_restore_source(params, words, launcher_env, capsys):
+    assert template_main([*RESTORE, "--job=restore_entities", *params]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert words in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--job=restore_entities", "--params=from=gs://my-bucket/set_property/runs/r1/undo"],
+    ["--job=restore_entities", "--params=from=gs://my-bucket/a\\,b/backup_entities/namespaces"],
+    ["--job=rename_property", "--params=from=category,to=section"],  # not a path: a property
+])
+def test_template_accepts_cloud_storage_sources_and_other_jobs_from(argv):
+    env = {"FLEX_TEMPLATE_PYTHON_SETUP_FILE": SETUP}
+    assert template_argv([*RESTORE, *argv], environ=env) == \
+        ["--runner=DataflowRunner", *RESTORE, *argv]
