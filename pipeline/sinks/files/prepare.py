@@ -30,6 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.config import RunConfig
 from pipeline.core.deadletters import identity
+from pipeline.core.terminal import escape as safe
 from pipeline.errors import UsageError
 from pipeline.sinks.files import deadletters, lease, ownership
 from pipeline.sinks.files.durable import write_whole
@@ -48,10 +49,6 @@ from pipeline.sinks.files.layout import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def safe(text: str) -> str:  # placeholder until the terminal-safe printer lands
-    return str(text)
 
 
 @dataclasses.dataclass(frozen=True)
