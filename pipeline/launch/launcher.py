@@ -21,6 +21,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import create_runner
 
+from pipeline.core.retry import LaunchRetry
 from pipeline.core.summary import format_summary
 from pipeline.errors import MapperError, UsageError
 from pipeline.graph.build import build
@@ -119,9 +120,10 @@ def launch(argv: Sequence[str]) -> int:
         check_records_have_a_sink(run, m.bigquery_table)
         plan = plan_output(run, m.output_mode)  # decides only: nothing is written yet
         run = plan.run
-        namespaces = (check_before_launch(run, m.allow_empty_kind) if m.launch_checks
-                      else None)
-        bigquery = prepare_bigquery(run, m, namespaces)
+        datastore = LaunchRetry(run.read.retry)  # Datastore's retries in this launch
+        namespaces = (check_before_launch(run, m.allow_empty_kind, datastore)
+                      if m.launch_checks else None)
+        bigquery = prepare_bigquery(run, m, namespaces, datastore)
         held = take_output(plan, local=local)  # the last check: nothing under OUTPUT before it
     except (MapperError, KeyboardInterrupt) as e:
         if held is not None:
