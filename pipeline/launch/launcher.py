@@ -281,8 +281,6 @@ def _run_locally(options, run, bigquery, held) -> int:
             + (f"; {note}" if note else ""))
         return EXIT_INTERRUPTED
     except Exception as e:  # a runner wraps errors raised on workers
-        if isinstance(e, WorkerDied):
-            processes.stop(processes.descendants(os.getpid()))
         note = _finish_failed(run)
         msg = worker_death_message(e, worker_log) or failure_message(e)
         if msg is None:
@@ -360,6 +358,28 @@ def _fail_when_a_worker_dies():
         logs.on_worker_exit(None)
         # a late signal finds a handler that does nothing (SIGUSR1's default would kill us)
         signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+        if died:
+            _stop_the_other_workers()
+
+
+#: Beam's threads in this process that watch a local worker process (``worker_handlers``): each
+#: ends with an exception, and its traceback, when its worker dies or is stopped.
+_WORKER_WATCHERS = ("run_worker", "beam_control_read")
+#: How long to wait for them once the workers are stopped.
+WATCHERS_GRACE = 10.0
+
+
+def _stop_the_other_workers() -> None:
+    """After a worker died: stop the others, and wait for Beam's threads that watched them to
+    end, while ``logs.worker_stderr_to`` still holds (it runs around this): their tracebacks
+    ("Worker subprocess exited with return code -15", a control stream's ``RpcError``) go to
+    the workers' log. Stopped after it, they reached the terminal before the one line
+    (``test_a_worker_killed_mid_run_gives_one_line_naming_the_step``, under load)."""
+    processes.stop(processes.descendants(os.getpid()))
+    deadline = time.monotonic() + WATCHERS_GRACE
+    for t in threading.enumerate():
+        if t.name in _WORKER_WATCHERS and t is not threading.current_thread():
+            t.join(max(0.0, deadline - time.monotonic()))
 
 
 @contextlib.contextmanager
