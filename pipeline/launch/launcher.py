@@ -351,15 +351,19 @@ def _fail_when_a_worker_dies():
 
     signal.signal(signal.SIGUSR1, on_signal)
     logs.on_worker_exit(on_exit)
+    failed = False
     try:
         yield
+    except BaseException:
+        failed = True
+        raise
     finally:
         active[0] = False
         logs.on_worker_exit(None)
         # a late signal finds a handler that does nothing (SIGUSR1's default would kill us)
         signal.signal(signal.SIGUSR1, lambda signum, frame: None)
-        if died:
-            _stop_the_other_workers()
+        if died or failed:
+            _stop_the_workers()
 
 
 #: Beam's threads in this process that watch a local worker process (``worker_handlers``): each
@@ -369,13 +373,14 @@ _WORKER_WATCHERS = ("run_worker", "beam_control_read")
 WATCHERS_GRACE = 10.0
 
 
-def _stop_the_other_workers() -> None:
-    """After a worker died: stop the others, and wait for Beam's threads that watched them to
-    end, while ``logs.worker_stderr_to`` still holds (it runs around this): their tracebacks
-    ("Worker subprocess exited with return code -15", a control stream's ``RpcError``) go to
-    the workers' log. Stopped after it, they reached the terminal before the one line
-    (``test_a_worker_killed_mid_run_gives_one_line_naming_the_step``, under load)."""
-    processes.stop(processes.descendants(os.getpid()))
+def _stop_the_workers() -> None:
+    """After a worker died, or the run failed: stop the local workers left, and wait for Beam's
+    threads that watched them to end, while ``logs.worker_stderr_to`` still holds (it runs
+    around this): their tracebacks ("Worker subprocess exited with return code -15" or -9, a
+    control stream's ``RpcError``) go to the workers' log. Stopped after it (or, when Beam
+    noticed the dead worker first, left to die after it), they reached the terminal before the
+    one line (``test_a_worker_killed_mid_run_gives_one_line_naming_the_step``, under load)."""
+    processes.stop(processes.beam_workers(os.getpid()))
     deadline = time.monotonic() + WATCHERS_GRACE
     for t in threading.enumerate():
         if t.name in _WORKER_WATCHERS and t is not threading.current_thread():
