@@ -150,11 +150,13 @@ def _closed_port() -> int:
     (None, "connection refused"),  # a closed port on 127.0.0.1
     ("no-such-host.invalid:8081", "unknown host"),
 ])
-def test_a_refused_connection_or_an_unknown_host_fails_at_once(seeded, tmp_path, caplog, host,
-                                                               why):
+def test_a_refused_connection_or_an_unknown_host_fails_at_once(seeded, tmp_path, caplog,
+                                                               monkeypatch, host, why):
     """A misconfiguration: one line, exit 2, not one retry (the run's deadline, 300 s by
     default, and the launch's 20 s cap do not apply)."""
     host = host or f"127.0.0.1:{_closed_port()}"
+    # --emulator_host is exported to the process (workers inherit it): restored after the test.
+    monkeypatch.setenv("DATASTORE_EMULATOR_HOST", host)
     result = run_mapper("export_keys", [*SMALL, "--emulator_host", host],
                         output=str(tmp_path / "out"), runner=IN_PROCESS)
     assert result.code == 2, result.stderr[-3000:]
