@@ -9,6 +9,8 @@ and the BigQuery sink apply them with google-api-core's ``Retry``.
 from __future__ import annotations
 
 import dataclasses
+import socket
+from typing import Callable, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +25,8 @@ class RetryPolicy:
         return dataclasses.replace(self, deadline=deadline)
 
 
-#: The checks made before anything is read answer within seconds, not minutes.
+#: The checks made before anything is read answer within seconds, not minutes (until the
+#: service has answered once: see ``LaunchRetry``).
 LAUNCH_RETRY = RetryPolicy(initial=0.25, maximum=4.0, deadline=20.0, rpc_timeout=8.0)
 
 
@@ -33,3 +36,68 @@ def for_launch(policy: RetryPolicy) -> RetryPolicy:
     return dataclasses.replace(LAUNCH_RETRY,
                                deadline=min(LAUNCH_RETRY.deadline, policy.deadline),
                                rpc_timeout=min(LAUNCH_RETRY.rpc_timeout, policy.rpc_timeout))
+
+
+#: What a refused connection or an unknown host says, in gRPC's UNAVAILABLE details ("failed to
+#: connect to all addresses; ... Connection refused", "errors resolving HOST: ... Domain name not
+#: found", "DNS resolution failed") and in requests' / urllib3's messages ("[Errno 111] Connection
+#: refused", "Failed to resolve 'HOST' ([Errno -2] Name or service not known)"). A reset, a
+#: closed socket or a time-out says none of these.
+_REFUSED = ("connection refused",)
+_UNKNOWN_HOST = ("errors resolving", "dns resolution failed", "domain name not found",
+                 "name or service not known", "nodename nor servname", "failed to resolve",
+                 "no address associated with hostname", "temporary failure in name resolution",
+                 "address lookup failed", "getaddrinfo")
+
+
+def misconfigured(err: BaseException) -> Optional[str]:
+    """``"connection refused"`` or ``"unknown host"`` when ``err`` (or an error it wraps: its
+    cause, context, arguments, ``reason``, ``errors``) says so; None for any other failure."""
+    todo, seen = [err], set()
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, socket.gaierror):
+            return "unknown host"
+        text = str(e).lower()
+        if any(m in text for m in _REFUSED):
+            return "connection refused"
+        if any(m in text for m in _UNKNOWN_HOST):
+            return "unknown host"
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args,
+                 *(getattr(e, "errors", None) or ())]
+    return None
+
+
+class LaunchRetry:
+    """One service's retries during one launch (its checks run one after another).
+
+    Until the service has answered once in this launch, a refused connection or an unknown host
+    is a misconfiguration: not retried at all (one line at once); any other transient error gets
+    ``for_launch``'s short policy. Once it has answered, the address is right: a reset, a
+    time-out or a refusal is a transient fault of a service that works, and gets the run's own
+    deadline (``--datastore_deadline``, ``--bigquery_deadline``), with the launch's short backoff
+    and per-call timeout."""
+
+    def __init__(self, run_policy: RetryPolicy):
+        self.run_policy = run_policy
+        self.answered = False
+
+    def policy(self) -> RetryPolicy:
+        """The policy of a call starting now."""
+        short = for_launch(self.run_policy)
+        return dataclasses.replace(short, deadline=self.run_policy.deadline) if self.answered \
+            else short
+
+    def retries(self, transient: Callable[[BaseException], bool]
+                ) -> Callable[[BaseException], bool]:
+        """The retry predicate: ``transient``, without a misconfiguration before an answer."""
+        return lambda err: transient(err) and (self.answered or misconfigured(err) is None)
+
+    def refused(self, err: BaseException) -> Optional[str]:
+        """Why ``err`` ends the launch at once (a misconfiguration before any answer), or None."""
+        return None if self.answered else misconfigured(err)

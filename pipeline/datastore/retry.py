@@ -27,7 +27,7 @@ from google.api_core.retry import (
     retry_target_stream,
 )
 
-from pipeline.core.retry import RetryPolicy
+from pipeline.core.retry import LaunchRetry, RetryPolicy
 from pipeline.errors import MapperError
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,11 @@ NO_CLIENT_RETRY = Retry(predicate=lambda exc: False, timeout=None)
 
 class DatastoreUnavailable(MapperError):
     """Datastore kept failing transiently (or stayed silent) for the whole deadline."""
+
+
+class DatastoreUnreachable(MapperError):
+    """At launch, before Datastore answered once: the connection was refused or the host is
+    unknown (a misconfiguration: not retried)."""
 
 
 def is_transient(err: BaseException) -> bool:
@@ -98,11 +103,33 @@ class _Attempts:
 
 
 def call(fn: Callable[[], T], what: str, policy: RetryPolicy = RetryPolicy(),
-         on_retry: Optional[Callable[[Exception], None]] = None, where: str = "Datastore") -> T:
-    """``fn()``, retrying transient errors under ``policy``."""
+         on_retry: Optional[Callable[[Exception], None]] = None, where: str = "Datastore",
+         predicate: Callable[[BaseException], bool] = is_transient) -> T:
+    """``fn()``, retrying transient errors (``predicate``) under ``policy``."""
     a = _Attempts(what, where, policy, on_retry)
-    return retry_target(fn, is_transient, a.sleeps(), timeout=policy.deadline,
+    return retry_target(fn, predicate, a.sleeps(), timeout=policy.deadline,
                         on_error=a.on_error, exception_factory=a.final_error)
+
+
+def launch_call(fn: Callable[[RetryPolicy], T], what: str, launch: LaunchRetry,
+                where: str = "Datastore") -> T:
+    """A launch check's call, ``fn(policy)``, under ``launch`` (``LaunchRetry``): before
+    Datastore has answered once in this launch, a refused connection or an unknown host raises
+    ``DatastoreUnreachable`` at once and other transient errors are retried for the launch's
+    short deadline; once it has answered, for the run's own (``--datastore_deadline``)."""
+    policy = launch.policy()
+    try:
+        result = call(lambda: fn(policy), what, policy, where=where,
+                      predicate=launch.retries(is_transient))
+    except gexc.GoogleAPICallError as e:
+        why = launch.refused(e) if is_transient(e) else None
+        if why is not None:
+            raise DatastoreUnreachable(f"{what}: {where}: {why} ({_short(e)})") from None
+        if not is_transient(e):
+            launch.answered = True  # an answer, if an error (the caller explains it)
+        raise
+    launch.answered = True
+    return result
 
 
 def stream(gen: Callable[[], Iterable[T]], what: str, policy: RetryPolicy = RetryPolicy(),

@@ -11,7 +11,7 @@ from google.api_core import exceptions as gexc
 from pipeline.config import DatastoreTarget, RunConfig
 from pipeline.core.keyrange import KeyRange
 from pipeline.core.namespaces import require_namespaces
-from pipeline.core.retry import for_launch
+from pipeline.core.retry import LaunchRetry
 from pipeline.datastore import retry
 from pipeline.datastore.client import EMULATOR_ENV, client, fetch
 from pipeline.datastore.errors import explain, missing_indexes
@@ -29,14 +29,16 @@ log = logging.getLogger(__name__)
 KIND_LISTING_NAMESPACES = 50
 
 
-def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[str]:
+def check_before_launch(run: RunConfig, allow_empty_kind: bool = False,
+                        launch: Optional[LaunchRetry] = None) -> list[str]:
     """Listed namespaces exist, every listed kind has entities in some namespace read (any kind,
     for ALL_KINDS), and the queries the run will make are accepted (indexes, each kind's).
-    Returns the namespaces."""
+    Returns the namespaces. ``launch``: Datastore's retries in this launch (a new one if None)."""
     read = run.read
     c = client(read.target)
     rq = read.query
-    existing = reachable_namespaces(c, run)
+    launch = launch if launch is not None else LaunchRetry(read.retry)
+    existing = reachable_namespaces(c, run, launch)
     if run.job.spec.reads_undo_log:
         return _check_undo_log(run)
     if rq.namespaces is not None:
@@ -52,10 +54,10 @@ def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[
     if resumed and not to_read:
         return namespaces  # a resumed run with nothing left to read: nothing to check
     if rq.kinds is not None:
-        found = _find_listed_kinds(c, run, to_read)
+        found = _find_listed_kinds(c, run, launch, to_read)
         missing = [k for k in rq.kinds if k not in found]
     else:
-        found = _find_any_kinds(c, run, to_read)
+        found = _find_any_kinds(c, run, launch, to_read)
         missing = [] if found else ["*"]
     if missing:
         where = "the selected namespaces" if rq.namespaces is not None else "any namespace"
@@ -64,7 +66,8 @@ def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[
         else:
             sample = namespaces[:5]
             kinds = sorted({k for ns in sample
-                            for k in _launch_call(run, lambda policy: list_kinds(c, ns, policy),
+                            for k in _launch_call(run, launch,
+                                                  lambda policy: list_kinds(c, ns, policy),
                                                   "listing kinds", ns)})
             raise UsageError(
                 f"{_kinds_label(missing)} {'has' if len(missing) == 1 else 'have'} no entities "
@@ -72,7 +75,7 @@ def check_before_launch(run: RunConfig, allow_empty_kind: bool = False) -> list[
                 "--allow_empty_kind=true to run anyway)")
         if not found:
             return namespaces
-    _probe_queries(c, run, found)
+    _probe_queries(c, run, launch, found)
     return namespaces
 
 
@@ -101,7 +104,7 @@ def _kinds_label(kinds: list) -> str:
     return "kinds " + ", ".join(repr(k) for k in kinds)
 
 
-def _find_listed_kinds(c, run: RunConfig, namespaces: list) -> dict:
+def _find_listed_kinds(c, run: RunConfig, launch: LaunchRetry, namespaces: list) -> dict:
     """kind -> the first namespace holding one of its entities."""
     read = run.read
     found: dict = {}
@@ -109,7 +112,7 @@ def _find_listed_kinds(c, run: RunConfig, namespaces: list) -> dict:
         for ns in namespaces:
             q = c.query(kind=kind, namespace=ns or None)
             q.keys_only()
-            if _launch_call(run, lambda policy: list(fetch(q, policy, limit=1,
+            if _launch_call(run, launch, lambda policy: list(fetch(q, policy, limit=1,
                                                     read_time=read.read_time)),
                             f"looking for {kind} entities", ns, kind):
                 found[kind] = ns
@@ -117,12 +120,13 @@ def _find_listed_kinds(c, run: RunConfig, namespaces: list) -> dict:
     return found
 
 
-def _find_any_kinds(c, run: RunConfig, namespaces: list) -> dict:
+def _find_any_kinds(c, run: RunConfig, launch: LaunchRetry, namespaces: list) -> dict:
     """kind -> its first namespace, from the ``__kind__`` listings of up to
     ``KIND_LISTING_NAMESPACES`` namespaces."""
     found: dict = {}
     for ns in namespaces[:KIND_LISTING_NAMESPACES]:
-        for kind in _launch_call(run, lambda policy: list_kinds(c, ns, policy, run.read.read_time),
+        for kind in _launch_call(run, launch,
+                                 lambda policy: list_kinds(c, ns, policy, run.read.read_time),
                                  "listing kinds", ns):
             found.setdefault(kind, ns)
     return found
@@ -138,30 +142,34 @@ def _unreachable_hint(target: DatastoreTarget) -> str:
             "login`")
 
 
-def _launch_call(run: RunConfig, fn, what: str, namespace: str, kind: Optional[str] = None):
-    """A launch check's call, ``fn(policy)``: retried for the launch's short deadline
-    (``for_launch``: never longer than the run's own); an unreachable Datastore (or one that
-    refuses the credentials) is one line within seconds."""
-    read = run.read
-    target = read.target
-    policy = for_launch(read.retry)
+def _launch_call(run: RunConfig, launch: LaunchRetry, fn, what: str, namespace: str,
+                 kind: Optional[str] = None):
+    """A launch check's call, ``fn(policy)``, under ``launch`` (``retry.launch_call``): a
+    refused connection or an unknown host is one line at once; other transient errors are
+    retried for the launch's short deadline until Datastore has answered once, for the run's
+    own (``--datastore_deadline``) after."""
+    target = run.read.target
+    deadline = launch.policy().deadline
     try:
-        return retry.call(lambda: fn(policy), what, policy, where=target.describe())
+        return retry.launch_call(fn, what, launch, where=target.describe())
+    except retry.DatastoreUnreachable as e:
+        raise UsageError(f"{target.describe()} is unreachable (not retried: nothing answered "
+                         f"there yet): {e}; {_unreachable_hint(target)}") from None
     except retry.DatastoreUnavailable as e:
-        raise UsageError(f"{target.describe()} is unreachable (checked for "
-                         f"{policy.deadline:g} s before reading anything): {e}; "
-                         f"{_unreachable_hint(target)}") from None
+        raise UsageError(f"{target.describe()} is unreachable (checked for {deadline:g} s "
+                         f"before reading anything): {e}; {_unreachable_hint(target)}") from None
     except gexc.GoogleAPICallError as e:
-        raise explain(e, read.query, namespace, what, kind) from None
+        raise explain(e, run.read.query, namespace, what, kind) from None
 
 
-def reachable_namespaces(c, run: RunConfig) -> list[str]:
+def reachable_namespaces(c, run: RunConfig, launch: LaunchRetry) -> list[str]:
     """The namespaces, listed: the first call of a run."""
-    return _launch_call(run, lambda policy: list_namespaces(c, policy, run.read.read_time),
+    return _launch_call(run, launch,
+                        lambda policy: list_namespaces(c, policy, run.read.read_time),
                         "listing namespaces", "")
 
 
-def _probe_queries(c, run: RunConfig, found: dict) -> None:
+def _probe_queries(c, run: RunConfig, launch: LaunchRetry, found: dict) -> None:
     """Run the read query's exact shape once (limit 1) per kind, in a namespace that holds it:
     a missing index shows here, for every kind that lacks one at once. Without filters, an
     ancestor or a value range the built-in indexes serve every kind, so one probe is enough."""
@@ -171,7 +179,7 @@ def _probe_queries(c, run: RunConfig, found: dict) -> None:
     lacking = []
     for kind, ns in items:
         try:
-            _probe_query(c, run, ns, kind)
+            _probe_query(c, run, launch, ns, kind)
         except QueryError as e:
             if "composite index" not in str(e):
                 raise
@@ -182,7 +190,7 @@ def _probe_queries(c, run: RunConfig, found: dict) -> None:
         raise missing_indexes(rq, [kind for kind, _, _ in lacking])
 
 
-def _probe_query(c, run: RunConfig, namespace: str, kind: str) -> None:
+def _probe_query(c, run: RunConfig, launch: LaunchRetry, namespace: str, kind: str) -> None:
     read = run.read
     rq = read.query
     if rq.prop_range is None:
@@ -191,5 +199,6 @@ def _probe_query(c, run: RunConfig, namespace: str, kind: str) -> None:
         r = rq.prop_range
         q = value_query(c, rq, namespace, kind, r.prop, r.lo, r.lo_inclusive, r.hi,
                         r.hi_inclusive, order=(r.prop, "__key__"))
-    _launch_call(run, lambda policy: list(fetch(q, policy, limit=1, read_time=read.read_time)),
+    _launch_call(run, launch,
+                 lambda policy: list(fetch(q, policy, limit=1, read_time=read.read_time)),
                  "the read query", namespace, kind)

@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import create_runner
 
 from pipeline.core import terminal
+from pipeline.core.retry import LaunchRetry
 from pipeline.core.summary import format_summary
 from pipeline.errors import MapperError, UsageError
 from pipeline.graph.build import build
@@ -120,11 +121,13 @@ def launch(argv: Sequence[str]) -> int:
         run = resolve(options, argv=given)
         m = options.view_as(MapperOptions)
         check_records_have_a_sink(run, m.bigquery_table)
-        plan = plan_output(run, m.output_mode, bool(m.allow_nonempty_output))  # decides only: nothing is written yet
+        # decides only: nothing is written yet
+        plan = plan_output(run, m.output_mode, bool(m.allow_nonempty_output))
         run = plan.run
-        namespaces = (check_before_launch(run, m.allow_empty_kind) if m.launch_checks
-                      else None)
-        bigquery = prepare_bigquery(run, m, namespaces)
+        datastore = LaunchRetry(run.read.retry)  # Datastore's retries in this launch
+        namespaces = (check_before_launch(run, m.allow_empty_kind, datastore)
+                      if m.launch_checks else None)
+        bigquery = prepare_bigquery(run, m, namespaces, datastore)
         held = take_output(plan, local=local)  # the last check: nothing under OUTPUT before it
     except (MapperError, KeyboardInterrupt) as e:
         if held is not None:
@@ -295,8 +298,6 @@ def _run_locally(options, run, bigquery, held) -> int:
             + (f"; {note}" if note else ""))
         return EXIT_INTERRUPTED
     except Exception as e:  # a runner wraps errors raised on workers
-        if isinstance(e, WorkerDied):
-            processes.stop(processes.descendants(os.getpid()))
         note = _finish_failed(run)
         msg = worker_death_message(e, worker_log) or failure_message(e)
         if msg is None:
@@ -367,13 +368,40 @@ def _fail_when_a_worker_dies():
 
     signal.signal(signal.SIGUSR1, on_signal)
     logs.on_worker_exit(on_exit)
+    failed = False
     try:
         yield
+    except BaseException:
+        failed = True
+        raise
     finally:
         active[0] = False
         logs.on_worker_exit(None)
         # a late signal finds a handler that does nothing (SIGUSR1's default would kill us)
         signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+        if died or failed:
+            _stop_the_workers()
+
+
+#: Beam's threads in this process that watch a local worker process (``worker_handlers``): each
+#: ends with an exception, and its traceback, when its worker dies or is stopped.
+_WORKER_WATCHERS = ("run_worker", "beam_control_read")
+#: How long to wait for them once the workers are stopped.
+WATCHERS_GRACE = 10.0
+
+
+def _stop_the_workers() -> None:
+    """After a worker died, or the run failed: stop the local workers left, and wait for Beam's
+    threads that watched them to end, while ``logs.worker_stderr_to`` still holds (it runs
+    around this): their tracebacks ("Worker subprocess exited with return code -15" or -9, a
+    control stream's ``RpcError``) go to the workers' log. Stopped after it (or, when Beam
+    noticed the dead worker first, left to die after it), they reached the terminal before the
+    one line (``test_a_worker_killed_mid_run_gives_one_line_naming_the_step``, under load)."""
+    processes.stop(processes.beam_workers(os.getpid()))
+    deadline = time.monotonic() + WATCHERS_GRACE
+    for t in threading.enumerate():
+        if t.name in _WORKER_WATCHERS and t is not threading.current_thread():
+            t.join(max(0.0, deadline - time.monotonic()))
 
 
 @contextlib.contextmanager

@@ -299,7 +299,8 @@ def add_mapper_arguments(parser) -> None:
                    "$DATASTORE_EMULATOR_HOST); workers use it too")
     g.add_argument("--datastore_deadline", type=seconds(86_400), default=300.0,
                    help="seconds to keep retrying a Datastore call on transient errors or "
-                   "silence (default 300); the launch checks use at most 20")
+                   "silence (default 300); the launch checks use at most 20 until Datastore "
+                   "has answered once")
     g.add_argument("--datastore_call_timeout", type=seconds(3600), default=60.0,
                    help="seconds one Datastore call may take before it is abandoned and "
                    "retried (default 60); the launch checks use at most 8")
@@ -343,7 +344,8 @@ def add_mapper_arguments(parser) -> None:
                    "streams whole entities (default 1000)")
     g.add_argument("--bigquery_deadline", type=seconds(86_400), default=120.0,
                    help="seconds to keep retrying a BigQuery request on transient errors "
-                   "(default 120); the launch checks use at most 20")
+                   "(default 120); the launch checks use at most 20 until BigQuery has "
+                   "answered once")
     g.add_argument("--bigquery_emulator_host",
                    default=os.environ.get("BIGQUERY_EMULATOR_HOST"),
                    help="host:port of a BigQuery emulator (default: "

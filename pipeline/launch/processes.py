@@ -30,6 +30,21 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def cmdline(pid: int) -> str:
+    """A process's command line, its arguments joined by spaces ("" when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def beam_workers(pid: int) -> list[int]:
+    """The local runner's worker processes below ``pid`` (and the shells that started them):
+    not the other processes a caller may have started (a test's emulator)."""
+    return [p for p in descendants(pid) if "sdk_worker_main" in cmdline(p)]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

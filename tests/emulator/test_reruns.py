@@ -65,7 +65,10 @@ def leftovers(job_dir: Path) -> list:
 def test_a_killed_run_does_not_block_its_re_run(seeded, tmp_path):
     out = tmp_path / "out"
     job_dir = out / "fail_some"
-    slow = start_cli(["--job", "fail_some", *JOBS, *SMALL, "--params", "sleep_ms=20",
+    # 100 ms per key: 47 s of reading at least, killed as soon as the live run was refused. (At
+    # 20 ms, 9.4 s, it finished first under load: the in-process launch below is this pytest
+    # process's first, and importing Beam took 8-10 s beside a CPU hog.)
+    slow = start_cli(["--job", "fail_some", *JOBS, *SMALL, "--params", "sleep_ms=100",
                       "--output", str(out)])
     try:
         wait_for(lambda: (job_dir / ".lease.json").exists(), 60, "the run's lease")

@@ -109,3 +109,53 @@ def test_the_call_timeout_option_reaches_the_read_policy():
     run = resolve(PipelineOptions(base + ["--datastore_call_timeout", "7",
                                           "--datastore_deadline", "30"]))
     assert (run.read.retry.rpc_timeout, run.read.retry.deadline) == (7.0, 30.0)
+
+
+def test_launch_retries_are_short_until_the_service_answered_then_the_run_s():
+    """``LaunchRetry``: before an answer, the launch's cap and no retry of a misconfiguration;
+    after one, the run's own deadline (the launch's backoff and per-call timeout kept), and a
+    refusal is retried too (the service was there)."""
+    from pipeline.core.retry import LAUNCH_RETRY, LaunchRetry, misconfigured
+    launch = LaunchRetry(RetryPolicy(deadline=300.0, rpc_timeout=60.0))
+    refused = gexc.ServiceUnavailable("failed to connect to all addresses; last error: UNKNOWN: "
+                                      "ipv4:127.0.0.1:9: Failed to connect to remote host: "
+                                      "Connection refused")
+    reset = gexc.ServiceUnavailable("Stream removed (recvmsg:Connection reset by peer (104))")
+    retried = launch.retries(retry.is_transient)
+    assert (launch.policy().deadline, launch.policy().rpc_timeout) == (20.0, 8.0)
+    assert launch.refused(refused) == "connection refused" and not retried(refused)
+    assert launch.refused(reset) is None and retried(reset)
+    launch.answered = True
+    p = launch.policy()
+    assert (p.deadline, p.rpc_timeout, p.maximum) == (300.0, 8.0, LAUNCH_RETRY.maximum)
+    assert launch.refused(refused) is None and retried(refused)
+    assert not retried(gexc.PermissionDenied("no"))
+    # Never longer than the run allows, before or after.
+    short = LaunchRetry(RetryPolicy(deadline=5.0, rpc_timeout=2.0))
+    assert (short.policy().deadline, short.policy().rpc_timeout) == (5.0, 2.0)
+    short.answered = True
+    assert (short.policy().deadline, short.policy().rpc_timeout) == (5.0, 2.0)
+    assert misconfigured(ConnectionError("x")) is None
+    assert misconfigured(OSError("wrapped")) is None
+    try:
+        try:
+            raise ConnectionRefusedError(111, "refused")
+        except ConnectionRefusedError as inner:
+            raise RuntimeError("outer") from inner
+    except RuntimeError as outer:
+        assert misconfigured(outer) == "connection refused"  # found through the cause
+
+
+def test_launch_call_fails_at_once_on_a_misconfiguration_and_marks_an_answer():
+    from pipeline.core.retry import LaunchRetry
+    launch = LaunchRetry(RetryPolicy(initial=0.001, maximum=0.001, deadline=5.0))
+    calls = []
+
+    def refused(policy):
+        calls.append(policy)
+        raise gexc.ServiceUnavailable("errors resolving nosuchhost:8081: Domain name not found")
+
+    with pytest.raises(retry.DatastoreUnreachable) as e:
+        retry.launch_call(refused, "listing namespaces", launch, where="the emulator at x")
+    assert len(calls) == 1 and "unknown host" in str(e.value) and not launch.answered
+    assert retry.launch_call(lambda policy: "ok", "listing", launch) == "ok" and launch.answered

@@ -12,7 +12,8 @@ import google.auth.exceptions
 from google.api_core import exceptions as gexc
 
 from pipeline.config import RunConfig
-from pipeline.core.retry import for_launch
+from pipeline.core.retry import LaunchRetry
+from pipeline.datastore import retry as datastore_retry
 from pipeline.datastore.client import client as datastore_client
 from pipeline.datastore.client import fetch
 from pipeline.datastore.errors import explain
@@ -26,7 +27,6 @@ from pipeline.sinks.bigquery.tables import check_table_name, parse_table
 
 log = logging.getLogger(__name__)
 
-LAUNCH_DEADLINE = 20.0  # seconds: an unreachable BigQuery fails the launch this fast
 #: A launch-time schema sample is spread over at most this many namespaces.
 SAMPLE_NAMESPACES = 50
 
@@ -70,21 +70,30 @@ def _spread(namespaces: list, n: int) -> list:
     return [namespaces[int(i * step)] for i in range(n)]
 
 
-def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None) -> dict:
+def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None,
+                      launch: Optional[LaunchRetry] = None) -> dict:
     """kind -> up to ``n`` of its entities, as typed rows, spread over up to 50 of the run's
     namespaces. Costs one query per (namespace, kind) sampled (plus one ``__kind__`` listing
-    per namespace for ALL_KINDS); a kind stops being sampled once it has ``n`` rows."""
+    per namespace for ALL_KINDS); a kind stops being sampled once it has ``n`` rows. Each call
+    is retried as the launch checks' are (``launch``: Datastore's retries in this launch)."""
     read = run.read
     c = datastore_client(read.target)
-    policy = for_launch(read.retry)
+    launch = launch if launch is not None else LaunchRetry(read.retry)
+    where_ = read.target.describe()
+
+    def call(fn, what: str):
+        return datastore_retry.launch_call(fn, what, launch, where=where_)
+
     if namespaces is None:
         namespaces = (list(read.query.namespaces) if read.query.namespaces is not None
-                      else list_namespaces(c, policy, read.read_time))
+                      else call(lambda policy: list_namespaces(c, policy, read.read_time),
+                                "listing namespaces"))
     namespaces = _spread(list(namespaces), SAMPLE_NAMESPACES)
     where: dict = {}  # kind -> the sampled namespaces that may hold it
     for ns in namespaces:
         try:
-            kinds = kinds_of(c, read.query.kinds, ns, policy, read.read_time)
+            kinds = call(lambda policy: kinds_of(c, read.query.kinds, ns, policy,
+                                                 read.read_time), "listing kinds")
         except gexc.GoogleAPICallError as e:
             raise explain(e, read.query, ns, "listing kinds for the BigQuery schema") from None
         for kind in kinds:
@@ -96,8 +105,9 @@ def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None)
         for ns in kind_namespaces:
             q = base_query(c, read.query, ns, kind, keys_only=False)
             try:
-                found = list(fetch(q, policy, limit=min(per, n - len(got)),
-                                   read_time=read.read_time))
+                found = call(lambda policy: list(fetch(q, policy, limit=min(per, n - len(got)),
+                                                       read_time=read.read_time)),
+                             f"sampling {kind} entities")
             except gexc.GoogleAPICallError as e:
                 raise explain(e, read.query, ns, "sampling entities for the BigQuery schema",
                               kind) from None
@@ -108,7 +118,8 @@ def sample_typed_rows(run: RunConfig, n: int, namespaces: Optional[list] = None)
     return rows
 
 
-def _schema(run: RunConfig, sample_size: int, namespaces: Optional[list]) -> tuple:
+def _schema(run: RunConfig, sample_size: int, namespaces: Optional[list],
+            launch: Optional[LaunchRetry]) -> tuple:
     """(schema fields, kind -> the export's columns, or None): declared by the job (one schema
     for every table), or made from a sample of each kind for a job yielding typed rows."""
     job = run.job
@@ -124,7 +135,7 @@ def _schema(run: RunConfig, sample_size: int, namespaces: Optional[list]) -> tup
     if not job.spec.typed_rows:
         raise UsageError(f"job {job.name}: bigquery_schema() returned no schema; return the "
                          "table's fields (BigQuery's JSON schema)")
-    by_kind = sample_typed_rows(run, sample_size, namespaces)
+    by_kind = sample_typed_rows(run, sample_size, namespaces, launch)
     columns = {kind: columns_from_rows(rows) for kind, rows in by_kind.items()}
     for kind, rows in sorted(by_kind.items()):
         log.info("BigQuery schema of %s made from %d sampled entities: %d columns", kind,
@@ -135,21 +146,28 @@ def _schema(run: RunConfig, sample_size: int, namespaces: Optional[list]) -> tup
     return schema, columns
 
 
-def _units(run: RunConfig, namespaces: list) -> list:
+def _units(run: RunConfig, namespaces: list, launch: Optional[LaunchRetry]) -> list:
     """(namespace, kind) of every unit known at launch (kinds listed for ALL_KINDS)."""
     read = run.read
     if read.query.kinds is not None:
         return [(ns, kind) for ns in namespaces for kind in read.query.kinds]
     c = datastore_client(read.target)
+    launch = launch if launch is not None else LaunchRetry(read.retry)
     return [(ns, kind) for ns in namespaces
-            for kind in kinds_of(c, None, ns, for_launch(read.retry), read.read_time)]
+            for kind in datastore_retry.launch_call(
+                lambda policy: kinds_of(c, None, ns, policy, read.read_time), "listing kinds",
+                launch, where=read.target.describe())]
 
 
-def prepare(run: RunConfig, options: Any,
-            namespaces: Optional[list] = None) -> Optional[BigQuerySettings]:
+def prepare(run: RunConfig, options: Any, namespaces: Optional[list] = None,
+            datastore: Optional[LaunchRetry] = None) -> Optional[BigQuerySettings]:
     """The sink's settings, with the table's schema, checked against BigQuery before any entity
     is read; None when the run does not stream. ``namespaces``: the run's, when the launch
-    checks listed them (for the tables of a ``{namespace}`` template)."""
+    checks listed them (for the tables of a ``{namespace}`` template); ``datastore``:
+    Datastore's retries in this launch (for the schema's sample). BigQuery's checks are retried
+    like Datastore's (``LaunchRetry``): a refused connection or an unknown host fails at once,
+    other transient errors get a short deadline until BigQuery has answered once, and
+    ``--bigquery_deadline`` after."""
     settings = settings_from_options(run, options)
     if settings is None:
         return None
@@ -162,29 +180,29 @@ def prepare(run: RunConfig, options: Any,
             f"{rq.kinds_text()}, whose columns differ from kind to kind, so each kind needs a "
             f"table of its own: put {{kind}} in the table name (e.g. "
             f"{spec.dataset}.{spec.table}_{{kind}})")
-    schema, columns = _schema(run, options.bigquery_schema_sample, namespaces)
+    schema, columns = _schema(run, options.bigquery_schema_sample, namespaces, datastore)
     if not schema and not columns:
         raise UsageError(f"job {run.job.name}: its BigQuery schema has no fields")
     settings = dataclasses.replace(settings, schema=tuple(schema), columns=columns)
-    units = _units(run, namespaces or []) if spec.templated else []
+    units = _units(run, namespaces or [], datastore) if spec.templated else []
     for ns, kind in units:  # each unit's table name within BigQuery's limit, before any change
         try:
             check_table_name(spec, ns, kind)
         except ValueError as e:
             raise UsageError(f"--bigquery_table: {e}") from None
-    deadline = min(LAUNCH_DEADLINE, settings.retry.deadline)  # never past --bigquery_deadline
+    launch = LaunchRetry(settings.retry)  # BigQuery's retries in this launch
     try:
         c = service.client(run.read.target.project, settings.emulator_host)
         if not spec.templated and not (columns and rq.per_kind):
             fields = settings.schema_for(rq.kinds[0]) if columns else None
-            service.ensure_table(c, settings, spec, deadline, fields)
+            service.ensure_table(c, settings, spec, launch, fields)
             tables = [spec]
         else:
-            service.ensure_dataset(c, settings, spec, deadline)
+            service.ensure_dataset(c, settings, spec, launch)
             tables = sorted({spec.for_unit(ns, kind) for ns, kind in units}, key=str)
         if settings.disposition == "empty":
             full = [str(t) for t in tables
-                    if not service.table_is_empty(c, settings, t, deadline)]
+                    if not service.table_is_empty(c, settings, t, launch)]
             if full:
                 raise UsageError(
                     f"--bigquery_write_disposition=empty, but {', '.join(full[:5])} already "
@@ -201,7 +219,9 @@ def prepare(run: RunConfig, options: Any,
                          "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS; for "
                          "an emulator pass --bigquery_emulator_host") from None
     except Exception as e:  # unreachable: connection refused, DNS, the retry deadline
-        raise UsageError(
-            f"{settings.where} is unreachable (checked for {deadline:g} s before "
-            f"reading anything): {type(e).__name__}: {str(e)[:300]}") from None
+        why = launch.refused(e)
+        checked = (f"{why}, not retried: nothing answered there yet" if why else
+                   f"checked for {launch.policy().deadline:g} s before reading anything")
+        raise UsageError(f"{settings.where} is unreachable ({checked}): {type(e).__name__}: "
+                         f"{str(e)[:300]}") from None
     return settings
