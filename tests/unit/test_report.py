@@ -61,7 +61,8 @@ def test_timeline_spreads_slices_over_their_seconds_and_widens_long_runs():
     t = T0.timestamp()
     add_to_timeline(tl, t + 0.5, t + 2.5, 400)
     assert tl == {int(t): 100, int(t) + 1: 200, int(t) + 2: 100}
-    assert timeline(tl, T0) == {"bucket_seconds": 1, "points": [[0, 100], [1, 200], [2, 100]]}
+    # a point is a bucket's end: the first second's 100 entities were read by 1 s
+    assert timeline(tl, T0) == {"bucket_seconds": 1, "points": [[1, 100], [2, 200], [3, 100]]}
     long = {int(t) + s: 10 for s in range(0, 3000)}
     out = timeline(long, T0)
     assert out["bucket_seconds"] == 10 and len(out["points"]) <= 300
@@ -115,3 +116,24 @@ def test_the_writes_of_a_writing_job_are_shown_dry_or_real():
     plain = render_report(_summary({"acme": _ns(30, 3)}))
     assert "the job writes nothing" in plain and '<canvas id="writes">' not in plain
     assert "<h2>Writes</h2>" not in plain
+
+
+def test_the_timeline_runs_to_the_end_of_the_run_from_a_launch_between_two_seconds():
+    """Measured on a real run (4.05 s, launched 0.72 s into a second, the last entity read by
+    3.72 s): the curve's points were at each bucket's start, cut on the epoch's seconds
+    floored against the launch, and stopped at the last read, so its last x was 2."""
+    started = T0 + dt.timedelta(seconds=0.28)  # 0.72 s before the next whole second
+    t = int(T0.timestamp())
+    per_second = {t + 1: 60, t + 2: 1588, t + 3: 3517}
+    out = timeline(per_second, started, 4.05)
+    assert out == {"bucket_seconds": 1, "points": [[0.72, 0], [1.72, 60], [2.72, 1588],
+                                                   [3.72, 3517], [4.05, 0]]}
+    # A long run: wider buckets, the last cut at the run's end, nothing lost.
+    long = {t + s: 10 for s in range(0, 3000)}
+    out = timeline(long, started, 3100.5)
+    xs = [p[0] for p in out["points"]]
+    assert out["bucket_seconds"] == 11 and xs[-1] == 3100.5 and len(xs) <= 300
+    assert xs == sorted(xs) and xs[0] == 10.72
+    assert round(sum(p[1] for p in out["points"]) * 11) == 30000
+    # Nothing read: a flat line over the run still.
+    assert timeline({}, started, 2.5)["points"] == [[0.72, 0], [1.72, 0], [2.5, 0]]
