@@ -45,7 +45,8 @@ class DatastoreTarget:
 @dataclasses.dataclass(frozen=True)
 class JobConfig:
     """The job as it runs: the object (with what ``query()`` stored on it), its registered
-    name, the run's parameters, the counter cap and the moment it was launched (UTC)."""
+    name, the run's parameters, the counter cap, the moment it was launched (UTC) and the
+    command line that launched it."""
 
     spec: JobSpec
     name: str
@@ -54,6 +55,9 @@ class JobConfig:
     started: dt.datetime = dataclasses.field(
         default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     max_errors: int = 0  # entities the job may fail on before the run fails
+    #: The command line as run, its secrets redacted: the report shows it, so the run can be
+    #: repeated ("" when not launched from a command line).
+    command_line: str = ""
 
     @property
     def metrics_namespace(self) -> str:

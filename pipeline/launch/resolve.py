@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import os
 import shlex
+import sys
 import uuid
 from typing import Optional, Sequence
 
@@ -34,6 +35,7 @@ from pipeline.core.retry import RetryPolicy
 from pipeline.errors import JobFailed, MapperError, UsageError
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.command_line import project_and_job
+from pipeline.launch.logs import redact
 from pipeline.launch.options import parse_read_time, quote_param
 from pipeline.sinks.files.layout import (
     CHANGES_FILE,
@@ -101,7 +103,7 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
     return RunConfig(
         write=write,
         job=JobConfig(spec=job, name=job_cls.name, params=params, max_counters=m.max_counters,
-                      started=now, max_errors=m.max_errors),
+                      started=now, max_errors=m.max_errors, command_line=command_line(argv)),
         read=ReadConfig(
             target=DatastoreTarget(project=project, database=m.database,
                                    emulator_host=m.emulator_host),
@@ -168,6 +170,15 @@ def write_config(m, options: PipelineOptions, job_cls, rq, output: Optional[str]
         undo_dir=undo_dir, changes_path=f"{home}/{CHANGES_FILE}" if home else None,
         changes_sample=m.changes_sample, apply_command=apply_command(argv),
         restore_command=restore_command(argv, undo_dir) if undo_dir else "")
+
+
+def command_line(argv: Sequence[str], program: Optional[str] = None) -> str:
+    """The command line as run, for the report: ``datastore-mapper ARGS`` or ``python -m
+    pipeline ARGS`` (``program``: ``sys.argv[0]``), each argument's secrets redacted as the
+    logs redact them."""
+    program = os.path.basename(sys.argv[0] if program is None and sys.argv else program or "")
+    head = ["datastore-mapper"] if program == "datastore-mapper" else ["python", "-m", "pipeline"]
+    return shlex.join([*head, *(redact(a) for a in argv)])
 
 
 def _without(argv: Sequence[str], names: tuple) -> list:
