@@ -3,7 +3,10 @@ error and shows each namespace's numbers from its summary; a broken report is ca
 from __future__ import annotations
 
 import json
+import os
+from importlib import metadata
 
+import apache_beam
 import pytest
 
 from devtools.seed import NamespaceSpec, seed_dataset
@@ -45,6 +48,37 @@ def test_a_broken_report_is_caught(chromium, report, tmp_path):
     wrong.write_text(text.replace('<span class="ns-entities">250</span>',
                                   '<span class="ns-entities">251</span>'), encoding="utf-8")
     assert any("namespaces shown" in p for p in report_problems(chromium, str(wrong), summary))
+    # So are a curve cut short, another Beam version, a file's size that differs.
+    cut = dict(summary, seconds=summary["seconds"] + 5 * summary["timeline"]["bucket_seconds"])
+    assert any("curve ends at" in p for p in report_problems(chromium, str(path), cut))
+    beam = summary["versions"]["apache-beam"]
+    other = tmp_path / "other.html"
+    other.write_text(text.replace(f'data-package="apache-beam">{beam}<',
+                                  'data-package="apache-beam">0.0.1<'), encoding="utf-8")
+    assert any("versions shown" in p for p in report_problems(chromium, str(other), summary))
+    name, size = next(iter(summary["file_bytes"].items()))
+    assert f'data-bytes="{size}"' in text
+    sized = tmp_path / "sized.html"
+    sized.write_text(text.replace(f'data-bytes="{size}"', f'data-bytes="{size + 1}"', 1),
+                     encoding="utf-8")
+    assert any("files shown" in p for p in report_problems(chromium, str(sized), summary))
+
+
+def test_the_report_says_what_ran_where_and_what_it_wrote(report):
+    """The summary the report is made from records the run's context: the target, the
+    command line as run, the versions, every file with its size (summary.json and the report,
+    written after it, aside)."""
+    path, summary = report
+    assert summary["target"] == {"project": TEST_PROJECT, "database": None,
+                                 "emulator_host": os.environ["DATASTORE_EMULATOR_HOST"],
+                                 "namespaces": None}
+    assert summary["command_line"].startswith("python -m pipeline --job count_by_property ")
+    assert "--slice_entities 60" in summary["command_line"]
+    assert summary["versions"]["apache-beam"] == apache_beam.__version__
+    assert summary["versions"]["datastore-mapper"] == metadata.version("datastore-mapper")
+    assert set(summary["file_bytes"]) == set(summary["files"]) - {"summary.json", "report.html"}
+    assert summary["file_bytes"] == {
+        name: os.path.getsize(path.parent / name) for name in summary["file_bytes"]}
 
 
 @pytest.mark.parametrize("writes", ["dry_run", "transactional"])
@@ -60,6 +94,11 @@ def test_a_writing_run_s_report_shows_its_writes(chromium, emulator, tmp_path, w
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     assert summary["writes"]["mode"] == writes
     assert summary["writes"]["counts"]["changed"] == sum(len(v) for v in seeded.values())
+    assert summary["params"] == {"kind": "Item", "from": "category", "to": "genre"}
+    own = f"runs/{run.name}/"
+    if writes == "transactional":  # the undo log is listed with its size
+        undo = [n for n in summary["file_bytes"] if n.startswith(own + "undo/")]
+        assert undo and all(summary["file_bytes"][n] > 0 for n in undo), summary["file_bytes"]
     path = run / "report.html"
     assert report_problems(chromium, str(path), summary) == []
     # A write count that differs from the summary is caught.
