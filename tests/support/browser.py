@@ -94,7 +94,7 @@ def _about_problems(d, summary: dict) -> list:
         " versions: Array.from(document.querySelectorAll('code.version')).map("
         "c => [c.dataset.package, c.innerText]),"
         " files: Array.from(document.querySelectorAll('table.files tbody tr')).map("
-        "r => [r.cells[0].innerText, r.cells[1].dataset.bytes])}")
+        "r => [r.cells[0].textContent, r.cells[1].dataset.bytes])}")
     params = {k: str(v) for k, v in summary.get("params", {}).items()}
     if dict(shown["params"]) != params:
         problems.append(f"parameters shown {shown['params']}, the summary has {params}")

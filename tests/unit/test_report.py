@@ -13,7 +13,7 @@ from pipeline.core.totals import add_to_timeline
 from pipeline.graph.summary import file_sizes, report_view
 from pipeline.launch.resolve import command_line
 from pipeline.launch.rundir import cache_home, results_dir
-from pipeline.sinks.report.context import size_text
+from pipeline.sinks.report.context import FILES_SHOWN, grouped, size_text
 from pipeline.sinks.report.html import (
     balance,
     chart_data,
@@ -269,3 +269,23 @@ def test_the_range_charts_share_one_scale_so_one_range_is_not_shown_full():
     html = render_report(s)
     assert "the run's largest range (300 entities, 4.0 s)" in " ".join(html.split())
     assert "max: data.scale.entities" in html and "max: data.scale.seconds" in html
+
+
+def test_many_files_are_shown_by_directory_each_still_listed():
+    undo = [f"runs/r1/undo/part-{i:03d}.jsonl" for i in range(40)]
+    files = ["namespaces/a.jsonl", *undo, "runs/r1/summary.json", "runs/r1/report.html"]
+    sizes = {n: 100 for n in files[:-1]}
+    assert grouped(files, sizes) == [["namespaces/a.jsonl", 1, 100],
+                                     ["runs/r1/undo/", 40, 4000],
+                                     ["runs/r1/summary.json", 1, 100],
+                                     ["runs/r1/report.html", 1, None]]
+    html = render_report({**_summary({"acme": _ns(30, 3)}), "files": files,
+                          "file_bytes": sizes})
+    short = html[html.index('<table class="files-grouped">'):html.index("<details>")]
+    assert "<code>runs/r1/undo/</code> (40 files)</td><td>3.9 KB</td>" in short
+    assert short.count("<tr>") == 1 + 4 + 1  # head, rows, foot
+    every = html[html.index("<details>"):html.index("</details>")]
+    assert "every file (43)" in every and every.count('<td class="file-name">') == 43
+    few = render_report({**_summary({"acme": _ns(30, 3)}), "files": files[:FILES_SHOWN],
+                         "file_bytes": sizes})
+    assert "<details>" not in few and "files-grouped" not in few

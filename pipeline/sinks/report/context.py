@@ -58,23 +58,58 @@ def versions_rows(versions: Optional[dict]) -> list:
             for name, v in (versions or {}).items()] or [("versions", "— (not recorded)")]
 
 
+#: Files listed one by one; beyond, a directory of more than FILES_PER_DIR files is one row
+#: (a writing run's undo log has a file per slice), every file still in a closed list.
+FILES_SHOWN = 25
+FILES_PER_DIR = 5
+
+
+def _size_cell(name: str, size: Optional[int]) -> str:
+    shown = ("this file" if size is None and name.rsplit("/", 1)[-1] == "report.html"
+             else size_text(size))
+    return (f'<td class="file-size" data-bytes="{"" if size is None else size}">'
+            f"{_e(shown)}</td>")
+
+
+def grouped(files: list, sizes: dict) -> list:
+    """[name, files, bytes] rows: a directory of more than FILES_PER_DIR files as one row
+    (``dir/``), in the order of its first file; the other files one row each."""
+    per_dir: dict = {}
+    for name in files:
+        per_dir.setdefault(name.rpartition("/")[0], []).append(name)
+    rows, done = [], set()
+    for name in files:
+        d = name.rpartition("/")[0]
+        if len(per_dir[d]) <= FILES_PER_DIR:
+            rows.append([name, 1, sizes.get(name)])
+        elif d not in done:
+            done.add(d)
+            rows.append([d + "/", len(per_dir[d]), sum(sizes.get(n) or 0 for n in per_dir[d])])
+    return rows
+
+
 def files_table(files: Optional[list], sizes: Optional[dict]) -> str:
-    """The run's files (relative to OUTPUT/JOB) and their sizes; report.html is this file."""
+    """The run's files (relative to OUTPUT/JOB) and their sizes (report.html: this file);
+    many files are shown by directory, each file in a list that opens."""
     if not files:
         return '<p class="files none">no files (the run had no --output)</p>'
     sizes = sizes or {}
-    rows = []
-    for name in files:
-        size = sizes.get(name)
-        shown = ("this file" if size is None and name.rsplit("/", 1)[-1] == "report.html"
-                 else size_text(size))
-        rows.append(f'<tr><td class="file-name"><code>{_e(name)}</code></td>'
-                    f'<td class="file-size" data-bytes="{"" if size is None else size}">'
-                    f"{_e(shown)}</td></tr>")
+    rows = "".join(f'<tr><td class="file-name"><code>{_e(n)}</code></td>'
+                   f"{_size_cell(n, sizes.get(n))}</tr>" for n in files)
     total = sum(v for n, v in sizes.items() if n in files)
-    return (f'<table class="files"><thead><tr><th>file (under OUTPUT/JOB)</th><th>size</th>'
-            f'</tr></thead><tbody>{"".join(rows)}</tbody><tfoot><tr><td>{len(files)} files'
-            f"</td><td>{_e(size_text(total))}</td></tr></tfoot></table>")
+    head = "<thead><tr><th>file (under OUTPUT/JOB)</th><th>size</th></tr></thead>"
+    foot = (f"<tfoot><tr><td>{len(files)} files</td><td>{_e(size_text(total))}</td></tr>"
+            "</tfoot>")
+    every = f'<table class="files">{head}<tbody>{rows}</tbody>{foot}</table>'
+    if len(files) <= FILES_SHOWN:
+        return every
+    short = "".join(
+        f"<tr><td><code>{_e(n)}</code>"
+        + (f" ({c:,} files)</td><td>{_e(size_text(b))}</td>" if c > 1
+           else f"</td>{_size_cell(n, b)}") + "</tr>"
+        for n, c, b in grouped(files, sizes))
+    return (f'<table class="files-grouped">{head}<tbody>{short}</tbody>{foot}</table>\n'
+            f"<details><summary>every file ({len(files):,})</summary>{every}</details>")
 
 
 def about_section(s: dict) -> str:
