@@ -109,3 +109,44 @@ def test_a_writing_run_s_report_shows_its_writes(chromium, emulator, tmp_path, w
                                   f'<span class="write-changed">{n + 1:,}</span>'),
                      encoding="utf-8")
     assert any("writes shown" in p for p in report_problems(chromium, str(wrong), summary))
+
+
+HOSTILE = '</script><img src=x onerror="document.title=1">&<b>'
+
+
+def _hostile_summary() -> dict:
+    """A summary whose data (namespace, parameters, target, command line, file names) is
+    hostile HTML."""
+    per = {f"{HOSTILE}#0": 7}
+    ns = {"entities": 7, "records": 0, "ranges": 1, "slices": 1, "queries": 1, "retries": 0,
+          "errors": 0, "read_seconds": 0.2, "counters": {HOSTILE: 7}, "workers": 1,
+          "range_entities": per, "range_seconds": {f"{HOSTILE}#0": 0.2},
+          "range_slices": {f"{HOSTILE}#0": 1}}
+    return {"job": "count_keys", "query": "kind Item", "status": "succeeded", "seconds": 3.5,
+            "entities_per_second": 2.0, "started": "2026-12-05T07:00:00+00:00",
+            "finished": "2026-12-05T07:00:03.5+00:00", "totals": dict(ns),
+            "namespaces": {HOSTILE: ns},
+            "timeline": {"bucket_seconds": 1, "points": [[0.5, 0], [1.5, 7], [2.5, 0],
+                                                         [3.5, 0]]},
+            "params": {"to": HOSTILE}, "command_line": f"python -m pipeline --params {HOSTILE}",
+            "target": {"project": HOSTILE, "database": None, "emulator_host": HOSTILE,
+                       "namespaces": [HOSTILE]},
+            "versions": {"datastore-mapper": "0.1.0", "apache-beam": HOSTILE, "python": "3"},
+            "files": [f"namespaces/{HOSTILE}.jsonl", "report.html"],
+            "file_bytes": {f"namespaces/{HOSTILE}.jsonl": 12}}
+
+
+def test_hostile_data_is_shown_as_text_in_a_real_browser(chromium, tmp_path):
+    """Every section shows the hostile text as text: no element made of it, no script run
+    (the title stays), and the checks find each value as the summary has it."""
+    from pipeline.sinks.report.html import render_report
+
+    summary = _hostile_summary()
+    path = tmp_path / "report.html"
+    path.write_text(render_report(summary), encoding="utf-8")
+    assert report_problems(chromium, str(path), summary) == []
+    d = chromium.driver
+    assert d.execute_script("return document.querySelectorAll('img').length") == 0
+    assert d.title == "datastore-mapper: count_keys"
+    assert d.execute_script("return document.querySelector('td.param-value').innerText") == (
+        HOSTILE)
