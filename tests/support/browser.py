@@ -103,7 +103,7 @@ def _about_problems(d, summary: dict) -> list:
             "emulator_host"):
         problems.append(f"target shown {shown['project']} / {shown['emulator']}, the summary "
                         f"has {target}")
-    if shown["command"].strip() != summary.get("command_line"):
+    if summary.get("command_line") and shown["command"].strip() != summary["command_line"]:
         problems.append(f"command line shown {shown['command']!r}, the summary has "
                         f"{summary.get('command_line')!r}")
     if dict(shown["versions"]) != summary.get("versions"):

@@ -269,6 +269,11 @@ def test_the_range_charts_share_one_scale_so_one_range_is_not_shown_full():
     html = render_report(s)
     assert "the run's largest range (300 entities, 4.0 s)" in " ".join(html.split())
     assert "max: data.scale.entities" in html and "max: data.scale.seconds" in html
+    # the run's largest range, even in a namespace too small to get a chart of its own
+    many = {f"t{i:03d}": _ns(100 + i, 1) for i in range(60)}
+    many["t000"]["range_seconds"]["x#0"] = 9.0
+    assert "t000" not in charted(many)
+    assert chart_data(_summary(many))["scale"] == {"entities": 159, "seconds": 9.0}
 
 
 def test_many_files_are_shown_by_directory_each_still_listed():

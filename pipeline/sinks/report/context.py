@@ -96,7 +96,8 @@ def files_table(files: Optional[list], sizes: Optional[dict]) -> str:
     sizes = sizes or {}
     rows = "".join(f'<tr><td class="file-name"><code>{_e(n)}</code></td>'
                    f"{_size_cell(n, sizes.get(n))}</tr>" for n in files)
-    total = sum(v for n, v in sizes.items() if n in files)
+    listed = set(files)
+    total = sum(v for n, v in sizes.items() if n in listed)
     head = "<thead><tr><th>file (under OUTPUT/JOB)</th><th>size</th></tr></thead>"
     foot = (f"<tfoot><tr><td>{len(files)} files</td><td>{_e(size_text(total))}</td></tr>"
             "</tfoot>")

@@ -128,7 +128,7 @@ def chart_data(summary: dict) -> dict:
     out = {
         "timeline": summary.get("timeline", {"bucket_seconds": 1, "points": []}),
         "namespaces": [{"name": ns, "ranges": range_rows(namespaces[ns])} for ns in shown],
-        "scale": range_scale({ns: namespaces[ns] for ns in shown}),
+        "scale": range_scale(namespaces),
         "counters": counter_chart(summary),
     }
     if summary.get("writes"):
