@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,7 +24,6 @@ from devtools.bq_emulator import unavailable_reason
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
 
-pytestmark = pytest.mark.emulator
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT = re.compile(r"^export BIGQUERY_EMULATOR_HOST=(127\.0\.0\.1:\d+)$")
 SPEC = [NamespaceSpec("", 30), NamespaceSpec("t1", 12)]
@@ -132,31 +132,42 @@ def _retry():
     return bigquery.DEFAULT_RETRY.with_deadline(30)
 
 
+def _shown(host: str, project: str, version: str) -> tuple:
+    """What docs/stream-bigquery.md shows ``datastore-mapper bigquery-emulator --project demo``
+    print (the lines before Ctrl-C, the line after), and the commands it shows run next, for
+    this host, project and bqemulator version."""
+    text = (ROOT / "docs" / "stream-bigquery.md").read_text(encoding="utf-8")
+    block = re.search(r"```text\n\$ datastore-mapper bigquery-emulator --project demo\n(.*?)```",
+                      text, re.S).group(1)
+    lines = [line.replace("127.0.0.1:9050", host).replace("bqemulator 1.4.0", f"bqemulator {version}")
+             .replace("project demo", f"project {project}")
+             .replace("demo:DATASET", f"{project}:DATASET") for line in block.splitlines()]
+    ctrl_c = lines.index("^C")
+    commands = re.search(r"```bash\n(export BIGQUERY_EMULATOR_HOST=.*?)```", text, re.S).group(1)
+    return lines[:ctrl_c], lines[ctrl_c + 1:], [shlex.split(c) for c in commands.splitlines()]
+
+
 def test_start_stream_query_and_ctrl_c_leaves_nothing(bqemulator_installed, emulator, tmp_path):
+    import importlib.metadata
+
     written = seed_dataset(TEST_PROJECT, SPEC)
     server = Started(tmp_path / "tmp", "--project", TEST_PROJECT)
     try:
-        assert server.lines == [
-            f"BigQuery emulator (bqemulator {server.lines[0].split('bqemulator ')[1].split(')')[0]}) "
-            f"for project {TEST_PROJECT} on {server.host}, in memory (gone when it stops; "
-            "--data_dir DIR keeps it).",
-            "In another shell, point the mapper at it (no credentials needed):",
-            f"export BIGQUERY_EMULATOR_HOST={server.host}",
-            f"or pass --bigquery_emulator_host {server.host}; name the tables "
-            f"--bigquery_table {TEST_PROJECT}:DATASET.TABLE",
-            "Ctrl-C stops it."], server.lines
-        # As a user would, in another shell: the printed export, then a run that streams.
+        started, stopped, (export, run) = _shown(server.host, TEST_PROJECT,
+                                                 importlib.metadata.version("bqemulator"))
+        assert server.lines == started, (server.lines, started)  # as the docs show it
+        # As the docs show, in another shell: the export, then a run that streams (into a
+        # project of its own: any project's tables can be made in it).
+        assert export == ["export", "BIGQUERY_EMULATOR_HOST=127.0.0.1:9050"]
         env = {**os.environ, "BIGQUERY_EMULATOR_HOST": server.host}
-        ran = subprocess.run(
-            [*_command(), "--job", "stream_entities", "--project", TEST_PROJECT,
-             "--bigquery_table", f"{TEST_PROJECT}:mine.items_{{namespace}}",
-             "--output", str(tmp_path / "out")],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert run[0] == "datastore-mapper" and "demo:exports.items_{namespace}" in run, run
+        ran = subprocess.run([*_command(), *run[1:]], env=env, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300)
         assert ran.returncode == 0, ran.stderr[-4000:]
         client = server.client(TEST_PROJECT)
         got = {}
         for ns, table in (("", "items___default__"), ("t1", "items_t1")):
-            rows = client.query(f"SELECT __key__ FROM `{TEST_PROJECT}.mine.{table}`",
+            rows = client.query(f"SELECT __key__ FROM `demo.exports.{table}`",
                                 retry=_retry(), timeout=30).result(timeout=30)
             got[ns] = Counter(tuple(x for p in r["__key__"]["path"]
                                     for x in (p["kind"], p["id"] or p["name"])) for r in rows)
@@ -164,10 +175,11 @@ def test_start_stream_query_and_ctrl_c_leaves_nothing(bqemulator_installed, emul
     finally:
         code, out, err, left = server.stop(signal.SIGINT)  # Ctrl-C
     assert (code, left, err) == (0, [], ""), (code, left, err[-3000:])
-    assert out == "BigQuery emulator stopped; nothing kept.\n"
+    assert out.splitlines() == stopped == ["BigQuery emulator stopped; nothing kept."]
     assert list(server.tmpdir.iterdir()) == []  # no temp directory left (nor bqemu_uploads/)
 
 
+@pytest.mark.emulator
 def test_data_dir_is_kept_and_found_again_and_sigterm_stops_it(bqemulator_installed, tmp_path):
     from google.cloud import bigquery
 
@@ -196,6 +208,7 @@ def test_data_dir_is_kept_and_found_again_and_sigterm_stops_it(bqemulator_instal
     assert list(again.tmpdir.iterdir()) == []
 
 
+@pytest.mark.emulator
 def test_check_says_it_can_start_here(bqemulator_installed, tmp_path):
     done = subprocess.run([*_command(), "bigquery-emulator", "check"], capture_output=True,
                           text=True, timeout=60, cwd=tmp_path,
@@ -206,6 +219,7 @@ def test_check_says_it_can_start_here(bqemulator_installed, tmp_path):
     assert done.stderr == "" and list(tmp_path.iterdir()) == []  # it started nothing
 
 
+@pytest.mark.emulator
 def test_a_taken_port_is_one_error_line(bqemulator_installed, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -242,6 +256,8 @@ def _site_packages_without(tmp_path: Path, *missing: str) -> Path:
     (("duckdb_extension_spatial",), "the DuckDB spatial extension is missing"),
 ])
 def test_a_missing_package_is_one_error_line_saying_what_to_install(tmp_path, missing, said):
+    if missing != ("bqemulator",) and unavailable_reason() is not None:
+        pytest.skip(f"needs bqemulator installed, without {missing}: {unavailable_reason()}")
     farm = _site_packages_without(tmp_path, *missing)
     env = {**os.environ, "PYTHONPATH": str(farm), "TMPDIR": str(tmp_path / "tmp")}
     (tmp_path / "tmp").mkdir()
