@@ -83,8 +83,9 @@ def _spatial_extension() -> tuple[Path | None, str]:
     """(the spatial extension file matching the installed duckdb, "v<version>"), or (None, reason)."""
     spec = importlib.util.find_spec("duckdb_extension_spatial")
     if spec is None or not spec.submodule_search_locations:
-        return None, ("the DuckDB spatial extension is missing (bqemulator needs it offline): pip install "
-                      "duckdb-extension-spatial of the same version as duckdb (the test extra pins both)")
+        return None, ("the DuckDB spatial extension is missing (bqemulator needs it offline): "
+                      "pip install duckdb-extension-spatial of the same version as duckdb (the "
+                      "test extra pins both)")
     try:
         version = "v" + importlib.metadata.version("duckdb")
     except importlib.metadata.PackageNotFoundError:
@@ -177,7 +178,8 @@ class BigQueryEmulatorProcess:
     def start(self) -> "BigQueryEmulatorProcess":
         reason = unavailable_reason()
         if reason is not None:
-            raise BigQueryEmulatorUnavailable(f"BigQuery emulator (bqemulator) unavailable: {reason}")
+            raise BigQueryEmulatorUnavailable(
+                f"BigQuery emulator (bqemulator) unavailable: {reason}")
         cmd: list[str] = []
         try:
             cmd = self._launch()
@@ -187,7 +189,8 @@ class BigQueryEmulatorProcess:
             tail = self.log_tail()
             self.stop()
             raise RuntimeError(f"BigQuery emulator (bqemulator) did not start: {exc}\n"
-                               f"command: {' '.join(cmd)}\nits log{where}, last lines:\n{tail}") from None
+                               f"command: {' '.join(cmd)}\n"
+                               f"its log{where}, last lines:\n{tail}") from None
         except BaseException:  # Ctrl-C while it starts: nothing left running or on disk
             self.stop()
             raise
@@ -314,8 +317,26 @@ def serve(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"BigQuery emulator stopped; {kept}.", file=out, flush=True)
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port: give 0 to 65535 (0: any free port)")
+    return port
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument said in one ``error:`` line (what is accepted is in it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _main(argv: list[str] | None = None, prog: str = "python -m devtools.bq_emulator") -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog, description="A local BigQuery emulator (bqemulator), offline: start one for "
         "your own data, or check that it can start here.", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -325,7 +346,7 @@ def _main(argv: list[str] | None = None, prog: str = "python -m devtools.bq_emul
     start.add_argument("--project", default=os.environ.get("DATASTORE_PROJECT_ID", "demo"),
                        help="the default project of its requests (default: "
                        "$DATASTORE_PROJECT_ID or demo, as the mapper's --project on the emulator)")
-    start.add_argument("--port", type=int, default=DEFAULT_PORT,
+    start.add_argument("--port", type=_port, default=DEFAULT_PORT,
                        help=f"port on {LOOPBACK} (default {DEFAULT_PORT}; 0: any free port)")
     start.add_argument("--data_dir", help="keep the data in a DuckDB file in this directory "
                        "(made if missing; kept, and found again by the next start); default: "

@@ -1,11 +1,11 @@
 """End-to-end demo: emulator + DEMO_DATASET + one pipeline run, with nothing left running after.
 
 Usage: python -m devtools.demo [extra pipeline args, e.g. --job count_by_category]
-The output goes to --output if given, else $DEMO_OUTPUT, else to a fresh temporary directory that is kept for inspection
-when the run wrote something into it (and named at the end); removed when it stayed empty or the
-demo was interrupted.
-Nothing else is left behind, also when a step fails or the demo is interrupted (Ctrl-C, SIGTERM,
-SIGHUP): the emulators are stopped with their temporary directories.
+The output goes to --output if given, else $DEMO_OUTPUT, else to a fresh temporary directory,
+kept for inspection when the run wrote something into it (and named at the end), removed when it
+stayed empty or the demo was interrupted. Nothing else is left behind, also when a step fails or
+the demo is interrupted (Ctrl-C, SIGTERM, SIGHUP): the emulators are stopped, and their temporary
+directories removed, before it exits.
 """
 
 from __future__ import annotations

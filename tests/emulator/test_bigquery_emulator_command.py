@@ -7,9 +7,11 @@ DuckDB extension it needs from the local package (see devtools/bq_emulator.py)."
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -139,7 +141,8 @@ def _shown(host: str, project: str, version: str) -> tuple:
     text = (ROOT / "docs" / "stream-bigquery.md").read_text(encoding="utf-8")
     block = re.search(r"```text\n\$ datastore-mapper bigquery-emulator --project demo\n(.*?)```",
                       text, re.S).group(1)
-    lines = [line.replace("127.0.0.1:9050", host).replace("bqemulator 1.4.0", f"bqemulator {version}")
+    lines = [line.replace("127.0.0.1:9050", host)
+             .replace("bqemulator 1.4.0", f"bqemulator {version}")
              .replace("project demo", f"project {project}")
              .replace("demo:DATASET", f"{project}:DATASET") for line in block.splitlines()]
     ctrl_c = lines.index("^C")
@@ -233,6 +236,81 @@ def test_a_taken_port_is_one_error_line(bqemulator_installed, tmp_path):
         f"error: port {port} on 127.0.0.1 is in use (another emulator?): pass --port N, or "
         "--port 0 for a free one"]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.emulator
+def test_a_server_that_dies_is_said_and_nothing_is_left(bqemulator_installed, tmp_path):
+    server = Started(tmp_path / "tmp")
+    (child,) = _descendants(server.proc.pid)
+    os.kill(child, signal.SIGKILL)  # as the kernel's OOM killer would
+    out, err = server.proc.communicate(timeout=60)
+    assert server.proc.returncode == 1, (out, err)
+    assert err.startswith("error: the BigQuery emulator exited by itself; its log:\n"), err
+    assert out == "BigQuery emulator stopped; nothing kept.\n"
+    assert list(server.tmpdir.iterdir()) == []
+
+
+def _round_trip(tmpdir: str) -> dict:
+    """Start the command, make a table, insert two rows, read them back, Ctrl-C: what happened.
+    Run inside a network namespace of its own by the test below."""
+    from google.cloud import bigquery
+
+    server = Started(Path(tmpdir), "--project", "offline")
+    rows, errors = [], None
+    try:
+        client = server.client("offline")
+        client.create_dataset("offline.d", retry=_retry(), timeout=30)
+        schema = [bigquery.SchemaField("a", "STRING")]
+        table = client.create_table(bigquery.Table("offline.d.t", schema=schema), retry=_retry(),
+                                    timeout=30)
+        errors = client.insert_rows_json(table, [{"a": "x"}, {"a": "y"}], retry=_retry(),
+                                         timeout=30)
+        rows = sorted(r["a"] for r in client.list_rows(table, retry=_retry(), timeout=30))
+    finally:
+        code, out, err, left = server.stop(signal.SIGINT)
+    return {"rows": rows, "errors": errors, "code": code, "out": out, "err": err, "left": left,
+            "tmp": os.listdir(tmpdir)}
+
+
+@pytest.mark.emulator
+def test_it_needs_no_network(bqemulator_installed, tmp_path):
+    """In a network namespace with nothing but loopback (no route to DuckDB's extension site, no
+    DNS): it starts, takes rows and stops clean."""
+    probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"],
+                           capture_output=True, text=True, timeout=30) \
+        if shutil.which("unshare") and shutil.which("ip") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("no network namespace here (unshare -n needs root or CAP_SYS_ADMIN): "
+                    f"{probe.stderr.strip() if probe else 'unshare or ip missing'}")
+    script = ("import json, sys; from tests.emulator.test_bigquery_emulator_command import "
+              "_round_trip; print(json.dumps(_round_trip(sys.argv[1])))")
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    done = subprocess.run(["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+                           sys.executable, "-c", script, str(tmpdir)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    got = json.loads(done.stdout.splitlines()[-1])
+    assert got == {"rows": ["x", "y"], "errors": [], "code": 0, "err": "", "left": [], "tmp": [],
+                   "out": "BigQuery emulator stopped; nothing kept.\n"}, got
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--port", "-1"], "error: argument --port: '-1' is not a port: give 0 to 65535 (0: any "
+                       "free port) (see datastore-mapper bigquery-emulator start --help)"),
+    (["--port", "0", "--data_dir", "FILE"], "error: --data_dir FILE is not a directory: give a "
+                                            "directory (made if missing) for the emulator's data"),
+])
+def test_bad_arguments_are_one_error_line(tmp_path, args, said):
+    if "--data_dir" in args and unavailable_reason() is not None:
+        pytest.skip(f"needs bqemulator installed: {unavailable_reason()}")
+    (tmp_path / "FILE").write_text("not a directory")
+    done = subprocess.run([*_command(), "bigquery-emulator", *args], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr.splitlines() == [said]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]
 
 
 def _site_packages_without(tmp_path: Path, *missing: str) -> Path:

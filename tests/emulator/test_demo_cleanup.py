@@ -69,7 +69,8 @@ def test_the_streaming_demo_keeps_only_the_output_it_names(both_emulators, tmp_p
     out, err = _finish(proc)
     assert proc.returncode == 0, (out[-3000:], err[-3000:])
     assert "  items_acme: 3000 rows" in out.splitlines(), out[-3000:]
-    output = next(line[len("output: "):] for line in out.splitlines() if line.startswith("output: "))
+    output = next(line[len("output: "):] for line in out.splitlines()
+                  if line.startswith("output: "))
     assert [str(p) for p in tmpdir.iterdir()] == [output]  # the output, kept and named; no more
 
 
