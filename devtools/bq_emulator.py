@@ -252,7 +252,9 @@ class BigQueryEmulatorProcess:
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
-    """A symlink (the extension is 78 MB); a copy where links are not allowed."""
+    """A symlink (the extension is 78 MB); a copy where links are not allowed. A workdir given
+    again (a restart) has one already."""
+    target.unlink(missing_ok=True)
     try:
         target.symlink_to(source)
     except OSError:

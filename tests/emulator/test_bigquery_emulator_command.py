@@ -250,6 +250,27 @@ def test_a_server_that_dies_is_said_and_nothing_is_left(bqemulator_installed, tm
     assert list(server.tmpdir.iterdir()) == []
 
 
+@pytest.mark.emulator
+def test_a_given_workdir_is_kept_and_can_start_it_again(bqemulator_installed, tmp_path,
+                                                        monkeypatch):
+    """The fixtures' and the benchmark's way: their own directory, kept by stop(); a second
+    start there finds the first one's extension link (and replaces it). Its own directory,
+    made in TMPDIR, is removed."""
+    from devtools.bq_emulator import BigQueryEmulatorProcess
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    for _ in range(2):
+        with BigQueryEmulatorProcess("p", tmp_path / "work") as server:
+            assert server.running and server.log == tmp_path / "work" / "server.log"
+        assert not server.running and (tmp_path / "work" / "server.log").exists()
+    with BigQueryEmulatorProcess("p") as server:
+        own = server.workdir
+        assert own is not None and own.parent == tmp_path / "tmp"
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
 def _round_trip(tmpdir: str) -> dict:
     """Start the command, make a table, insert two rows, read them back, Ctrl-C: what happened.
     Run inside a network namespace of its own by the test below."""
