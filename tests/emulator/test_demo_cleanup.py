@@ -94,7 +94,12 @@ def test_an_interrupted_demo_leaves_no_process_and_nothing_on_disk(both_emulator
             break
     else:
         pytest.fail(f"the demo did not get to its run: {lines} {proc.stderr.read()[-3000:]}")
-    time.sleep(3)  # the pipeline is starting (importing Beam, checking)
+    for line in proc.stderr:  # the pipeline's log: interrupted while it streams
+        lines.append(line)
+        if "created BigQuery table" in line:
+            break
+    else:
+        pytest.fail(f"the run did not stream: {lines[-20:]}")
     tree = _descendants(proc.pid)
     assert len(tree) >= 3, tree  # the Datastore emulator, bqemulator, the pipeline
     if how == "ctrl-c":
