@@ -35,9 +35,8 @@ READ_TIME_LIMIT = dt.timedelta(days=7)
 EPILOG = """\
 Any other option is passed to Beam: with --runner=DataflowRunner and Dataflow's
 usual options (--region, --temp_location, ...) the same command launches the job on
-Dataflow. Without --runner the job runs here, in this process, on Beam's FnApiRunner;
---runner=FnApiRunner --direct_running_mode=multi_processing --direct_num_workers=2 runs it
-in two worker processes.
+Dataflow. Without --runner the job runs here, in this process, on Beam's FnApiRunner
+(one worker: Beam's other local modes lose data).
 
 Example (against the emulator):
   DATASTORE_EMULATOR_HOST=127.0.0.1:8081 datastore-mapper --job count_keys --project demo
