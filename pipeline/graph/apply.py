@@ -23,7 +23,7 @@ from apache_beam.metrics import Metrics
 from pipeline.api import hooks
 from pipeline.api.job import Context, Counters
 from pipeline.api.mutations import Delete, Put
-from pipeline.config import JobConfig, OutputConfig, ReadConfig, WriteConfig
+from pipeline.config import RunConfig
 from pipeline.core import deadletters
 from pipeline.core.keyorder import format_path, path_from_flat
 from pipeline.core.namespaces import namespace_label
@@ -39,6 +39,18 @@ from pipeline.sinks.files.lease import WorkerHeartbeat
 
 #: (job name, namespace, entity key's flat path, index among the entity's records) -> an id.
 RecordId = Callable[[str, str, tuple, int], str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Records:
+    """Where the job's records go, as the sink wants them: each ``encode``d where it is made (a
+    line of a file, a row for BigQuery), with a stable ``record_id`` for a sink that
+    deduplicates; ``no_sink``: the run keeps no records (no sink, and not --discard_records),
+    so the job's first record fails it."""
+
+    encode: Optional[Callable[[Any], Any]] = None
+    record_id: Optional[RecordId] = None
+    no_sink: bool = False
 #: The Beam metric (and summary counter) of entities dead-lettered.
 ERRORS_COUNTER = "errors"
 #: The tag of the side output that carries SliceStats and UnitPlanned records.
@@ -68,17 +80,13 @@ class SliceJob:
     Without a dead-letter file (no --output) the first failure fails the run.
     """
 
-    def __init__(self, job: JobConfig, read: ReadConfig, output: OutputConfig,
-                 record_id: Optional[RecordId] = None,
-                 encode: Optional[Callable[[Any], Any]] = None,
-                 write: Optional[WriteConfig] = None, client: Any = None,
-                 no_sink: bool = False):
+    def __init__(self, run: RunConfig, records: Records = Records(), client: Any = None):
+        job, read, output, write = run.job, run.read, run.output, run.write
         self.job, self.read, self.output = job, read, output
-        self.no_sink = no_sink  # records would go nowhere: the first one fails the run
+        self.no_sink = records.no_sink  # records would go nowhere: the first one fails the run
         self._channel = Channel(output.progress_dir)
         self._progress = ProgressCounters(job.metrics_namespace)
-        self.record_id, self.encode = record_id, encode
-        write = write or WriteConfig()
+        self.record_id, self.encode = records.record_id, records.encode
         self._keys = KeyMaker(client, read.retry) if client is not None else None
         self._writer = (Writer(job, read, write, output.run_id, client, self._write_failed)
                         if write.enabled else None)

@@ -7,6 +7,7 @@ import apache_beam as beam
 
 from pipeline.config import RunConfig
 from pipeline.graph.mapper import MapDatastore
+from pipeline.graph.read import Records
 from pipeline.graph.restore import RestoreFromUndoLog
 from pipeline.graph.summary import FinishRunFn
 from pipeline.sinks.bigquery.settings import BigQuerySettings
@@ -33,16 +34,16 @@ def build(p: beam.Pipeline, run: RunConfig,
     if bigquery is not None:
         stream = StreamToBigQuery(bigquery, run.job, run.read.target.project,
                                   run.output.dead_letter_parts)
-        out = p | "Mapper" >> MapDatastore(run, stream, record_id=StreamToBigQuery.record_id,
-                                           encode=stream.encode)
+        out = p | "Mapper" >> MapDatastore(run, stream, Records(
+            encode=stream.encode, record_id=StreamToBigQuery.record_id))
         out["summary"] = out["summary"] | "Finish" >> beam.ParDo(
             FinishRunFn(run, bigquery), beam.pvalue.AsList(stream.dead_letters))
         return out
     keep = run.output.directory and not run.output.discard_records
     write = WriteOutput(run.job, run.output, run.read.query.per_kind) if keep else None
     no_sink = not run.output.directory and not run.output.discard_records
-    out = p | "Mapper" >> MapDatastore(run, write, encode=write.encode if write else None,
-                                       no_sink=no_sink)
+    out = p | "Mapper" >> MapDatastore(run, write, Records(
+        encode=write.encode if write else None, no_sink=no_sink))
     waits = ([beam.pvalue.AsList(out["changes"])] if out.get("changes") is not None else [])
     out["summary"] = out["summary"] | "Finish" >> beam.ParDo(FinishRunFn(run), *waits)
     return out

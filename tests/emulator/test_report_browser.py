@@ -12,7 +12,7 @@ import pytest
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
 from tests.support.browser import report_problems
-from tests.support.runs import TWO_WORKERS, run_mapper
+from tests.support.runs import IN_PROCESS, run_mapper
 
 SPEC = [NamespaceSpec("", 400), NamespaceSpec("acme", 250), NamespaceSpec("tiny", 3),
         NamespaceSpec("a.b-c_d", 30)]
@@ -22,7 +22,7 @@ SPEC = [NamespaceSpec("", 400), NamespaceSpec("acme", 250), NamespaceSpec("tiny"
 def report(emulator, tmp_path):
     seed_dataset(TEST_PROJECT, SPEC)
     r = run_mapper("count_by_property", ["--slice_entities", "60"],
-                   output=str(tmp_path / "out"), runner=TWO_WORKERS)
+                   output=str(tmp_path / "out"), runner=IN_PROCESS)
     assert r.code == 0, r.stderr
     return tmp_path / "out" / "count_by_property" / "report.html", r.summary
 
@@ -88,7 +88,7 @@ def test_a_writing_run_s_report_shows_its_writes(chromium, emulator, tmp_path, w
     r = run_mapper("rename_property", ["--job_module", "tests.support.jobs_writes", "--params",
                                        "kind=Item,from=category,to=genre",
                                        f"--writes={writes}", "--slice_entities", "100"],
-                   output=str(out), runner=TWO_WORKERS)
+                   output=str(out), runner=IN_PROCESS)
     assert r.code == 0, r.stderr
     [run] = list((out / "rename_property" / "runs").iterdir())
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
