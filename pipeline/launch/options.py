@@ -42,9 +42,10 @@ Example (against the emulator):
   DATASTORE_EMULATOR_HOST=127.0.0.1:8081 datastore-mapper --job count_keys --project demo
 
 Tools (datastore-mapper TOOL --help):
-  datastore-mapper emulator   start a local Datastore emulator for your own data
-  datastore-mapper seed       write the demo data set into it
-  datastore-mapper demo       emulator + demo data + one run, then everything stopped
+  datastore-mapper emulator            start a local Datastore emulator for your own data
+  datastore-mapper bigquery-emulator   start a local BigQuery emulator for your own data
+  datastore-mapper seed                write the demo data set into it
+  datastore-mapper demo                emulator + demo data + one run, then everything stopped
 """
 
 
