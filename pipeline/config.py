@@ -10,14 +10,17 @@ worker sees the same job object, the same parameters, the same launch time and s
 - ``OutputConfig``: where the run's files go (``OUTPUT/JOB/...``, the summary);
 - ``WriteConfig``: whether and how a job that writes back writes (``--writes``), its undo log.
 
-A sink's own settings (BigQuery's) are the sink's, given to it when the graph is built.
+- ``bigquery``: with --bigquery_table, the BigQuery sink's settings, resolved at launch (its
+  schema made from a sample); the graph streams the records there instead of to files.
+
+``pipeline.graph.build.build(p, run)`` takes nothing else.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import uuid
-from typing import Optional
+from typing import Any, Optional
 
 from pipeline.api.job import JobSpec, Params
 from pipeline.api.mutations import DRY_RUN
@@ -159,3 +162,6 @@ class RunConfig:
     read: ReadConfig
     output: OutputConfig = OutputConfig()
     write: WriteConfig = WriteConfig()
+    #: ``pipeline.sinks.bigquery.settings.BigQuerySettings`` (a sink's type: the config layer
+    #: does not import it), or None: records go to files (with --output) or nowhere.
+    bigquery: Optional[Any] = None

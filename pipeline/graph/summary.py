@@ -161,8 +161,8 @@ class FinishRunFn(beam.DoFn):
     dead-letter files, waited for), ``summary.json`` with its status, the lease released;
     then the run fails if it must."""
 
-    def __init__(self, run: RunConfig, bigquery: Optional[BigQuerySettings] = None):
-        self.run, self.bigquery = run, bigquery
+    def __init__(self, run: RunConfig):
+        self.run, self.bigquery = run, run.bigquery
 
     def process(self, summary: dict, _written=()):
         out, job = self.run.output, self.run.job

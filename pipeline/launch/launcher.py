@@ -108,7 +108,7 @@ def launch(argv: Sequence[str]) -> int:
         datastore = LaunchRetry(run.read.retry)  # Datastore's retries in this launch
         namespaces = (check_before_launch(run, m.allow_empty_kind, datastore)
                       if m.launch_checks else None)
-        bigquery = prepare_bigquery(run, m, namespaces, datastore)
+        run = dataclasses.replace(run, bigquery=prepare_bigquery(run, m, namespaces, datastore))
         held = take_output(plan, local=local)  # the last check: nothing under OUTPUT before it
     except (MapperError, KeyboardInterrupt) as e:
         if held is not None:
@@ -121,19 +121,19 @@ def launch(argv: Sequence[str]) -> int:
     out_dir = run.output.directory
     log.info("job %s: %s; %s", run.job.name, run.read.query.describe(),
              f"output {out_dir}/{run.job.name}/" if out_dir else "no output location")
-    if bigquery is not None:
+    if run.bigquery is not None:
         log.info("streaming records into BigQuery table %s; rejected rows go to %s",
-                 bigquery.table, bigquery.dead_letter)
+                 run.bigquery.table, run.bigquery.dead_letter)
     if not local:
-        return _launch_remote(options, run, bigquery, runner)
-    return _run_locally(options, run, bigquery, held)
+        return _launch_remote(options, run, runner)
+    return _run_locally(options, run, held)
 
 
 
-def _launch_remote(options, run, bigquery, runner: str) -> int:
+def _launch_remote(options, run, runner: str) -> int:
     try:
         p = beam.Pipeline(options=options)
-        build(p, run, bigquery)
+        build(p, run)
         result = p.run()
     except MapperError as e:
         _release(run)
@@ -240,7 +240,7 @@ def _local_output(run, rundir: RunDir):
     return dataclasses.replace(run, output=dataclasses.replace(out, **changes))
 
 
-def _run_locally(options, run, bigquery, held) -> int:
+def _run_locally(options, run, held) -> int:
     rundir = RunDir()
     run = _local_output(run, rundir)
     worker_log = rundir.file("workers.log")
@@ -250,7 +250,7 @@ def _run_locally(options, run, bigquery, held) -> int:
                  else contextlib.nullcontext())
     try:
         p = beam.Pipeline(options=options)
-        build(p, run, bigquery)
+        build(p, run)
         with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted(), \
                 contextlib.redirect_stdout(terminal.TerminalSafeStream(sys.stdout)), watching(
                     run.output.progress_dir, every, run.job.name, started,
