@@ -13,7 +13,7 @@ import pytest
 from google.cloud import datastore
 
 from devtools.seed import NamespaceSpec, seed_dataset
-from pipeline.sinks.bigquery import export_schema as bq
+from pipeline.core import export_format as bq
 from pipeline.sinks.files.write import SchemaFn
 from tests.support import TEST_PROJECT
 from tests.support.runs import IN_PROCESS, run_mapper

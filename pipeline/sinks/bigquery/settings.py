@@ -5,7 +5,7 @@ import dataclasses
 from typing import Optional
 
 from pipeline.core.retry import RetryPolicy
-from pipeline.sinks.bigquery.export_schema import columns_from_rows
+from pipeline.core.export_format import columns_from_rows
 from pipeline.sinks.bigquery.streaming_rows import MAX_BATCH_BYTES, MAX_BATCH_ROWS
 from pipeline.sinks.bigquery.tables import TableSpec
 

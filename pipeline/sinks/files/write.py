@@ -26,7 +26,7 @@ from apache_beam.options.value_provider import StaticValueProvider
 from pipeline.config import JobConfig, OutputConfig
 from pipeline.core.records import RecordError, record_json
 from pipeline.core.totals import NamespaceOutput
-from pipeline.sinks.bigquery import export_schema
+from pipeline.core import export_format as export_schema
 from pipeline.sinks.files.compose import compose
 from pipeline.sinks.files.layout import (
     DEFAULT_SUFFIX,
