@@ -19,7 +19,7 @@ class BigQuerySettings:
 
     ``schema``: the job's declared schema, the same for every table.
     ``columns``: for typed rows streamed with a schema made at launch, kind -> the export's
-    columns of that kind (``export_schema.columns_from_rows``), by which each row is fitted to
+    columns of that kind (``pipeline.core.export_format.columns_from_rows``), by which each row is fitted to
     its kind's schema; a kind the launch's sample did not see gets the key column only (its
     properties are counted as unmapped).
     ``retry``: transient errors are retried for ``retry.deadline`` seconds (--bigquery_deadline).
