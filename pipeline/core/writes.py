@@ -144,8 +144,9 @@ def retry_then_halve(batch: list, attempt: Callable[[list], None],
 class RampUp:
     """Datastore's "500/50/5" guidance, as Beam's ``RampupThrottlingFn`` applies it: start at
     ``start`` operations/s for the whole job, growing by 50 % per ``period`` seconds after the
-    first ``period`` (continuously, as Beam's does), shared out over ``workers`` (``--write_workers_hint``); ``cap`` (--max_write_rate,
-    for the whole job) bounds it. ``enabled`` False: no ramp (the emulator), only the cap."""
+    first ``period`` (continuously, as Beam's does), shared out over ``workers``
+    (``--write_workers_hint``); ``cap`` (--max_write_rate, for the whole job) bounds it.
+    ``enabled`` False: no ramp (the emulator), only the cap."""
 
     enabled: bool = True
     start: float = 500.0

@@ -8,8 +8,9 @@
 - ``transact``: a transaction that looks the keys up, lets the caller decide the mutations from
   the current versions (and write its undo records first), and commits. Contention (ABORTED,
   or the emulator's UNKNOWN "too much contention") is raised as ``Contention`` for the caller to
-  retry or halve (``pipeline.core.writes.retry_then_halve``); other transient errors retry the whole transaction, which is safe because the
-  caller re-decides from a fresh lookup (``migrate`` is idempotent).
+  retry or halve (``pipeline.core.writes.retry_then_halve``); other transient errors retry the
+  whole transaction, which is safe because the caller re-decides from a fresh lookup
+  (``migrate`` is idempotent).
 
 Reads in a transaction see the current data, never ``--read_time``'s snapshot: a migration
 reads a snapshot but writes over what is there now.
