@@ -34,8 +34,8 @@ from pipeline.core.counters import merge_counters
 from pipeline.core.keyorder import format_path, path_from_flat
 from pipeline.core.namespaces import namespace_label
 from pipeline.core.totals import Totals
-from pipeline.datastore import entity_json as ej
 from pipeline.core.writes import Contention, Op
+from pipeline.datastore import entity_json as ej
 from pipeline.datastore.client import client
 from pipeline.datastore.writes import bind_key, lookup
 from pipeline.errors import MapperError
