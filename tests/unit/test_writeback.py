@@ -104,6 +104,12 @@ def test_the_entity_group_is_the_root():
 
 # --- keys bound to the run's project and database ----------------------------------------------
 
+@pytest.fixture(autouse=True)
+def no_emulator(monkeypatch):
+    """Clients made here talk to nothing (an emulator fixture of the session may have set it)."""
+    monkeypatch.delenv("DATASTORE_EMULATOR_HOST", raising=False)
+
+
 def _client(project: str, database=None) -> datastore.Client:
     return datastore.Client(project=project, database=database,
                             credentials=AnonymousCredentials())

@@ -252,10 +252,11 @@ def test_a_local_runner_writes_without_the_ramp_up(runner):
     assert run.write.rampup is False
 
 
-def test_a_remote_runner_writes_with_the_ramp_up():
+def test_a_remote_runner_writes_with_the_ramp_up(monkeypatch):
     from pipeline.launch.resolve import is_local
     from tests.support.configs import run_config
 
+    monkeypatch.delenv("DATASTORE_EMULATOR_HOST", raising=False)  # an emulator: no ramp-up
     assert not is_local("DataflowRunner")
     run = run_config("rename_property", "--params", "kind=Item,from=a,to=b",
                      "--runner=DataflowRunner")
