@@ -78,14 +78,6 @@ def identity(letter: dict) -> tuple:
             letter.get("index"), letter.get("insert_id"), letter.get("table"))
 
 
-def summary_line(letter: dict) -> str:
-    """One letter as the final message names the first one."""
-    where = f"namespace {letter.get('namespace') or '__default__'}"
-    key = letter.get("key")
-    what = f"entity {key}" if key else f"row {letter.get('insert_id')}"
-    return f"{what} in {where}: {letter.get('error', 'rejected')}: {letter.get('message', '')}"
-
-
 def slice_part_name(namespace: str, range_id: str, start: str) -> str:
     """The file a slice's letters are written to: the same for a retried slice (it starts at the
     same restriction), so its letters replace, never add to, the first attempt's."""

@@ -1,5 +1,7 @@
 """Writing back, the pure parts: how mutations are batched, how fast they may go (the ramp-up
-and a token bucket, on an injectable clock), and the counters every mutation is counted in.
+and a token bucket, on an injectable clock), the counters every mutation is counted in, and
+what a batch that meets contention does (retried, then halved): the job's writer and restore
+share them.
 
 Nothing here talks to Datastore (``pipeline.datastore.writes`` does) or to a file system.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, Hashable, Iterable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, Callable, Hashable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -26,6 +28,36 @@ CHANGED_SINCE = "writes.changed_since"  # restore: changed again since the run u
 COUNTERS = (PUT, CHANGED, DELETED, UNCHANGED, GONE, CONFLICTS, FAILED, OUTSIDE, CHANGED_SINCE)
 #: Counted as writes (what the progress lines and the rate show).
 WRITTEN = (PUT, CHANGED, DELETED)
+_COUNTER_OF = {"put": PUT, "changed": CHANGED, "deleted": DELETED}
+
+
+def change_counter(change: str) -> str:
+    """The counter of an ``Op.change`` (put, changed, deleted)."""
+    return _COUNTER_OF[change]
+
+
+@dataclasses.dataclass
+class Op:
+    """One mutation to write: ``after`` None deletes; ``before`` as read (blind) or looked up
+    (None: the entity did not exist)."""
+
+    key: Any
+    before: Any
+    after: Any
+    size: int = 0
+    before_pb: Any = None  # ``entity_json.Pb`` of before / after, when made already
+    after_pb: Any = None
+
+    @property
+    def change(self) -> str:
+        if self.after is None:
+            return "deleted"
+        return "put" if self.before is None else "changed"
+
+
+def entity_group(key: Any) -> tuple:
+    """The entity group of a key (its root's kind and id or name): a transaction's bound."""
+    return tuple(key.flat_path[:2])
 
 # --- limits ---------------------------------------------------------------------------------
 
@@ -71,14 +103,50 @@ def halves(batch: list) -> tuple:
     return batch[:mid], batch[mid:]
 
 
+# --- contention ----------------------------------------------------------------------------
+
+#: Seconds before the first retry of a batch that met contention (doubling).
+CONTENTION_BACKOFF = 0.2
+
+
+class Contention(Exception):
+    """The transaction lost to a concurrent write (retry it, or halve the batch)."""
+
+
+def retry_then_halve(batch: list, attempt: Callable[[list], None],
+                     again: Callable[[list], None], retries: int,
+                     conflict: Callable[[], None], gave_up: Callable[[Any, Contention], None],
+                     sleep: Callable[[float], None] = time.sleep,
+                     backoff: float = CONTENTION_BACKOFF) -> None:
+    """Write ``batch`` with ``attempt`` (which raises ``Contention`` when it lost), retried
+    ``retries`` times with a doubling backoff; then each half goes to ``again`` (the caller's
+    own entry, so its other handling applies to the halves too), down to single items: an item
+    that still conflicts goes to ``gave_up``. ``conflict`` is told of every lost attempt."""
+    for n in range(retries + 1):
+        try:
+            attempt(batch)
+            return
+        except Contention as e:
+            conflict()
+            if n < retries:
+                sleep(backoff * 2 ** n)
+                continue
+            if len(batch) > 1:
+                for half in halves(batch):
+                    again(half)
+                return
+            gave_up(batch[0], e)
+
+
 # --- how fast --------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class RampUp:
     """Datastore's "500/50/5" guidance, as Beam's ``RampupThrottlingFn`` applies it: start at
     ``start`` operations/s for the whole job, growing by 50 % per ``period`` seconds after the
-    first ``period`` (continuously, as Beam's does), shared out over ``workers`` (``--write_workers_hint``); ``cap`` (--max_write_rate,
-    for the whole job) bounds it. ``enabled`` False: no ramp (the emulator), only the cap."""
+    first ``period`` (continuously, as Beam's does), shared out over ``workers``
+    (``--write_workers_hint``); ``cap`` (--max_write_rate, for the whole job) bounds it.
+    ``enabled`` False: no ramp (the emulator), only the cap."""
 
     enabled: bool = True
     start: float = 500.0

@@ -1,14 +1,16 @@
 """Writing to Datastore: lookups, blind commits and transactions, through the one retry path.
 
 - ``lookup``: the current version of keys (at most 1,000 per call), in a transaction or not.
+- ``bind_key``: a key read (or recorded) bound to the client's project and database.
 - ``commit_blind``: puts and deletes in one non-transactional commit; retried on transient
   errors (puts of complete keys and deletes are idempotent: a retry never duplicates or loses
   one).
 - ``transact``: a transaction that looks the keys up, lets the caller decide the mutations from
   the current versions (and write its undo records first), and commits. Contention (ABORTED,
   or the emulator's UNKNOWN "too much contention") is raised as ``Contention`` for the caller to
-  retry or halve; other transient errors retry the whole transaction, which is safe because the
-  caller re-decides from a fresh lookup (``migrate`` is idempotent).
+  retry or halve (``pipeline.core.writes.retry_then_halve``); other transient errors retry the
+  whole transaction, which is safe because the caller re-decides from a fresh lookup
+  (``migrate`` is idempotent).
 
 Reads in a transaction see the current data, never ``--read_time``'s snapshot: a migration
 reads a snapshot but writes over what is there now.
@@ -16,12 +18,13 @@ reads a snapshot but writes over what is there now.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from google.api_core import exceptions as gexc
 from google.cloud import datastore
 
 from pipeline.core.retry import RetryPolicy
+from pipeline.core.writes import Contention
 from pipeline.datastore import retry
 
 log = logging.getLogger(__name__)
@@ -30,15 +33,28 @@ log = logging.getLogger(__name__)
 LOOKUP_KEYS = 1000
 
 
-class Contention(Exception):
-    """The transaction lost to a concurrent write (retry it, or halve the batch)."""
-
-
 def is_contention(err: BaseException) -> bool:
     if isinstance(err, (gexc.Aborted, gexc.Conflict)):
         return True
     text = str(getattr(err, "message", "") or err).lower()
     return isinstance(err, (gexc.Unknown, gexc.GoogleAPICallError)) and "contention" in text
+
+
+def bind_key(c: datastore.Client, key: Any) -> Any:
+    """``key`` in ``c``'s project and database: a commit may not mix databases, the emulator
+    answers without the database id, and a backup may be restored into another project."""
+    if key.project == c.project and getattr(key, "database", None) == \
+            getattr(c, "database", None):
+        return key
+    return c.key(*key.flat_path, namespace=key.namespace)
+
+
+def bind(c: datastore.Client, entity: Any) -> Any:
+    """``entity`` with its key bound (``bind_key``), in place."""
+    key = bind_key(c, entity.key)
+    if key is not entity.key:
+        entity.key = key
+    return entity
 
 
 def lookup(c: datastore.Client, keys: Sequence, policy: RetryPolicy, what: str,

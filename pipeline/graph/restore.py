@@ -11,7 +11,9 @@ the entity's current version is looked up and compared with what the run wrote:
   letter file, source ``restore``, counted ``writes.changed_since``).
 
 A restore is a writing run like any other: a dry run unless ``--writes`` says otherwise, with
-its own undo log (a restore can be undone) and ``changes.jsonl``.
+its own undo log (a restore can be undone) and ``changes.jsonl``; it writes through the job
+writer's path (``writeback``): a batch that keeps meeting contention is retried, then halved;
+an entity that still conflicts fails the restore (it is not a dead letter to forget).
 """
 from __future__ import annotations
 
@@ -20,8 +22,7 @@ import logging
 import os
 import socket
 import threading
-import time
-from typing import Any
+from typing import Any, Callable
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -33,16 +34,17 @@ from pipeline.core.counters import merge_counters
 from pipeline.core.keyorder import format_path, path_from_flat
 from pipeline.core.namespaces import namespace_label
 from pipeline.core.totals import Totals
+from pipeline.core.writes import Contention, Op
 from pipeline.datastore import entity_json as ej
 from pipeline.datastore.client import client
-from pipeline.datastore.writes import Contention, lookup, transact
+from pipeline.datastore.writes import bind_key, lookup
 from pipeline.errors import MapperError
 from pipeline.graph.changes import WriteChanges
 from pipeline.graph.lifecycle import JobCompletedFn, JobStartedFn
 from pipeline.graph.read import CHANGES
 from pipeline.graph.rollup import JobSummaryFn, TotalsFn
 from pipeline.graph.summary import BuildSummaryFn
-from pipeline.graph.writer import CONTENTION_BACKOFF, Op, _change_sample, _root
+from pipeline.graph.writeback import UndoLog, tally, transact_ops
 from pipeline.sinks.files import undo
 from pipeline.sinks.files.deadletters import write_part
 
@@ -104,6 +106,9 @@ class RestoreFileFn(beam.DoFn):
 
     def setup(self):
         self._client = client(self.run.read.target)
+        run = self.run
+        self._undo_log = UndoLog(run.write.undo_dir, run.job.name, run.output.run_id,
+                                 run.write.mode)
 
     def process(self, path: str):
         run, write = self.run, self.run.write
@@ -127,7 +132,7 @@ class RestoreFileFn(beam.DoFn):
 
                 batches = w.batches(records, w.BLIND_BATCH, w.MAX_COMMIT_BYTES,
                                     size=lambda r: 0,
-                                    group=lambda r: _root(ej.key_from_json(r["key"])),
+                                    group=lambda r: w.entity_group(ej.key_from_json(r["key"])),
                                     max_groups=write.transaction_groups)
                 for batch in batches:
                     self._restore(batch, namespace, count, samples.setdefault(namespace, []),
@@ -144,50 +149,40 @@ class RestoreFileFn(beam.DoFn):
             for s in samples.get(namespace, [])[:write.changes_sample]:
                 yield beam.pvalue.TaggedOutput(CHANGES, (namespace, s))
 
-    def _restore(self, batch: list, namespace: str, count, samples: list, letters: list,
-                 where: str) -> None:
-        run, write = self.run, self.run.write
-        keys = [self._own(ej.key_from_json(r["key"])) for r in batch]
-        what = f"restoring {len(keys)} entities in namespace {namespace_label(namespace)}"
-        result: dict = {}
+    def _restore(self, batch: list, namespace: str, count: Callable, samples: list,
+                 letters: list, where: str) -> None:
+        """A batch of records restored in a transaction (looked up only, in a dry run)."""
+        what = f"restoring {len(batch)} entities in namespace {namespace_label(namespace)}"
 
-        def choose(current: dict):
-            result.clear()
-            decisions = [decide(r, current.get(k), k) for r, k in zip(batch, keys)]
-            ops = [d.op for d in decisions if d.op is not None]
-            result.update(decisions=decisions, undo=self._undo(namespace, ops))
-            return ([o.after for o in ops if o.after is not None],
-                    [o.key for o in ops if o.after is None], None)
-
-        for attempt in range(write.contention_retries + 1):
-            try:
-                if write.dry_run:
-                    current = lookup(self._client, keys, run.read.retry, what, where=where)
-                    decisions = [decide(r, current.get(k), k) for r, k in zip(batch, keys)]
-                    result["decisions"] = decisions
-                else:
-                    transact(self._client, keys, choose, run.read.retry, what, where)
-                break
-            except Contention:
-                undo.discard(result.get("undo"))
-                count(w.CONFLICTS)
-                if attempt == write.contention_retries:
-                    if len(batch) > 1:
-                        first, second = w.halves(batch)
-                        self._restore(first, namespace, count, samples, letters, where)
-                        self._restore(second, namespace, count, samples, letters, where)
-                        return
-                    raise MapperError(f"{what}: contention outlasted every retry") from None
-                time.sleep(CONTENTION_BACKOFF * 2 ** attempt)
-        for r, d in zip(batch, result["decisions"]):
-            if d.outcome == "restore":
-                op = d.op
-                count({"put": w.PUT, "changed": w.CHANGED, "deleted": w.DELETED}[op.change])
-                if len(samples) < write.changes_sample:
-                    samples.append(_change_sample(namespace, op))
-            elif d.outcome == "unchanged":
-                count(w.UNCHANGED)
+        def attempt(records: list) -> None:
+            keys = [bind_key(self._client, ej.key_from_json(r["key"])) for r in records]
+            if self.run.write.dry_run:
+                current = lookup(self._client, keys, self.run.read.retry, what, where=where)
+                decisions = [decide(r, current.get(k), k) for r, k in zip(records, keys)]
             else:
+                _, decisions = transact_ops(
+                    self._client, keys, lambda current: _ops(records, keys, current),
+                    self._undo_log, namespace, self.run.read.retry, what, where)
+            self._account(records, decisions, namespace, count, samples, letters)
+
+        def gave_up(record: dict, e: Contention) -> None:
+            raise MapperError(f"{what}: contention outlasted every retry") from None
+
+        w.retry_then_halve(
+            batch, attempt,
+            lambda half: self._restore(half, namespace, count, samples, letters, where),
+            self.run.write.contention_retries, lambda: count(w.CONFLICTS), gave_up)
+
+    def _account(self, batch: list, decisions: list, namespace: str, count: Callable,
+                 samples: list, letters: list) -> None:
+        """What was restored counted and sampled; what changed since, a dead letter."""
+        run = self.run
+        tally([d.op for d in decisions if d.outcome == "restore"], namespace, count, samples,
+              run.write.changes_sample)
+        for r, d in zip(batch, decisions):
+            if d.outcome == "unchanged":
+                count(w.UNCHANGED)
+            elif d.outcome == "changed_since":
                 count(w.CHANGED_SINCE)
                 key = ej.key_from_json(r["key"])
                 where_key = format_path(path_from_flat(key.flat_path))
@@ -200,24 +195,11 @@ class RestoreFileFn(beam.DoFn):
                     error="DiffersFromBackup" if r.get("mode") == BACKUP else "ChangedSince",
                     mutation="restore"))
 
-    def _own(self, key: Any) -> Any:
-        """A recorded key bound to this run's project and database (a backup restored into
-        another project or database; the emulator, which leaves the database id out)."""
-        c = self._client
-        if key.project == c.project and getattr(key, "database", None) == \
-                getattr(c, "database", None):
-            return key
-        return c.key(*key.flat_path, namespace=key.namespace)
 
-    def _undo(self, namespace: str, ops: list):
-        write = self.run.write
-        if write.undo_dir is None or not ops:
-            return None
-        records = [undo.record(self.run.job.name, self.run.output.run_id, write.mode, namespace,
-                               op.key.kind, ej.key_to_json(op.key),
-                               ej.entity_to_json(op.before) if op.before is not None else None,
-                               ej.fingerprint(op.after)) for op in ops]
-        return undo.write_batch(write.undo_dir, namespace, records)
+def _ops(records: list, keys: list, current: dict) -> tuple[list, list]:
+    """In the transaction: the ops that restore ``records``, and every record's decision."""
+    decisions = [decide(r, current.get(k), k) for r, k in zip(records, keys)]
+    return [d.op for d in decisions if d.op is not None], decisions
 
 
 class RestoreFromUndoLog(beam.PTransform):

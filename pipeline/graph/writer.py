@@ -19,10 +19,13 @@ Every entity changed or deleted is first written to the undo log as it was (from
 transaction's own lookup in ``transactional`` mode), durably, before its commit. Each
 mutation is counted in the slice's counters (``pipeline.core.writes``): put, changed, deleted,
 unchanged, gone, conflicts, failed, outside_namespaces.
+
+The transaction with its undo records, the undo records, the key binding, the retry-then-halve
+of a batch that meets contention and the change samples are the write-back path restore uses
+too (``writeback``, ``pipeline.core.writes``, ``pipeline.datastore.writes``).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import Any, Callable, Optional
@@ -35,15 +38,15 @@ from pipeline.config import JobConfig, ReadConfig, WriteConfig
 from pipeline.core import writes as w
 from pipeline.core.keyorder import format_path, path_from_flat
 from pipeline.core.namespaces import namespace_label
+from pipeline.core.writes import Op
 from pipeline.datastore import entity_json as ej
-from pipeline.datastore.writes import Contention, commit_blind, lookup, transact
+from pipeline.datastore.writes import bind, bind_key, commit_blind, lookup
 from pipeline.errors import MapperError
+from pipeline.graph.writeback import UndoLog, tally, transact_ops
 from pipeline.sinks.files import undo
 
 log = logging.getLogger(__name__)
 
-#: Seconds before the first retry of a batch that met contention (doubling).
-CONTENTION_BACKOFF = 0.2
 #: Errors that say Datastore is overloaded: the adaptive backoff holds commits back on them.
 OVERLOAD = (gexc.ResourceExhausted, gexc.ServiceUnavailable, gexc.DeadlineExceeded,
             gexc.RetryError)
@@ -84,24 +87,6 @@ class WriteFailed(MapperError):
     """A batch could not be written (not one entity's fault): the slice fails and is retried."""
 
 
-@dataclasses.dataclass
-class Op:
-    """One mutation to write: ``after`` None deletes; ``before`` as read (blind) or looked up."""
-
-    key: Any
-    before: Any
-    after: Any
-    size: int = 0
-    before_pb: Any = None  # ej.Pb of before / after, when made already (blind migrations)
-    after_pb: Any = None
-
-    @property
-    def change(self) -> str:
-        if self.after is None:
-            return "deleted"
-        return "put" if self.before is None else "changed"
-
-
 def outcome(before: Any, result: Any, before_pb: Any = None,
             result_pb: Any = None) -> Optional[Any]:
     """What ``migrate`` returned for ``before`` -> the entity to write, DELETE, or None
@@ -125,42 +110,15 @@ def outcome(before: Any, result: Any, before_pb: Any = None,
     return None if ej.same(before, result) else result
 
 
-def _root(key: Any) -> tuple:
-    return tuple(key.flat_path[:2])
-
-
-def _change_sample(namespace: str, op: Op) -> dict:
-    """A before/after pair for changes.jsonl: the entities (lossless) and what differs."""
-    before = dict(op.before) if op.before is not None else {}
-    after = dict(op.after) if op.after is not None else {}
-    diff = {name: [_plain(before.get(name)), _plain(after.get(name))]
-            for name in sorted(set(before) | set(after))
-            if name not in before or name not in after or not _equal(before[name], after[name])}
-    return {"namespace": namespace, "kind": op.key.kind,
-            "key": format_path(path_from_flat(op.key.flat_path)), "change": op.change,
-            "diff": diff,
-            "before": ej.entity_to_json(op.before) if op.before is not None else None,
-            "after": ej.entity_to_json(op.after) if op.after is not None else None}
-
-
-def _equal(a, b) -> bool:
-    try:
-        return type(a) is type(b) and a == b
-    except Exception:
-        return False
-
-
-def _plain(v: Any) -> Any:
-    """A property value, readable in JSON (the full entity is in before/after)."""
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if hasattr(v, "flat_path"):
-        return format_path(path_from_flat(v.flat_path))
-    if isinstance(v, bytes):
-        return f"<{len(v)} bytes>"
-    return str(v)
+def sized(op: Op) -> Optional[MigrateError]:
+    """``op.size`` set (what is written, from its ``Pb`` when made); the error when Datastore
+    would refuse an entity that large."""
+    op.size = 0 if op.after is None else (
+        op.after_pb.size() if op.after_pb is not None else ej.size_bytes(op.after))
+    if op.size > w.MAX_ENTITY_BYTES:
+        return MigrateError(f"the migrated entity is {op.size} bytes; Datastore takes at "
+                            f"most {w.MAX_ENTITY_BYTES}")
+    return None
 
 
 class Writer:
@@ -177,6 +135,7 @@ class Writer:
         self.namespaces_read = set(rq_ns) if rq_ns is not None else None
         self.warned_outside: set = set()
         self.where = read.target.describe()
+        self.undo_log = UndoLog(write.undo_dir, job.name, run_id, write.mode)
         self.written = 0  # mutations this worker committed (the progress lines' writes)
 
     # --- per slice -----------------------------------------------------------------------
@@ -224,26 +183,23 @@ class Writer:
         if after is None:
             ctx.counters.inc(w.UNCHANGED)
             return
-        entity = self._own(entity)
+        entity = bind(self.c, entity)
         if after is not DELETE:
-            after = self._own(after)
+            after = bind(self.c, after)
         op = Op(entity.key, entity, None if after is DELETE else after,
                 before_pb=before_pb, after_pb=result_pb if after is not DELETE else None)
         if self.write.dry_run:
-            self._count(op.change)
-            self._sample(op)
+            self._tally([op], self.ctx.namespace)
             return
         if self.write.mode == TRANSACTIONAL:
             self.pending.append(entity)
-            if w.count_groups(self.pending, lambda e: _root(e.key)) >= \
+            if w.count_groups(self.pending, lambda e: w.entity_group(e.key)) >= \
                     self.write.transaction_groups:
                 self._flush(self._flush_migrations)
             return
-        op.size = (op.after_pb.size() if op.after_pb is not None else ej.size_bytes(op.after)) \
-            if op.after is not None else 0
-        if op.size > w.MAX_ENTITY_BYTES:
-            raise MigrateError(f"the migrated entity is {op.size} bytes; Datastore takes at "
-                               f"most {w.MAX_ENTITY_BYTES}")
+        too_big = sized(op)
+        if too_big is not None:
+            raise too_big
         self.pending.append(op)
         if len(self.pending) >= self.write.batch:
             self._flush(self._flush_migrations)
@@ -254,105 +210,82 @@ class Writer:
             return
         if self.write.mode == TRANSACTIONAL:
             for batch in w.batches(pending, w.BLIND_BATCH, w.MAX_COMMIT_BYTES,
-                                   size=lambda e: 0, group=lambda e: _root(e.key),
+                                   size=lambda e: 0, group=lambda e: w.entity_group(e.key),
                                    max_groups=self.write.transaction_groups):
-                self._transaction(batch, 0)
+                self._transaction(batch)
         else:
             self._commit_blind(self.ctx.namespace, pending)
 
-    def _transaction(self, entities: list, halvings: int) -> None:
-        keys = [self._own_key(e.key) for e in entities]
+    def _transaction(self, entities: list) -> None:
+        """Read entities, migrated again in a transaction: retried, then halved, on contention
+        or when the changes exceed a commit; an entity Datastore refuses becomes a letter."""
         ns, kind = self.ctx.namespace, self.ctx.kind
-        for attempt in range(self.write.contention_retries + 1):
-            decided: dict = {}
+        try:
+            w.retry_then_halve(entities, self._attempt, self._transaction,
+                               self.write.contention_retries, self._conflict,
+                               lambda entity, e: self._failed(
+                                   ns, kind, entity.key, e, "transactional write (contention)"))
+        except _TooBig:
+            for half in w.halves(entities):
+                self._transaction(half)
+        except (gexc.InvalidArgument, gexc.FailedPrecondition) as e:
+            if len(entities) > 1:
+                for one in entities:  # find the one Datastore refuses
+                    self._transaction([one])
+                return
+            self._failed(ns, kind, entities[0].key, e, "transactional write")
 
-            def decide(current: dict, decided=decided):
-                decided.clear()
-                ops, unchanged, gone, errors = [], 0, 0, []
-                self.ctx.transaction = True
-                try:
-                    for key in keys:
-                        cur = current.get(key)
-                        if cur is None:
-                            gone += 1
-                            continue
-                        try:
-                            after = outcome(cur, self.job.spec.migrate(self.ctx,
-                                                                       ej.copy_entity(cur)))
-                        except MapperError:
-                            raise
-                        except Exception as e:
-                            errors.append((key, e))
-                            continue
-                        if after is None:
-                            unchanged += 1
-                            continue
-                        op = Op(key, cur, None if after is DELETE else self._own(after))
-                        op.size = (op.after_pb.size() if op.after_pb is not None else ej.size_bytes(op.after)) \
-            if op.after is not None else 0
-                        if op.size > w.MAX_ENTITY_BYTES:
-                            errors.append((key, MigrateError(
-                                f"the migrated entity is {op.size} bytes; Datastore takes "
-                                f"at most {w.MAX_ENTITY_BYTES}")))
-                            continue
-                        ops.append(op)
-                finally:
-                    self.ctx.transaction = False
-                if sum(o.size for o in ops) > w.MAX_COMMIT_BYTES and len(keys) > 1:
-                    raise _TooBig()
-                decided.update(ops=ops, unchanged=unchanged, gone=gone, errors=errors,
-                               undo=self._undo(ns, ops))
-                return ([o.after for o in ops if o.after is not None],
-                        [o.key for o in ops if o.after is None], None)
+    def _attempt(self, entities: list) -> None:
+        """One transaction over ``entities`` (raises Contention when it lost)."""
+        keys = [bind_key(self.c, e.key) for e in entities]
+        ns, kind = self.ctx.namespace, self.ctx.kind
+        self._hold(self.throttle.wait(len(keys)) + self.overload.admit())
+        ops, decided = transact_ops(
+            self.c, keys, lambda current: self._decide(keys, current), self.undo_log, ns,
+            self.read.retry, f"writing {len(keys)} {kind} in a transaction in namespace "
+            f"{namespace_label(ns)}", self.where, self._on_retry)
+        self.overload.succeeded()
+        self._tally(ops, ns)
+        self.written += len(ops)
+        for name in (w.UNCHANGED, w.GONE):
+            if decided[name]:
+                self.ctx.counters.inc(name, decided[name])
+        for key, err in decided["errors"]:
+            self._failed(ns, kind, key, err, "migrate (in the transaction)")
 
-            try:
-                self._hold(self.throttle.wait(len(keys)) + self.overload.admit())
-                transact(self.c, keys, decide, self.read.retry,
-                         f"writing {len(keys)} {kind} in a transaction in namespace "
-                         f"{namespace_label(ns)}", self.where, self._on_retry)
-            except Contention as e:
-                # Datastore answered: the refusal is about these entities, not an overload
-                # (halving finds the one that conflicts), so the backoff counts it as answered.
-                self.overload.succeeded()
-                undo.discard(decided.get("undo"))  # that transaction did not commit
-                self.ctx.counters.inc(w.CONFLICTS)
-                if attempt < self.write.contention_retries:
-                    time.sleep(CONTENTION_BACKOFF * 2 ** attempt)
+    def _decide(self, keys: list, current: dict) -> tuple[list, dict]:
+        """``migrate`` on the current versions, in the transaction: the ops to commit, and
+        how many were unchanged or gone, and which failed."""
+        ops, errors = [], []
+        decided = {w.UNCHANGED: 0, w.GONE: 0, "errors": errors}
+        self.ctx.transaction = True
+        try:
+            for key in keys:
+                cur = current.get(key)
+                if cur is None:
+                    decided[w.GONE] += 1
                     continue
-                if len(entities) > 1:
-                    first, second = w.halves(entities)
-                    self._transaction(first, halvings + 1)
-                    self._transaction(second, halvings + 1)
-                    return
-                self._failed(ns, kind, keys[0], e, "transactional write (contention)")
-                return
-            except _TooBig:
-                first, second = w.halves(entities)
-                self._transaction(first, halvings + 1)
-                self._transaction(second, halvings + 1)
-                return
-            except gexc.GoogleAPICallError as e:
-                if len(entities) > 1 and isinstance(e, (gexc.InvalidArgument,
-                                                        gexc.FailedPrecondition)):
-                    for one in entities:  # find the one Datastore refuses
-                        self._transaction([one], halvings + 1)
-                    return
-                if isinstance(e, (gexc.InvalidArgument, gexc.FailedPrecondition)):
-                    self._failed(ns, kind, keys[0], e, "transactional write")
-                    return
-                raise
-            self.overload.succeeded()
-            ops = decided["ops"]
-            for op in ops:
-                self._count(op.change)
-                self._sample(op)
-            self.written += len(ops)
-            for name, n in ((w.UNCHANGED, decided["unchanged"]), (w.GONE, decided["gone"])):
-                if n:
-                    self.ctx.counters.inc(name, n)
-            for key, err in decided["errors"]:
-                self._failed(ns, kind, key, err, "migrate (in the transaction)")
-            return
+                try:
+                    after = outcome(cur, self.job.spec.migrate(self.ctx, ej.copy_entity(cur)))
+                except MapperError:
+                    raise
+                except Exception as e:
+                    errors.append((key, e))
+                    continue
+                if after is None:
+                    decided[w.UNCHANGED] += 1
+                    continue
+                op = Op(key, cur, None if after is DELETE else bind(self.c, after))
+                too_big = sized(op)
+                if too_big is not None:
+                    errors.append((key, too_big))
+                    continue
+                ops.append(op)
+        finally:
+            self.ctx.transaction = False
+        if sum(o.size for o in ops) > w.MAX_COMMIT_BYTES and len(keys) > 1:
+            raise _TooBig()
+        return ops, decided
 
     # --- free mutations ------------------------------------------------------------------
 
@@ -417,9 +350,7 @@ class Writer:
             else:
                 ops.append(Op(key, cur, m.entity, ej.size_bytes(m.entity)))
         if self.write.dry_run:
-            for op in ops:
-                self._count(op.change)
-                self._sample(op, namespace)
+            self._tally(ops, namespace)
             return
         self._commit_blind(namespace, ops)
 
@@ -431,7 +362,7 @@ class Writer:
 
     def _commit_batch(self, namespace: str, batch: list) -> None:
         self._hold(self.throttle.wait(len(batch)) + self.overload.admit())
-        path = self._undo(namespace, batch)
+        path = self.undo_log.write(namespace, batch)
         try:
             commit_blind(self.c, [o.after for o in batch if o.after is not None],
                          [o.key for o in batch if o.after is None], self.read.retry,
@@ -446,44 +377,14 @@ class Writer:
             self._failed(namespace, batch[0].key.kind, batch[0].key, e, "blind write")
             return
         self.overload.succeeded()
-        for op in batch:
-            self._count(op.change)
-            self._sample(op, namespace)
+        self._tally(batch, namespace)
         self.written += len(batch)
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _own_key(self, key: Any) -> Any:
-        """A key the run read, bound to the run's project and database: the emulator answers
-        without the database id, and a commit may not mix databases."""
-        if key.project == self.c.project and getattr(key, "database", None) == \
-                getattr(self.c, "database", None):
-            return key
-        return self.c.key(*key.flat_path, namespace=key.namespace)
-
-    def _own(self, entity: Any) -> Any:
-        key = self._own_key(entity.key)
-        if key is not entity.key:
-            entity.key = key
-        return entity
-
-    def _undo(self, namespace: str, ops: list) -> Optional[str]:
-        if self.write.undo_dir is None or not ops:
-            return None
-        records = [undo.record(self.job.name, self.run_id, self.write.mode, namespace,
-                               op.key.kind, ej.key_to_json(op.key),
-                               (op.before_pb.json() if op.before_pb is not None else
-                                ej.entity_to_json(op.before)) if op.before is not None else None,
-                               ej.fingerprint_of(op.after, op.after_pb)) for op in ops]
-        return undo.write_batch(self.write.undo_dir, namespace, records)
-
-    def _count(self, change: str) -> None:
-        self.ctx.counters.inc({"put": w.PUT, "changed": w.CHANGED, "deleted": w.DELETED}[change])
-
-    def _sample(self, op: Op, namespace: Optional[str] = None) -> None:
-        if len(self.samples) < self.write.changes_sample:
-            self.samples.append(_change_sample(
-                self.ctx.namespace if namespace is None else namespace, op))
+    def _tally(self, ops: list, namespace: str) -> None:
+        """Ops written (or that a dry run would write): counted, and sampled."""
+        tally(ops, namespace, self.ctx.counters.inc, self.samples, self.write.changes_sample)
 
     def _failed(self, namespace: str, kind: str, key: Any, err: Exception, what: str) -> None:
         self.ctx.counters.inc(w.FAILED)
@@ -494,6 +395,12 @@ class Writer:
         # another request to the adaptive backoff, held back while failures dominate.
         if isinstance(err, OVERLOAD):  # other errors (a reset connection) are not overload
             self._hold(self.overload.admit())
+
+    def _conflict(self) -> None:
+        # Datastore answered: the refusal is about these entities, not an overload (halving
+        # finds the one that conflicts), so the backoff counts it as answered.
+        self.overload.succeeded()
+        self.ctx.counters.inc(w.CONFLICTS)
 
     def _hold(self, seconds: float) -> None:
         if seconds > 0:

@@ -42,7 +42,7 @@ from pipeline.launch.messages import (
 from pipeline.launch.progress import watching
 from pipeline.launch.records_sink import check_records_have_a_sink
 from pipeline.launch.remote import RemoteWait
-from pipeline.launch.resolve import resolve
+from pipeline.launch.resolve import is_local, resolve
 from pipeline.launch.rundir import RunDir, results_dir
 from pipeline.sinks.bigquery.prepare import prepare as prepare_bigquery
 from pipeline.sinks.files import deadletters, lease
@@ -59,9 +59,6 @@ from pipeline.sinks.files.ownership import files_of_the_run
 from pipeline.sinks.files.prepare import plan_output, take_output
 
 log = logging.getLogger("pipeline")
-
-LOCAL_RUNNERS = {"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
-                 "PrismRunner"}
 
 
 def check_beam_options(options: PipelineOptions) -> None:
@@ -95,8 +92,7 @@ def launch(argv: Sequence[str]) -> int:
     try:
         options = PipelineOptions(argv)
         check_beam_options(options)
-        runner = options.view_as(StandardOptions).runner or ""
-        local = runner.split(".")[-1] in LOCAL_RUNNERS
+        local = is_local(options.view_as(StandardOptions).runner)
         if local:
             check_local(options)
         run = resolve(options, argv=given)

@@ -49,7 +49,14 @@ from pipeline.sinks.files.layout import (
 
 log = logging.getLogger(__name__)
 #: Runners that run here (no ramp-up by default: the emulator, or a test).
-LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "PrismRunner")
+LOCAL_RUNNERS = frozenset({"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner",
+                           "SwitchingDirectRunner", "PrismRunner"})
+
+
+def is_local(runner: Optional[str]) -> bool:
+    """Whether ``runner`` (a name or a dotted path) runs here; none given is Beam's default,
+    the DirectRunner."""
+    return (runner or "DirectRunner").split(".")[-1] in LOCAL_RUNNERS
 
 
 def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
@@ -127,11 +134,6 @@ def write_config(m, options: PipelineOptions, job_cls, rq, output: Optional[str]
             raise UsageError(f"--writes={m.writes}: job {name} does not write to Datastore (it "
                              "defines no migrate() and does not declare writes = True)")
         return WriteConfig()
-    if options.view_as(TestOptions).dry_run:  # Beam's: only Dataflow's runner honours it
-        raise UsageError(f"--dry_run is Beam's (it stops Dataflow's runner from submitting, "
-                         f"whatever its value; a local run ignores it): to see what job {name} "
-                         "would change, run it without --writes (a dry run is the default) or "
-                         "with --writes=dry_run")
     if job_cls.defines("migrate") and rq.keys_only:
         raise UsageError(f"job {name} defines migrate(), which changes whole entities: its "
                          "query must read them (Query(..., keys_only=False))")
@@ -150,8 +152,7 @@ def write_config(m, options: PipelineOptions, job_cls, rq, output: Optional[str]
         raise UsageError(f"--output_mode=resume: job {name} writes to Datastore; run it again "
                          "instead (a migration is idempotent: what it already changed is left "
                          "as it is, and not written)")
-    runner = (options.view_as(StandardOptions).runner or "FnApiRunner").split(".")[-1]
-    local = runner in LOCAL_RUNNERS
+    local = is_local(options.view_as(StandardOptions).runner)
     rampup = {"on": True, "off": False}.get(m.write_rampup,
                                             not local and not m.emulator_host)
     workers = m.write_workers_hint

@@ -402,15 +402,15 @@ def test_gs_output_every_entity_once_and_the_job_file_is_the_union(multi, gcs_em
     assert r.code == 2 and "--allow_nonempty_output" in r.stderr, r.stderr
 
 
-def test_existing_output_sees_every_file_below_and_remove_output_removes_all(tmp_path):
-    from pipeline.sinks.files.layout import existing_output, remove_output
+def test_files_under_sees_every_file_below_and_remove_tree_removes_all(tmp_path):
+    from pipeline.sinks.files.layout import files_under, job_dir, remove_tree
 
-    assert existing_output(str(tmp_path), "job") == []
+    job = job_dir(str(tmp_path), "job")
+    assert files_under(job) == []
     (tmp_path / "job" / ".shards-abc" / "tmp").mkdir(parents=True)
-    assert existing_output(str(tmp_path), "job") == []  # empty directories hold no output
+    assert files_under(job) == []  # empty directories hold no output
     (tmp_path / "job" / ".shards-abc" / "acme-00000-of-00001").write_text("x\n")
-    assert existing_output(str(tmp_path), "job") == [
-        str(tmp_path / "job" / ".shards-abc" / "acme-00000-of-00001")]
+    assert files_under(job) == [str(tmp_path / "job" / ".shards-abc" / "acme-00000-of-00001")]
     (tmp_path / "other").mkdir()
-    remove_output(str(tmp_path), "job")
+    remove_tree(job)
     assert sorted(os.listdir(tmp_path)) == ["other"]

@@ -235,3 +235,29 @@ def test_the_adaptive_backoff_holds_commits_back_only_while_failures_dominate():
     held = clock.slept
     clock.now += 130  # the window (2 minutes) forgets the failures
     assert o.admit() == 0.0 and clock.slept == held
+
+
+# --- which runners run here --------------------------------------------------------------------
+
+@pytest.mark.parametrize("runner", [
+    "FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
+    "PrismRunner", None, "", "apache_beam.runners.direct.direct_runner.SwitchingDirectRunner"])
+def test_a_local_runner_writes_without_the_ramp_up(runner):
+    from pipeline.launch.resolve import is_local
+    from tests.support.configs import run_config
+
+    assert is_local(runner)
+    args = [f"--runner={runner}"] if runner is not None else []
+    run = run_config("rename_property", "--params", "kind=Item,from=a,to=b", *args)
+    assert run.write.rampup is False
+
+
+def test_a_remote_runner_writes_with_the_ramp_up(monkeypatch):
+    from pipeline.launch.resolve import is_local
+    from tests.support.configs import run_config
+
+    monkeypatch.delenv("DATASTORE_EMULATOR_HOST", raising=False)  # an emulator: no ramp-up
+    assert not is_local("DataflowRunner")
+    run = run_config("rename_property", "--params", "kind=Item,from=a,to=b",
+                     "--runner=DataflowRunner")
+    assert run.write.rampup is True

@@ -37,7 +37,6 @@ import os
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.core.namespaces import namespace_label
 from pipeline.core.units import path_part
 
 log = logging.getLogger(__name__)
@@ -67,10 +66,6 @@ def job_dir(output: str, job_name: str) -> str:
 def job_path(output: str, job_name: str, name: str) -> str:
     """A file directly under ``OUTPUT/JOB/`` (summary.json, schema.json, ...)."""
     return FileSystems.join(job_dir(output, job_name), name)
-
-
-def namespace_path(output: str, job_name: str, namespace: str, suffix: str = DEFAULT_SUFFIX) -> str:
-    return part_path(output, job_name, namespace_label(namespace), suffix)
 
 
 def part_path(output: str, job_name: str, part: str, suffix: str = DEFAULT_SUFFIX) -> str:
@@ -146,11 +141,3 @@ def remove_tree(path: str) -> None:
     elif FileSystems.exists(path):
         FileSystems.delete([path])
 
-
-def existing_output(output: str, job_name: str) -> list[str]:
-    """What a previous run left under OUTPUT/JOB (file paths; empty if nothing)."""
-    return files_under(job_dir(output, job_name))
-
-
-def remove_output(output: str, job_name: str) -> None:
-    remove_tree(job_dir(output, job_name))
