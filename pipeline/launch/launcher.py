@@ -92,7 +92,8 @@ def launch(argv: Sequence[str]) -> int:
     try:
         options = PipelineOptions(argv)
         check_beam_options(options)
-        local = is_local(options.view_as(StandardOptions).runner)
+        runner = options.view_as(StandardOptions).runner or ""
+        local = is_local(runner)
         if local:
             check_local(options)
         run = resolve(options, argv=given)
@@ -123,7 +124,6 @@ def launch(argv: Sequence[str]) -> int:
     if not local:
         return _launch_remote(options, run, runner)
     return _run_locally(options, run, held)
-
 
 
 def _launch_remote(options, run, runner: str) -> int:
