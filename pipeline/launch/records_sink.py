@@ -4,11 +4,10 @@ Where a run's records go: files (``--output``), BigQuery (``--bigquery_table``),
 on purpose (``--discard_records``). A job declares on ``JobSpec.yields_records`` that it
 yields records; run with none of the three it is refused at launch, naming them. A job that
 only counts (the default declaration) needs none; should it yield a record anyway with no
-sink, the reading step fails the run at that record (``pipeline.graph.read``).
+sink, the reading step fails the run at that record (``pipeline.graph.apply``).
 
-Writes to Datastore (issue 13) will be declared by the job apart from its records; they are
-not records and need no sink: ``check_records_have_a_sink`` is where that declaration is to
-be consulted, if a writing job must also be refused without some target.
+Writes back to Datastore (``migrate``, ``Put``/``Delete``) are not records and need no sink:
+their own checks (a dry run by default, the undo log's place) are ``resolve.write_config``'s.
 """
 from __future__ import annotations
 
