@@ -3,10 +3,16 @@ imports, what it prints, what it leaves behind. Every run is the real console sc
 venv in a subprocess, against the real emulator."""
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -72,3 +78,71 @@ def test_a_job_module_not_found_says_where_it_looked(emulator, tmp_path):
     assert "cannot import job module 'tagcount_absent'" in line, line
     assert f"(looked in: {elsewhere}, " in line, line  # the current directory first
     assert str(SCRIPT.parent) in line, line
+
+
+# --- an emulator that is not there ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def closing_listener() -> Iterator[str]:
+    """A port that accepts connections and closes each at once: a transient failure that the
+    launch checks retry until their deadline."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = server.accept()
+                conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        t.join(5)
+        server.close()
+
+
+def test_an_emulator_that_keeps_failing_is_one_line_naming_our_emulator_command(tmp_path):
+    with closing_listener() as host:
+        started = time.monotonic()
+        r = console(["--job", "count_keys", "--project", TEST_PROJECT, "--datastore_deadline",
+                     "3"], tmp_path, {"DATASTORE_EMULATOR_HOST": host})
+        took = time.monotonic() - started
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr  # no retry WARNINGs
+    assert f"the Datastore emulator at {host} is unreachable" in lines[0]
+    assert "attempts" in lines[0]  # how often it was tried, in the one line
+    port = host.rsplit(":", 1)[1]
+    assert f"`datastore-mapper emulator --project {TEST_PROJECT} --port {port}`" in lines[0]
+    assert "gcloud" not in lines[0]
+    assert took < 60, took
+
+
+def test_a_web_server_where_the_emulator_should_be_is_one_line_at_once(tmp_path):
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        started = time.monotonic()
+        r = console(["--job", "count_keys", "--project", TEST_PROJECT], tmp_path,
+                    {"DATASTORE_EMULATOR_HOST": host})
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "not retried: no Datastore answers there" in lines[0], lines[0]
+    assert "something else answers there (not gRPC)" in lines[0], lines[0]
+    # Not the launch's 20 s of retries: the time to start the command and ask once.
+    assert took < 15, took
