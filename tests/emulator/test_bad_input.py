@@ -122,6 +122,12 @@ def _a_file(tmp: Path, env: dict) -> None:
     (tmp / "file.txt").write_text("not a directory\n", encoding="utf-8")
 
 
+def _job_dir_a_file(tmp: Path, env: dict) -> None:
+    """OUTPUT/JOB is a file: the job's directory cannot be made."""
+    (tmp / "o").mkdir()
+    (tmp / "o" / "count_keys").write_text("not a directory\n", encoding="utf-8")
+
+
 def _read_only_dir(tmp: Path, env: dict) -> None:
     (tmp / "ro").mkdir()
     (tmp / "ro").chmod(0o500)
@@ -290,8 +296,16 @@ CATALOGUE = [
          ("--output {tmp}/file.txt is a file, not a directory",), output=False, datastore=True,
          setup=_a_file),
     Case("output-under-a-file", job("count_keys", "--output", "{tmp}/file.txt/sub"),
-         ("--output {tmp}/file.txt/sub is not writable", "{tmp}/file.txt does not let"),
-         output=False, datastore=True, setup=_a_file),
+         ("--output {tmp}/file.txt/sub is not writable", "{tmp}/file.txt is a file, not a "
+          "directory"), output=False, datastore=True, setup=_a_file),
+    Case("output-in-proc", job("count_keys", "--output", "/proc/datastore-mapper-nope"),
+         ("--output /proc/datastore-mapper-nope is not writable",
+          "cannot create /proc/datastore-mapper-nope", "No such file or directory",
+          "the file system there takes no new files"), output=False, datastore=True),
+    Case("output-job-directory-is-a-file", job("count_keys", "--output", "{tmp}/o"),
+         ("--output {tmp}/o is not writable", "cannot create {tmp}/o/count_keys",
+          "a file is in the way where a directory goes"), output=False, datastore=True,
+         setup=_job_dir_a_file),
     Case("output-read-only-directory", job("count_keys", "--output", "{tmp}/ro/out"),
          ("--output {tmp}/ro/out is not writable",), output=False, datastore=True,
          setup=_read_only_dir, skip_unless=_root_can_write),
