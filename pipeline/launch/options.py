@@ -19,6 +19,7 @@ import sys
 from typing import Callable, Optional
 
 from pipeline.api.mutations import WRITE_MODES
+from pipeline.core import booleans
 from pipeline.errors import UsageError
 from pipeline.sinks.bigquery.tables import parse_table
 
@@ -106,14 +107,12 @@ def positive_float(text: str) -> float:
 
 
 def parse_bool(text: str) -> bool:
-    if isinstance(text, bool):
-        return text
-    t = str(text).strip().lower()
-    if t in ("true", "1", "yes"):
-        return True
-    if t in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
+    """A boolean option's value, by the rule the jobs' parameters follow too
+    (``pipeline.core.booleans``)."""
+    try:
+        return booleans.parse_bool(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _escaped(text: str) -> list:
