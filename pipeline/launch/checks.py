@@ -92,7 +92,8 @@ def _check_undo_log(run: RunConfig) -> list:
                          "(OUTPUT/JOB/runs/RUN/undo), or a backup's OUTPUT/backup_entities/"
                          "namespaces")
     check_undo_files(files)  # local files: their first lines are undo records
-    log.info("undo log %s: %d file(s)", location, len(files))
+    what = "backup" if location.rstrip("/").endswith("/namespaces") else "undo log"
+    log.info("restoring from the %s %s: %d file(s)", what, location, len(files))
     return []
 
 

@@ -25,7 +25,7 @@ from pipeline.launch.messages import (  # noqa: F401  (the CLI's exit codes, nam
     failure_message,
     say,
 )
-from pipeline.launch.options import help_parser
+from pipeline.launch.options import help_parser, set_cli_name
 
 
 def plain_text(text: str) -> str:
@@ -56,9 +56,11 @@ def first_checks(argv: Sequence[str], known) -> None:
     job_params(known.params, job_cls, dt.datetime.now(dt.timezone.utc))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the CLI; returns the exit code (see ``EXIT_*``; docs/failures.md lists them)."""
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    """Run the CLI; returns the exit code (see ``EXIT_*``; docs/failures.md lists them).
+    ``prog``: the program the user ran, named in the commands the run prints."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    set_cli_name(prog)
     logs.configure()
     known, _ = help_parser().parse_known_args(argv)  # --help, bad values: argparse exits 2
     if known.list_jobs:

@@ -40,7 +40,7 @@ from pipeline.launch.messages import (
     say,
     show,
 )
-from pipeline.launch.progress import watching
+from pipeline.launch.progress import LISTING, watching
 from pipeline.launch.records_sink import check_records_have_a_sink
 from pipeline.launch.remote import RemoteWait
 from pipeline.launch.resolve import resolve
@@ -274,7 +274,10 @@ def _run_locally(options, run, bigquery, held) -> int:
                 contextlib.redirect_stdout(terminal.TerminalSafeStream(sys.stdout)), \
                 _fail_when_a_worker_dies(), watching(
                     run.output.progress_dir, every, run.job.name, started,
-                    run.write.mode if run.write.enabled else None):
+                    run.write.mode if run.write.enabled else None,
+                    # a restore lists no namespace: it reads its undo log or backup's files
+                    idle="restoring from the undo log or backup" if run.job.spec.reads_undo_log
+                    else LISTING):
             try:
                 p.run().wait_until_finish()
             except (KeyboardInterrupt, Exception) as e:

@@ -388,9 +388,21 @@ class OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"error: {message} ({cli_name()} --help lists the options)\n")
 
 
+#: The program the user ran, as the console script tells the CLI (``set_cli_name``).
+_CLI_NAME: list = []
+
+
+def set_cli_name(name: Optional[str]) -> None:
+    """Name the program the user ran (``datastore-mapper``), for the commands the CLI prints
+    (the restore, the apply, ``--help``); None: guess from ``sys.argv[0]``."""
+    _CLI_NAME[:] = [name] if name else []
+
+
 def cli_name() -> str:
     """How the CLI was started: ``datastore-mapper`` (the console script) or
     ``python -m pipeline``."""
+    if _CLI_NAME:
+        return _CLI_NAME[0]
     return ("datastore-mapper" if os.path.basename(sys.argv[0] or "") == "datastore-mapper"
             else "python -m pipeline")
 

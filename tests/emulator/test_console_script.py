@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from google.cloud import datastore
 
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
@@ -146,3 +149,63 @@ def test_a_web_server_where_the_emulator_should_be_is_one_line_at_once(tmp_path)
     assert "something else answers there (not gRPC)" in lines[0], lines[0]
     # Not the launch's 20 s of retries: the time to start the command and ask once.
     assert took < 15, took
+
+
+# --- what an ordinary run prints ---------------------------------------------------------------
+
+
+def test_an_export_read_at_planning_and_in_ranges_warns_of_no_orphaned_files(emulator, seeded,
+                                                                             tmp_path):
+    """Each namespace is read partly by its first read (planning) and partly in ranges: the two
+    parts' shards of one namespace file are written by two steps. Beam's fileio warned "Some files
+    may be left orphaned" for each such namespace, seeing the other part's temporary files."""
+    r = console(["--job", "export_keys", "--project", TEST_PROJECT, "--query_entities", "5",
+                 "--output", str(tmp_path / "out")], tmp_path, emulator.env())
+    assert r.returncode == 0, r.stderr
+    assert "ranges" in r.stdout and "records output: 50" in r.stdout, r.stdout
+    assert "orphaned" not in r.stderr, r.stderr
+    assert " WARNING " not in r.stderr, r.stderr
+
+
+# --- printed follow-up commands, and a restore's lines ------------------------------------------
+
+
+def test_printed_commands_name_the_console_script_and_a_restore_prints_its_own_lines(
+        emulator, tmp_path):
+    """The dry run's apply command and the real run's restore command say ``datastore-mapper``
+    (the program the user ran) and run as printed; the restore shows no key ranges (it reads
+    its undo log, not ranges) and no progress line twice, none of them "listing namespaces"."""
+    c = datastore.Client(project=TEST_PROJECT)
+    items = []
+    for i in range(1, 21):
+        e = datastore.Entity(c.key("Item", i))
+        e.update(category=f"c{i % 3}")
+        items.append(e)
+    c.put_multi(items)
+    before = {e.key.id: e["category"] for e in c.query(kind="Item").fetch()}
+    env = emulator.env()
+    args = ["--job", "set_property", "--project", TEST_PROJECT, "--params",
+            "kind=Item,property=category,value=changed", "--output", str(tmp_path / "out")]
+    dry = console(args, tmp_path, env)
+    assert dry.returncode == 0, dry.stderr
+    apply = re.search(r"^to apply it: (.*)$", dry.stdout, flags=re.M)
+    assert apply and apply.group(1).startswith("datastore-mapper --job set_property "), dry.stdout
+    applied = console(shlex.split(apply.group(1))[1:], tmp_path, env)
+    assert applied.returncode == 0, applied.stderr
+    assert {e["category"] for e in c.query(kind="Item").fetch()} == {"changed"}
+    m = re.search(r"^undo log: .* \(restore with: (.*)\)$", applied.stdout, flags=re.M)
+    assert m, applied.stdout
+    restore = shlex.split(m.group(1))
+    assert restore[:3] == ["datastore-mapper", "--job", "restore_entities"], restore
+
+    r = console([*restore[1:], "--progress_seconds", "0.2"], tmp_path, env)
+    assert r.returncode == 0, r.stderr
+    assert {e.key.id: e["category"] for e in c.query(kind="Item").fetch()} == before
+    header = r.stdout.splitlines()[0]
+    assert re.match(r"job restore_entities: 20 entities in 1 namespace, \d+\.\d s ", header), \
+        r.stdout
+    assert "ranges" not in r.stdout, r.stdout
+    progress = [line for line in r.stderr.splitlines() if line.startswith("progress:")]
+    assert progress and len(progress) == len(set(progress)), r.stderr
+    assert not any("listing namespaces" in line for line in progress), r.stderr
+    assert "restoring from the undo log" in r.stderr, r.stderr
