@@ -675,15 +675,9 @@ def main(argv=None) -> int:
                     help="comma-separated subset of limit,peer,full,keys,noout,export (default "
                          "all; noout: ours also without --output; export: ours writing every "
                          "entity as a record, export_keys full=true)")
-    ap.add_argument("--two-processes", action="store_true",
-                    help="peer and ours on two worker processes (local_runner.TWO_PROCESSES), "
-                         "not the CLI's default (one, in-process)")
     ap.add_argument("--ab-tree", metavar="DIR",
                     help="also run ours (full; and export, if selected) from the checkout DIR "
                          "(rows 'ours B'), interleaved with this one's: a before/after in one run")
-    ap.add_argument("--ab-processes", action="store_true",
-                    help="also peer, ours full (--output) and ours keys (no output) on two worker "
-                         "processes, interleaved with the default rows (an A/B in one run)")
     ap.add_argument("--tiny", type=int, default=100,
                     help="entities of the start-up run (default 100; 0 skips the start-up rows)")
     ap.add_argument("--limit-pieces", type=int, default=16,
@@ -710,8 +704,8 @@ def main(argv=None) -> int:
     report: dict = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "machine": info, "entities": args.entities, "repeats": args.repeats,
                     "workers": workers, "limit_pieces": args.limit_pieces, "runner_args": None, "rows": {}, "runs": []}
-    from pipeline.launch.local_runner import LOCAL_ARGS, TWO_PROCESSES
-    runner_args = TWO_PROCESSES if args.two_processes else LOCAL_ARGS
+    from pipeline.launch.local_runner import LOCAL_ARGS
+    runner_args = LOCAL_ARGS
     report["runner_args"] = runner_args
     emu = DatastoreEmulator(project=PROJECT)
     failed = True
@@ -762,13 +756,6 @@ def main(argv=None) -> int:
                     out.append(("ours-export_keys-B", "ours-export-B",
                                 lambda c, lb: run_ours(cb, lb, "export_keys",
                                                        params="full=true")))
-            if args.ab_processes and not suffix:  # the same rows on two worker processes
-                two = [("peer-2p", "peer-2p", lambda c, lb: run_peer(c2, lb)),
-                       ("ours-count_by_property-2p", "ours-full-2p",
-                        lambda c, lb: run_ours(c2, lb, "count_by_property")),
-                       ("ours-count_keys-noout-2p", "ours-keys-noout-2p",
-                        lambda c, lb: run_ours(c2, lb, "count_keys", output=False))]
-                out = out + two  # each round runs every row: drift hits both alike
             return [(key + suffix, short + suffix, fn) for key, short, fn in out]
 
         def measure_rows(ctx_: Ctx, contenders: list, repeats: int) -> None:
@@ -791,7 +778,6 @@ def main(argv=None) -> int:
             for key, runs in results.items():
                 report["rows"][key] = row_stats(runs)
 
-        c2 = dataclasses.replace(ctx, runner=list(TWO_PROCESSES))
         cb = dataclasses.replace(ctx, tree=Path(args.ab_tree).resolve() if args.ab_tree else None)
         report["ab_tree"] = args.ab_tree and _describe_tree(Path(args.ab_tree))
         measure_rows(ctx, contenders_for(""), args.repeats)

@@ -1,5 +1,5 @@
 """Headless Chromium (Debian's ``chromium`` and ``chromium-driver``) driven by Selenium: the
-report's browser test and its screenshot for the docs (docs/report.png).
+report's browser test and its screenshot for the docs (docs/images/report.png).
 
 Usage: python -m devtools.browser screenshot REPORT.html OUT.png [--width 1300]
 """

@@ -1,12 +1,18 @@
 """End-to-end demo: emulator + DEMO_DATASET + one pipeline run, with nothing left running after.
 
 Usage: python -m devtools.demo [extra pipeline args, e.g. --job count_by_category]
-The output goes to --output if given, else $DEMO_OUTPUT, else to a fresh temporary directory that is kept for inspection.
+The output goes to --output if given, else $DEMO_OUTPUT, else to a fresh temporary directory,
+kept for inspection when the run wrote something into it (and named at the end), removed when it
+stayed empty or the demo was interrupted. Nothing else is left behind, also when a step fails or
+the demo is interrupted (Ctrl-C, SIGTERM, SIGHUP): the emulators are stopped, and their temporary
+directories removed, before it exits.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +23,7 @@ from devtools.emulator import DatastoreEmulator, EmulatorUnavailable
 from devtools.seed import DEMO_DATASET, seed_dataset
 
 PROJECT = "demo"
+STOP_GRACE = 30.0  # seconds an interrupted pipeline gets to stop its workers and clean up
 
 
 def _has_flag(argv: list[str], flag: str) -> bool:
@@ -75,13 +82,40 @@ def print_tables(host: str, table: str) -> None:
         print(f"  {t.table_id}: {n} rows")
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, which reach the demo alone (a terminal's Ctrl-C reaches the whole
+    process group, the pipeline too)."""
+
+
+def _stopped(signum, frame) -> None:
+    raise _Stopped
+
+
+def _stop_pipeline(proc: subprocess.Popen[bytes], forward: bool) -> None:
+    """Stop the pipeline as a Ctrl-C does (it then stops its workers and removes its run
+    directory); terminated, then killed, only if it does not end."""
+    if forward:
+        proc.send_signal(signal.SIGINT)
+    for wait, then in ((STOP_GRACE, proc.terminate), (10, proc.kill), (10, None)):
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            if then is not None:
+                then()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    output = (_flag_value(argv, "--output") or os.environ.get("DEMO_OUTPUT")
-              or tempfile.mkdtemp(prefix="datastore-mapper-demo-"))
+    given_output = _flag_value(argv, "--output") or os.environ.get("DEMO_OUTPUT")
+    own_output: str | None = None  # the temporary output directory made here
     emu = DatastoreEmulator(project=PROJECT)
     proc: subprocess.Popen[bytes] | None = None
     bq: BigQueryEmulatorProcess | None = None
+    # SIGTERM and SIGHUP stop it as Ctrl-C does: without this they would end it before the
+    # `finally` below, leaving the emulators running and their temp directories behind.
+    previous = {signal.SIGINT: signal.getsignal(signal.SIGINT),
+                **{sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}}
     try:
         started = time.monotonic()
         emu.start()
@@ -92,35 +126,41 @@ def main(argv: list[str] | None = None) -> int:
         counts = ", ".join(f"{ns or '(default)'}={len(keys)}" for ns, keys in written.items())
         print(f"seeded {counts} in {time.monotonic() - started:.1f} s")
         if wants_bigquery(argv):
-            bq = BigQueryEmulatorProcess(PROJECT).start()
+            bq = BigQueryEmulatorProcess(PROJECT)  # known before it starts: stopped if that fails
+            bq.start()
             print(f"BigQuery emulator (bqemulator) ready at {bq.host}")
             argv = bigquery_args(argv, bq.host)
+        output = given_output or (own_output := tempfile.mkdtemp(prefix="datastore-mapper-demo-"))
         cmd = pipeline_command(argv, output)
         print("running:", " ".join(cmd), flush=True)
         started = time.monotonic()
         proc = subprocess.Popen(cmd, env=os.environ.copy())
         code = proc.wait()
         print(f"pipeline exited with {code} after {time.monotonic() - started:.1f} s")
-        print(f"output: {output}")
+        if own_output is None or any(os.scandir(own_output)):
+            own_output = None  # kept for inspection
+            print(f"output: {output}")
         if bq is not None and code == 0:
             print_tables(bq.host, _flag_value(argv, "--bigquery_table") or "")
         return code
-    except (EmulatorUnavailable, BigQueryEmulatorUnavailable) as exc:
-        print(exc, file=sys.stderr)
+    except (EmulatorUnavailable, BigQueryEmulatorUnavailable, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted: stopping", file=sys.stderr)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()  # it got SIGINT too; make sure it is gone before the emulator goes
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if proc is not None and proc.poll() is None:  # gone before the emulators go
+            _stop_pipeline(proc, forward=isinstance(exc, _Stopped))
         return 130
     finally:
+        for sig in previous:  # a second Ctrl-C must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
         if bq is not None:
             bq.stop()
         emu.stop()
+        if own_output is not None:
+            shutil.rmtree(own_output, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ BigQuery-loadable rows."""
 from __future__ import annotations
 
 from pipeline import Context, JobSpec, Params, Query, register
-from pipeline.sinks.bigquery.export_schema import NONFINITE_COUNTER, typed_row
+from pipeline.core.export_format import NONFINITE_COUNTER, typed_row
 
 
 @register
@@ -37,7 +37,7 @@ class ExportEntities(JobSpec):
     kind its schema, ``schemas/KIND.json``: one BigQuery table per kind.
 
     One row per entity: ``__key__`` as a record {namespace, path: [{kind, id, name}], id, name},
-    then every property (see ``pipeline.sinks.bigquery.export_schema`` for the conversion and for what
+    then every property (see ``pipeline.core.export_format`` for the conversion and for what
     happens to mixed types, names differing only in case and invalid column names). Floats
     that JSON cannot hold (NaN, inf) are written as null and counted as ``nonfinite_floats``.
     """

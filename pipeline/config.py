@@ -10,14 +10,17 @@ worker sees the same job object, the same parameters, the same launch time and s
 - ``OutputConfig``: where the run's files go (``OUTPUT/JOB/...``, the summary);
 - ``WriteConfig``: whether and how a job that writes back writes (``--writes``), its undo log.
 
-A sink's own settings (BigQuery's) are the sink's, given to it when the graph is built.
+- ``bigquery``: with --bigquery_table, the BigQuery sink's settings, resolved at launch (its
+  schema made from a sample); the graph streams the records there instead of to files.
+
+``pipeline.graph.build.build(p, run)`` takes nothing else.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import uuid
-from typing import Optional
+from typing import Any, Optional
 
 from pipeline.api.job import JobSpec, Params
 from pipeline.api.mutations import DRY_RUN
@@ -45,7 +48,8 @@ class DatastoreTarget:
 @dataclasses.dataclass(frozen=True)
 class JobConfig:
     """The job as it runs: the object (with what ``query()`` stored on it), its registered
-    name, the run's parameters, the counter cap and the moment it was launched (UTC)."""
+    name, the run's parameters, the counter cap, the moment it was launched (UTC) and the
+    command line that launched it."""
 
     spec: JobSpec
     name: str
@@ -54,6 +58,9 @@ class JobConfig:
     started: dt.datetime = dataclasses.field(
         default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     max_errors: int = 0  # entities the job may fail on before the run fails
+    #: The command line as run, its secrets redacted: the report shows it, so the run can be
+    #: repeated ("" when not launched from a command line).
+    command_line: str = ""
 
     @property
     def metrics_namespace(self) -> str:
@@ -155,3 +162,6 @@ class RunConfig:
     read: ReadConfig
     output: OutputConfig = OutputConfig()
     write: WriteConfig = WriteConfig()
+    #: ``pipeline.sinks.bigquery.settings.BigQuerySettings`` (a sink's type: the config layer
+    #: does not import it), or None: records go to files (with --output) or nowhere.
+    bigquery: Optional[Any] = None

@@ -37,19 +37,12 @@ from pipeline.api.mutations import Delete, Put
 from pipeline.api.query import Query
 from pipeline.api.query import resolve as resolve_query
 from pipeline.api.registry import get_job, load_modules
-from pipeline.config import DatastoreTarget, JobConfig, OutputConfig, ReadConfig
+from pipeline.config import DatastoreTarget, JobConfig, ReadConfig, RunConfig
 from pipeline.core.keyorder import StringOrder, default_string_order
 from pipeline.core.retry import RetryPolicy
 from pipeline.errors import MapperError
-from pipeline.graph.namespaces import (
-    CHANGES,
-    RECORDS,
-    STATS,
-    UNITS,
-    ExpandNamespacesFn,
-    SplitNamespaceFn,
-)
-from pipeline.graph.read import ReadRangeFn
+from pipeline.graph.mapper import read_units
+from pipeline.graph.namespaces import RECORDS
 
 __all__ = ["NamespacedEntity", "ReadEveryNamespace", "RunJob"]
 
@@ -120,21 +113,9 @@ class ReadEveryNamespace(beam.PTransform):
                              params=Params({}, dt.datetime.now(dt.timezone.utc)))
 
     def expand(self, pbegin):
-        job, read = self.job, self.read
-        split = (
-            pbegin
-            | "Start" >> beam.Create([None])
-            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(
-                read, frozenset(), None, job.metrics_namespace))
-            | "ReshuffleNamespaces" >> beam.Reshuffle()
-            # small namespaces are read whole while planning: their records come from here
-            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(job, read, False, OutputConfig()))
-            .with_outputs(STATS, UNITS, RECORDS, CHANGES, main="ranges"))
-        read_out = (
-            split.ranges
-            | "ReshuffleRanges" >> beam.Reshuffle()
-            | "ReadRanges" >> beam.ParDo(ReadRangeFn(job, read, OutputConfig()))
-            .with_outputs(STATS, CHANGES, main="records"))
+        # read as the mapper reads; small namespaces are read whole while planning
+        split, read_out = read_units(pbegin | "Start" >> beam.Create([None]),
+                                     RunConfig(job=self.job, read=self.read))
         return ((split[RECORDS], read_out.records)
                 | "AllRecords" >> beam.Flatten()
                 | "Elements" >> beam.Map(lambda unit_record: unit_record[1]))

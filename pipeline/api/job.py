@@ -268,7 +268,7 @@ class JobSpec:
     file_suffix: ClassVar[str] = ".jsonl"
 
     #: True when ``next`` yields the export format's typed rows
-    #: (``pipeline.sinks.bigquery.export_schema.typed_row``): their BigQuery schema is merged
+    #: (``pipeline.core.export_format.typed_row``): their BigQuery schema is merged
     #: over the whole run, each row is written as that schema says (not by ``encode``), and the
     #: schema goes to ``OUTPUT/JOB/schema.json`` for ``bq load``.
     typed_rows: ClassVar[bool] = False

@@ -25,7 +25,10 @@ unfiltered query), else its gaps × the entities per gap measured on other units
 was not capped (small units: every scatter key was sampled, so a gap is worth the same
 everywhere), or, for a capped unit (a large one: at most ``shards × oversampling`` samples),
 the mean of the capped units measured so far. Namespaces not yet planned count as the mean
-planned namespace. Until something has been measured there is no estimate.
+planned namespace, once enough are planned for a mean to mean something (``ENOUGH_PLANNED``:
+3, or a tenth of them; all, when there are fewer): one tiny tenant planned first must not make
+"7 of ~21 entities" of a run of 1,507. Until then, or until something has been measured, there
+is no estimate.
 """
 from __future__ import annotations
 
@@ -205,10 +208,15 @@ def unit_estimate(u: UnitProgress, per_gap: Optional[float],
     return None if guess is None else max(guess, float(u.entities))
 
 
+def enough_planned(namespaces: int) -> int:
+    """How many namespaces must be planned before the unplanned rest is estimated from them."""
+    return min(namespaces, max(3, -(-namespaces // 10)))
+
+
 def estimate_total(units: list, namespaces: Optional[int], planned: int,
                    entities: int) -> Optional[int]:
     """The estimated total of entities of the whole run; None while it cannot be told."""
-    if namespaces is None or not units:
+    if namespaces is None or not units or planned < enough_planned(namespaces):
         return None
     measured = [u for u in units if u.gaps_done > 0 and u.gaps > 0]
     small = [u for u in measured if not u.capped]

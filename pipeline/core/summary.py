@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from typing import Optional
 
 from pipeline.core.erase import erase_lines
@@ -34,7 +35,7 @@ def build_summary(job: str, query: str, params: dict, started: dt.datetime,
         "totals": total.to_json(),
         "namespaces": {namespace_label(ns): per_namespace[ns].to_json()
                        for ns in sorted(per_namespace)},
-        "timeline": timeline(total.timeline, started),
+        "timeline": timeline(total.timeline, started, seconds),
     }
     return out
 
@@ -43,22 +44,33 @@ def build_summary(job: str, query: str, params: dict, started: dt.datetime,
 TIMELINE_POINTS = 300
 
 
-def timeline(per_second: dict, started: dt.datetime) -> dict:
+def timeline(per_second: dict, started: dt.datetime, seconds: float = 0.0) -> dict:
     """Entities read over time, for the report: ``bucket_seconds`` and ``points`` of
-    [seconds since the start, entities/s in that bucket], the buckets widened so that a long
-    run has at most TIMELINE_POINTS."""
-    if not per_second:
-        return {"bucket_seconds": 1, "points": []}
+    [seconds since the start at the END of a bucket, entities/s over that bucket], from 0 to
+    the run's end (``seconds``), the buckets widened so that a long run has at most
+    TIMELINE_POINTS.
+
+    ``per_second`` is keyed by whole seconds since the epoch, which the launch time does not
+    fall on: buckets are cut on those whole seconds, so the first one ends less than a bucket
+    after the start and the last one is cut at the run's end. A point at a bucket's end (a
+    step drawn back to the point before) shows each bucket over the time it covers; points at
+    a bucket's start, and no buckets after the last entity read, ended the curve up to two
+    seconds early and left the run's finishing time (hooks, files, summary) out."""
     t0 = started.timestamp()
-    last = max(per_second) - t0
-    width = max(1, int(last // TIMELINE_POINTS) + 1)
+    end = max(seconds, (max(per_second) + 1 - t0) if per_second else 0.0, 0.0)
+    first = int(t0)  # bucket b holds the whole seconds first + b*width .. + width - 1
+    width = max(1, math.ceil((end + t0 - first) / TIMELINE_POINTS))
     buckets: dict = {}
     for second, n in per_second.items():
-        b = int(max(second - t0, 0) // width)
+        b = max(int(second) - first, 0) // width
         buckets[b] = buckets.get(b, 0) + n
-    return {"bucket_seconds": width,
-            "points": [[b * width, round(buckets.get(b, 0) / width, 1)]
-                       for b in range(max(buckets) + 1)]}
+    points, b = [], 0
+    while True:
+        x = min(first + (b + 1) * width - t0, end)
+        points.append([round(x, 2), round(buckets.get(b, 0) / width, 1)])
+        if x >= end:
+            return {"bucket_seconds": width, "points": points}
+        b += 1
 
 
 #: Namespaces the printed summary shows, the largest first; summary.json has them all.

@@ -1,25 +1,22 @@
 """Building the pipeline: the mapper with the run's sink."""
 from __future__ import annotations
 
-from typing import Optional
-
 import apache_beam as beam
 
 from pipeline.config import RunConfig
 from pipeline.graph.mapper import MapDatastore
+from pipeline.graph.read import Records
 from pipeline.graph.restore import RestoreFromUndoLog
 from pipeline.graph.summary import FinishRunFn
-from pipeline.sinks.bigquery.settings import BigQuerySettings
 from pipeline.sinks.bigquery.stream import StreamToBigQuery
 from pipeline.sinks.files.write import WriteOutput
 
 
-def build(p: beam.Pipeline, run: RunConfig,
-          bigquery: Optional[BigQuerySettings] = None) -> dict:
+def build(p: beam.Pipeline, run: RunConfig) -> dict:
     """Add the mapper to a pipeline; returns its {'records', 'summary', 'files'} PCollections
     (the summary once the run is finished: dead letters composed, summary.json written).
 
-    With ``bigquery`` (--bigquery_table) the records are streamed into BigQuery (see
+    With ``run.bigquery`` (--bigquery_table) the records are streamed into BigQuery (see
     ``pipeline.sinks.bigquery.stream``); ``namespace_completed`` runs once its rows are all
     sent, and the run fails at the end when more rows were rejected than allowed. Otherwise,
     with --output, the records go to ``OUTPUT/JOB/namespaces/NAMESPACE.jsonl`` (see
@@ -30,19 +27,20 @@ def build(p: beam.Pipeline, run: RunConfig,
         waits = ([beam.pvalue.AsList(out["changes"])] if out["changes"] is not None else [])
         out["summary"] = out["summary"] | "Finish" >> beam.ParDo(FinishRunFn(run), *waits)
         return out
+    bigquery = run.bigquery
     if bigquery is not None:
         stream = StreamToBigQuery(bigquery, run.job, run.read.target.project,
                                   run.output.dead_letter_parts)
-        out = p | "Mapper" >> MapDatastore(run, stream, record_id=StreamToBigQuery.record_id,
-                                           encode=stream.encode)
+        out = p | "Mapper" >> MapDatastore(run, stream, Records(
+            encode=stream.encode, record_id=StreamToBigQuery.record_id))
         out["summary"] = out["summary"] | "Finish" >> beam.ParDo(
-            FinishRunFn(run, bigquery), beam.pvalue.AsList(stream.dead_letters))
+            FinishRunFn(run), beam.pvalue.AsList(stream.dead_letters))
         return out
     keep = run.output.directory and not run.output.discard_records
     write = WriteOutput(run.job, run.output, run.read.query.per_kind) if keep else None
     no_sink = not run.output.directory and not run.output.discard_records
-    out = p | "Mapper" >> MapDatastore(run, write, encode=write.encode if write else None,
-                                       no_sink=no_sink)
+    out = p | "Mapper" >> MapDatastore(run, write, Records(
+        encode=write.encode if write else None, no_sink=no_sink))
     waits = ([beam.pvalue.AsList(out["changes"])] if out.get("changes") is not None else [])
     out["summary"] = out["summary"] | "Finish" >> beam.ParDo(FinishRunFn(run), *waits)
     return out

@@ -26,7 +26,7 @@ job's before ``JobTotals``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import apache_beam as beam
 
@@ -48,7 +48,7 @@ from pipeline.graph.namespaces import (
     ExpandNamespacesFn,
     SplitNamespaceFn,
 )
-from pipeline.graph.read import CHANGES, ReadRangeFn, RecordId
+from pipeline.graph.read import CHANGES, ReadRangeFn, Records
 from pipeline.graph.rollup import (
     JobSummaryFn,
     NamespaceTotalsFn,
@@ -65,46 +65,25 @@ class MapDatastore(beam.PTransform):
     ``FinishRunFn``), 'files': ((namespace, kind), NamespaceOutput) or None}.
 
     ``write`` (optional): the sink, a PTransform over ``(records, units)`` returning
-    ((namespace, kind), NamespaceOutput) once per unit; ``record_id`` (optional): the records
-    reach it as (Unit, (id, record)) (see ``ReadRangeFn``); ``encode`` (optional): each
-    record as the sink writes it; ``no_sink``: the run keeps no records (no sink, and not
-    --discard_records), so a record the job yields fails it.
+    ((namespace, kind), NamespaceOutput) once per unit; ``records``: how the records reach it
+    (``Records``: encoded, with ids as (Unit, (id, record)), or nowhere: the first fails the
+    run).
     """
 
     def __init__(self, run: RunConfig, write: Optional[beam.PTransform] = None,
-                 record_id: Optional[RecordId] = None,
-                 encode: Optional[Callable[[Any], Any]] = None, no_sink: bool = False):
+                 records: Records = Records()):
         super().__init__()
-        self.run = run
-        self.write = write
-        self.record_id = record_id
-        self.encode = encode
-        self.no_sink = no_sink
+        self.run, self.write, self.records = run, write, records
 
     def expand(self, pbegin):
         job, read, output = self.run.job, self.run.read, self.run.output
         cap, per_kind = job.max_counters, read.query.per_kind
         case = output.case_insensitive
         resumed = resumed_namespaces(output.resumed, cap, per_kind)
-        namespaces = (
-            pbegin
-            | "Start" >> beam.Create([None])
-            | "JobStarted" >> beam.ParDo(JobStartedFn(job))
-            | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(
-                read, frozenset(resumed), output.progress_dir, job.metrics_namespace)))
-        split = (
-            namespaces
-            | "ReshuffleNamespaces" >> beam.Reshuffle()
-            | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(
-                job, read, case, output, self.record_id, self.encode, self.run.write,
-                no_sink=self.no_sink))
-            .with_outputs(STATS, UNITS, RECORDS, CHANGES, main="ranges"))
-        read_out = (
-            split.ranges
-            | "ReshuffleRanges" >> beam.Reshuffle()
-            | "ReadRanges" >> beam.ParDo(ReadRangeFn(
-                job, read, output, self.record_id, self.encode, write=self.run.write,
-                no_sink=self.no_sink)).with_outputs(STATS, CHANGES, main="records"))
+        started = (pbegin
+                   | "Start" >> beam.Create([None])
+                   | "JobStarted" >> beam.ParDo(JobStartedFn(job)))
+        split, read_out = read_units(started, self.run, self.records, skip=frozenset(resumed))
         # Not flattened: each part goes to the sink where it is made (see pipeline.sinks.inputs).
         records = (split[RECORDS], read_out.records)
         unit_totals = (
@@ -142,6 +121,28 @@ class MapDatastore(beam.PTransform):
             changes = ((split[CHANGES], read_out[CHANGES]) | "AllChanges" >> beam.Flatten()
                        | "Changes" >> WriteChanges(self.run.write))
         return {"records": records, "summary": summary, "files": files, "changes": changes}
+
+
+def read_units(start, run: RunConfig, records: Records = Records(), skip: frozenset = frozenset()):
+    """The reading half of the mapper, applied to ``start`` (one element): every unit planned
+    (``SplitNamespaces``: a small unit read whole there) and the big ones read range by range
+    (``ReadRanges``), the job applied to every entity read. Returns the two steps' outputs:
+    ``split`` (main: ranges; ``RECORDS``, ``STATS``, ``UNITS``, ``CHANGES``) and ``read_out``
+    (main: records; ``STATS``, ``CHANGES``). ``skip``: namespaces not read (resumed)."""
+    job, read = run.job, run.read
+    split = (
+        start
+        | "ExpandNamespaces" >> beam.ParDo(ExpandNamespacesFn(
+            read, skip, run.output.progress_dir, job.metrics_namespace))
+        | "ReshuffleNamespaces" >> beam.Reshuffle()
+        | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(run, records))
+        .with_outputs(STATS, UNITS, RECORDS, CHANGES, main="ranges"))
+    read_out = (
+        split.ranges
+        | "ReshuffleRanges" >> beam.Reshuffle()
+        | "ReadRanges" >> beam.ParDo(ReadRangeFn(run, records))
+        .with_outputs(STATS, CHANGES, main="records"))
+    return split, read_out
 
 
 def resumed_namespaces(units, cap: int, per_kind: bool) -> dict:

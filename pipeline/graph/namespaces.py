@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.api import hooks
-from pipeline.config import JobConfig, OutputConfig, ReadConfig, WriteConfig
+from pipeline.config import ReadConfig, RunConfig
 from pipeline.core.keyrange import KeyRange
 from pipeline.core.namespaces import namespace_label, require_listed
 from pipeline.core.planning import STATS_MARGIN
@@ -34,7 +34,7 @@ from pipeline.datastore.metadata import iter_namespaces, list_kinds
 from pipeline.datastore.planning import UnitPlan, first_read_bound, plan_unit
 from pipeline.datastore.statistics import big_namespaces, kind_counts
 from pipeline.errors import MapperError
-from pipeline.graph.apply import CHANGES, STATS, RecordId, SliceJob
+from pipeline.graph.apply import CHANGES, STATS, Records, SliceJob
 from pipeline.graph.inflight import InFlight
 from pipeline.graph.lifecycle import fire
 from pipeline.graph.progress import Channel, ProgressCounters
@@ -140,20 +140,13 @@ class SplitNamespaceFn(beam.DoFn):
     The queries of up to ``read.reads_in_flight`` namespaces run at once on a pool
     (``InFlight``); everything else (hooks, the job) runs in the DoFn's thread."""
 
-    def __init__(self, job: JobConfig, read: ReadConfig, case_insensitive: bool = False,
-                 output: Optional[OutputConfig] = None, record_id: Optional[RecordId] = None,
-                 encode=None, write: Optional[WriteConfig] = None, no_sink: bool = False):
-        self.job, self.read = job, read
-        self.no_sink = no_sink
-        self.case_insensitive = case_insensitive
-        self.output = output or OutputConfig()
-        self.record_id, self.encode = record_id, encode
-        self.write = write or WriteConfig()
+    def __init__(self, run: RunConfig, records: Records = Records()):
+        self.run, self.records = run, records
+        self.job, self.read, self.output = run.job, run.read, run.output
 
     def setup(self):
         self._client = client(self.read.target)
-        self._slices = SliceJob(self.job, self.read, self.output, self.record_id, self.encode,
-                                self.write, self._client, no_sink=self.no_sink)
+        self._slices = SliceJob(self.run, self.records, self._client)
         self._inflight = InFlight(self.read.reads_in_flight)
         self._channel = Channel(self.output.progress_dir)
         self._counters = ProgressCounters(self.job.metrics_namespace)
@@ -200,7 +193,7 @@ class SplitNamespaceFn(beam.DoFn):
                                  read.target.describe())
         units = []
         for kind in self._kinds(ns):
-            unit = unit_for(ns, kind, read.query.per_kind, self.case_insensitive)
+            unit = unit_for(ns, kind, read.query.per_kind, self.output.case_insensitive)
             units.append((unit, plan_unit(self._client, read, ns, kind, counts.get(kind))))
         return NamespacePlan(ns, units)
 

@@ -8,12 +8,10 @@ trackers). Small units never get here: the planner read them first, in one query
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
-
 import apache_beam as beam
 from apache_beam.transforms.core import RestrictionProvider
 
-from pipeline.config import JobConfig, OutputConfig, ReadConfig, WriteConfig
+from pipeline.config import RunConfig
 from pipeline.core.keyrange import KeyRange
 from pipeline.core.narrowing import SampleDensity
 from pipeline.core.progress import gaps_passed
@@ -22,6 +20,7 @@ from pipeline.graph.apply import (
     CHANGES,
     ERRORS_COUNTER,
     RecordId,
+    Records,
     SliceJob,
     undeclared_record_message,
 )
@@ -29,7 +28,7 @@ from pipeline.graph.namespaces import RangeTask
 from pipeline.graph.slices import SliceState, read_slice
 from pipeline.graph.trackers import KeyRangeTracker, ValueRangeTracker
 
-__all__ = ["CHANGES", "ERRORS_COUNTER", "RangeRestrictions", "ReadRangeFn", "RecordId",
+__all__ = ["CHANGES", "ERRORS_COUNTER", "RangeRestrictions", "ReadRangeFn", "RecordId", "Records",
            "undeclared_record_message"]
 
 
@@ -58,19 +57,13 @@ class ReadRangeFn(beam.DoFn):
     (``SliceJob``: records as (unit, record), a SliceStats per slice on ``stats``, dead
     letters, and a writing job's writes before the checkpoint, their samples on ``changes``)."""
 
-    def __init__(self, job: JobConfig, read: ReadConfig, output: Optional[OutputConfig] = None,
-                 record_id: Optional[RecordId] = None,
-                 encode: Optional[Callable[[Any], Any]] = None, no_sink: bool = False,
-                 write: Optional[WriteConfig] = None):
-        self.job, self.read, self.record_id, self.encode = job, read, record_id, encode
-        self.output = output or OutputConfig()
-        self.no_sink = no_sink  # records would go nowhere: the first one fails the run
-        self.write = write or WriteConfig()
+    def __init__(self, run: RunConfig, records: Records = Records()):
+        self.run, self.records = run, records
+        self.read = run.read
 
     def setup(self):
         self._client = client(self.read.target)
-        self._slices = SliceJob(self.job, self.read, self.output, self.record_id, self.encode,
-                                self.write, self._client, no_sink=self.no_sink)
+        self._slices = SliceJob(self.run, self.records, self._client)
         self._density: dict = {}  # (namespace, kind) -> SampleDensity, learnt by this worker
         self._all_units = SampleDensity()  # over every unit: each new unit's prior
 

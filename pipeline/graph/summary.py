@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import platform
+from importlib import metadata
 from typing import Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.config import RunConfig
+from pipeline.config import ReadConfig, RunConfig
 from pipeline.core import writes as w
 from pipeline.core.erase import erase_failure
+from pipeline.core.namespaces import namespace_label
 from pipeline.core.summary import (
     PRINTED_BY_THE_CLI,
     build_summary,
@@ -24,6 +27,7 @@ from pipeline.errors import MapperError
 from pipeline.sinks.bigquery.settings import BigQuerySettings
 from pipeline.sinks.bigquery.stream import REJECTED_COUNTER
 from pipeline.sinks.files import deadletters, lease
+from pipeline.sinks.files.layout import RUNS_DIR, job_dir, relative
 from pipeline.sinks.files.ownership import files_of_the_run
 from pipeline.sinks.report.html import render_report
 
@@ -42,12 +46,52 @@ class BuildSummaryFn(beam.DoFn):
             job.name, read.query.describe(), dict(job.params), job.started,
             dt.datetime.now(dt.timezone.utc), per_namespace, job.max_counters, read.read_time)
         summary["run_id"] = self.run.output.run_id
+        summary["target"] = target(read)
+        summary["command_line"] = job.command_line or None
+        summary["versions"] = versions()
         write = self.run.write
         if write.enabled:
             summary["writes"] = writes_section(write, summary["totals"]["counters"])
             summary["undo_log"] = write.undo_dir
         log.info("summary:\n%s", format_summary(summary), extra={PRINTED_BY_THE_CLI: True})
         yield summary
+
+
+def target(read: ReadConfig) -> dict:
+    """Which Datastore the run read: project, database (None: the default one), emulator
+    (None: the service) and the namespaces asked for (None: every namespace)."""
+    t, names = read.target, read.query.namespaces
+    return {"project": t.project, "database": t.database, "emulator_host": t.emulator_host,
+            "namespaces": None if names is None else [namespace_label(n) for n in names]}
+
+
+def versions() -> dict:
+    """The versions that ran the summary step: this tool's, Beam's and Python's ("unknown"
+    for a package installed without its metadata)."""
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+    return {"datastore-mapper": version("datastore-mapper"),
+            "apache-beam": version("apache-beam"), "python": platform.python_version()}
+
+
+def file_sizes(output: str, job_name: str, names: list, run_id: str = "") -> dict:
+    """{name: bytes} of the run's files that exist now, relative to OUTPUT/JOB: ``names``
+    (its record, ``files``) and what is under its own ``runs/RUN/`` (a writing run's undo
+    log and changes, which no later run replaces, so ``files`` leaves them out). summary.json
+    and report.html are written after this."""
+    where = job_dir(output, job_name)
+    try:
+        found = FileSystems.match([where.rstrip("/") + "/**"])[0].metadata_list
+    except Exception:  # nothing there (Beam may raise for a pattern matching nothing)
+        return {}
+    sizes = {relative(m.path, where): m.size_in_bytes for m in found}
+    own = f"{RUNS_DIR}/{run_id}/" if run_id else None
+    wanted = set(names)
+    return {n: sizes[n] for n in sorted(sizes)
+            if n in wanted or (own is not None and n.startswith(own))}
 
 
 def writes_section(write, counters: dict) -> dict:
@@ -80,6 +124,27 @@ def run_failure(summary: dict, max_errors: int, bigquery: Optional[BigQuerySetti
     return None
 
 
+def report_view(summary: dict, summary_name: Optional[str], summary_bytes: int,
+                report_name: Optional[str]) -> dict:
+    """The summary as the report shows it: its files with summary.json (its size known once
+    written) and report.html, a writing run's too (``files`` leaves ``runs/RUN/`` out);
+    names relative to OUTPUT/JOB, None: not written."""
+    if "file_bytes" not in summary:
+        return summary
+    sizes = dict(summary["file_bytes"])
+    if summary_name:
+        sizes[summary_name] = summary_bytes
+    names = [*summary.get("files", []), *sizes, *([report_name] if report_name else [])]
+    return {**summary, "files": list(dict.fromkeys(names)), "file_bytes": sizes}
+
+
+def _below(path: Optional[str], top: Optional[str]) -> Optional[str]:
+    """``path`` relative to ``top`` (OUTPUT/JOB), or None when not below it."""
+    if not path or not top or not path.startswith(top.rstrip("/") + "/"):
+        return None
+    return relative(path, top)
+
+
 def write_report(path: str, summary: dict) -> None:
     """report.html beside summary.json (a report that cannot be made is logged, never the
     end of a run that read everything)."""
@@ -96,8 +161,8 @@ class FinishRunFn(beam.DoFn):
     dead-letter files, waited for), ``summary.json`` with its status, the lease released;
     then the run fails if it must."""
 
-    def __init__(self, run: RunConfig, bigquery: Optional[BigQuerySettings] = None):
-        self.run, self.bigquery = run, bigquery
+    def __init__(self, run: RunConfig):
+        self.run, self.bigquery = run, run.bigquery
 
     def process(self, summary: dict, _written=()):
         out, job = self.run.output, self.run.job
@@ -111,11 +176,16 @@ class FinishRunFn(beam.DoFn):
         if out.directory:
             summary["files"] = files_of_the_run(out.directory, job.name,
                                                 (out.summary_path, out.report_path))
+            summary["file_bytes"] = file_sizes(out.directory, job.name, summary["files"],
+                                               out.run_id)
+        text = to_json_text(summary).encode("utf-8")
         if out.summary_path:
             with FileSystems.create(out.summary_path) as f:
-                f.write(to_json_text(summary).encode("utf-8"))
+                f.write(text)
         if out.report_path:
-            write_report(out.report_path, summary)
+            top = job_dir(out.directory, job.name) if out.directory else None
+            write_report(out.report_path, report_view(
+                summary, _below(out.summary_path, top), len(text), _below(out.report_path, top)))
         if out.directory:
             lease.release(out.directory, job.name, out.run_id)
         if failure:

@@ -9,10 +9,9 @@ import io
 import json
 import logging
 import os
-import re
 import shutil
-import signal
 import sys
+import signal
 import threading
 import time
 from typing import Optional, Sequence
@@ -26,10 +25,10 @@ from pipeline.core.retry import LaunchRetry
 from pipeline.core.summary import format_summary
 from pipeline.errors import MapperError, UsageError
 from pipeline.graph.build import build
-from pipeline.launch import logs, processes
+from pipeline.launch import logs
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.checks import check_before_launch
-from pipeline.launch.local_runner import LOCAL_ARGS, apply_residual_fix, current_step
+from pipeline.launch.local_runner import LOCAL_ARGS, check_local
 from pipeline.launch.messages import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -63,24 +62,6 @@ log = logging.getLogger("pipeline")
 
 LOCAL_RUNNERS = {"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
                  "PrismRunner"}
-
-
-#: What the local runner raises when a worker process died under it (killed, out of memory).
-_WORKER_DIED = re.compile(r"Channel closed prematurely|Worker.*(?:died|exited)|"
-                          r"grpc.*(?:UNAVAILABLE|StatusCode\.CANCELLED).*(?:worker|Worker)|"
-                          r"SDK harness.*(?:crash|exit|died)", re.S)
-_STEP = re.compile(r"\[while running '([^']+)'\]")
-
-
-def worker_death_message(err: BaseException, log_path: Optional[str]) -> Optional[str]:
-    """One line for a worker process that died, naming the step and its log; None otherwise."""
-    text = f"{type(err).__name__}: {err}"
-    if not _WORKER_DIED.search(text):
-        return None
-    steps = _STEP.findall(text) or [s for s in (current_step(),) if s]
-    where = f" while running {steps[-1]}" if steps else ""
-    return (f"a worker process died (killed, or out of memory){where}; its output is in "
-            f"{log_path}" if log_path else f"a worker process died (killed, or out of memory){where}")
 
 
 def check_beam_options(options: PipelineOptions) -> None:
@@ -117,7 +98,7 @@ def launch(argv: Sequence[str]) -> int:
         runner = options.view_as(StandardOptions).runner or ""
         local = runner.split(".")[-1] in LOCAL_RUNNERS
         if local:
-            apply_residual_fix()
+            check_local(options)
         run = resolve(options, argv=given)
         m = options.view_as(MapperOptions)
         check_records_have_a_sink(run, m.bigquery_table)
@@ -127,7 +108,7 @@ def launch(argv: Sequence[str]) -> int:
         datastore = LaunchRetry(run.read.retry)  # Datastore's retries in this launch
         namespaces = (check_before_launch(run, m.allow_empty_kind, datastore)
                       if m.launch_checks else None)
-        bigquery = prepare_bigquery(run, m, namespaces, datastore)
+        run = dataclasses.replace(run, bigquery=prepare_bigquery(run, m, namespaces, datastore))
         held = take_output(plan, local=local)  # the last check: nothing under OUTPUT before it
     except (MapperError, KeyboardInterrupt) as e:
         if held is not None:
@@ -140,19 +121,19 @@ def launch(argv: Sequence[str]) -> int:
     out_dir = run.output.directory
     log.info("job %s: %s; %s", run.job.name, run.read.query.describe(),
              f"output {out_dir}/{run.job.name}/" if out_dir else "no output location")
-    if bigquery is not None:
+    if run.bigquery is not None:
         log.info("streaming records into BigQuery table %s; rejected rows go to %s",
-                 bigquery.table, bigquery.dead_letter)
+                 run.bigquery.table, run.bigquery.dead_letter)
     if not local:
-        return _launch_remote(options, run, bigquery, runner)
-    return _run_locally(options, run, bigquery, held)
+        return _launch_remote(options, run, runner)
+    return _run_locally(options, run, held)
 
 
 
-def _launch_remote(options, run, bigquery, runner: str) -> int:
+def _launch_remote(options, run, runner: str) -> int:
     try:
         p = beam.Pipeline(options=options)
-        build(p, run, bigquery)
+        build(p, run)
         result = p.run()
     except MapperError as e:
         _release(run)
@@ -259,13 +240,13 @@ def _local_output(run, rundir: RunDir):
     return dataclasses.replace(run, output=dataclasses.replace(out, **changes))
 
 
-def _run_locally(options, run, bigquery, held) -> int:
+def _run_locally(options, run, held) -> int:
     """A local run; its private directory in the temporary directory is removed however the
     run ends (succeeded, failed, interrupted, or an error of Beam's own): a failed run's
     workers' log is kept in the user's cache directory (``_keep_workers_log``) first."""
     rundir = RunDir()
     try:
-        return _run_in(rundir, options, run, bigquery, held)
+        return _run_in(rundir, options, run, held)
     finally:
         rundir.remove()
 
@@ -290,7 +271,7 @@ def _keep_workers_log(run, worker_log: str) -> Optional[str]:
         return None
 
 
-def _run_in(rundir: RunDir, options, run, bigquery, held) -> int:
+def _run_in(rundir: RunDir, options, run, held) -> int:
     run = _local_output(run, rundir)
     worker_log = rundir.file("workers.log")
     started = time.monotonic()
@@ -299,10 +280,9 @@ def _run_in(rundir: RunDir, options, run, bigquery, held) -> int:
                  else contextlib.nullcontext())
     try:
         p = beam.Pipeline(options=options)
-        build(p, run, bigquery)
+        build(p, run)
         with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted(), \
-                contextlib.redirect_stdout(terminal.TerminalSafeStream(sys.stdout)), \
-                _fail_when_a_worker_dies(), watching(
+                contextlib.redirect_stdout(terminal.TerminalSafeStream(sys.stdout)), watching(
                     run.output.progress_dir, every, run.job.name, started,
                     run.write.mode if run.write.enabled else None,
                     # a restore lists no namespace: it reads its undo log or backup's files
@@ -316,11 +296,8 @@ def _run_in(rundir: RunDir, options, run, bigquery, held) -> int:
                 # after a Ctrl-C, whatever the run raises is the interruption.
                 if not (isinstance(e, KeyboardInterrupt) or logs.is_interrupted()):
                     raise
-                # the workers stopped while their output still goes to the log
-                processes.stop(processes.descendants(os.getpid()))
                 raise KeyboardInterrupt from None
     except KeyboardInterrupt:
-        processes.stop(processes.descendants(os.getpid()))
         note = _finish_failed(run)
         rundir.remove()
         done = _complete_namespaces(run)
@@ -333,7 +310,7 @@ def _run_in(rundir: RunDir, options, run, bigquery, held) -> int:
     except Exception as e:  # a runner wraps errors raised on workers
         note = _finish_failed(run)
         kept = _keep_workers_log(run, worker_log)
-        msg = worker_death_message(e, kept) or failure_message(e)
+        msg = failure_message(e)
         if msg is None:
             if kept:
                 log.error("the local workers' raw output is in %s", kept)
@@ -358,82 +335,6 @@ def where_line(summary: dict, summary_path: str, report_path: Optional[str]) -> 
     return (f"summary {summary_path}{report}"
             + (f"; {dead['count']} dead letter(s) in {dead['file']}" if dead.get("count")
                else ""))
-
-
-class WorkerDied(Exception):
-    """A local worker process died (killed, out of memory) while the run went on."""
-
-
-@contextlib.contextmanager
-def _fail_when_a_worker_dies():
-    """Beam's local runner notices a worker process that died only when it had a bundle in
-    flight; otherwise the launcher would wait for it forever. The runner's thread that started
-    the worker raises when it exits with an error (``logs.on_worker_exit`` hears of it); this
-    process then signals itself (SIGUSR1), which interrupts the main thread's wait with
-    ``WorkerDied``: the run fails at once, with the one line of a dead worker."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    active, died = [True], []
-
-    def on_signal(signum, frame):
-        # Not after a Ctrl-C (its handler may run first, when both were pending): the
-        # interruption is what the run reports.
-        if active[0] and died and not logs.is_interrupted():
-            raise WorkerDied(died[0])
-
-    def fire() -> None:
-        # Again every 2 s until the run has ended: the first WorkerDied may land inside code
-        # of the runner's that catches every exception and goes back to waiting (seen once,
-        # under load: the launcher waited for the dead worker until the test's time-out).
-        time.sleep(0.5)
-        while active[0] and not logs.is_interrupted():
-            os.kill(os.getpid(), signal.SIGUSR1)
-            time.sleep(2.0)
-
-    def on_exit(text: str) -> None:
-        # A Ctrl-C stops the workers too: wait a moment, so that the interruption (its SIGINT
-        # reaches this process at the same time) is what the run reports.
-        if active[0] and not died and not logs.is_interrupted():
-            died.append(text)
-            threading.Thread(target=fire, name="worker-died", daemon=True).start()
-
-    signal.signal(signal.SIGUSR1, on_signal)
-    logs.on_worker_exit(on_exit)
-    failed = False
-    try:
-        yield
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        active[0] = False
-        logs.on_worker_exit(None)
-        # a late signal finds a handler that does nothing (SIGUSR1's default would kill us)
-        signal.signal(signal.SIGUSR1, lambda signum, frame: None)
-        if died or failed:
-            _stop_the_workers()
-
-
-#: Beam's threads in this process that watch a local worker process (``worker_handlers``): each
-#: ends with an exception, and its traceback, when its worker dies or is stopped.
-_WORKER_WATCHERS = ("run_worker", "beam_control_read")
-#: How long to wait for them once the workers are stopped.
-WATCHERS_GRACE = 10.0
-
-
-def _stop_the_workers() -> None:
-    """After a worker died, or the run failed: stop the local workers left, and wait for Beam's
-    threads that watched them to end, while ``logs.worker_stderr_to`` still holds (it runs
-    around this): their tracebacks ("Worker subprocess exited with return code -15" or -9, a
-    control stream's ``RpcError``) go to the workers' log. Stopped after it (or, when Beam
-    noticed the dead worker first, left to die after it), they reached the terminal before the
-    one line (``test_a_worker_killed_mid_run_gives_one_line_naming_the_step``, under load)."""
-    processes.stop(processes.beam_workers(os.getpid()))
-    deadline = time.monotonic() + WATCHERS_GRACE
-    for t in threading.enumerate():
-        if t.name in _WORKER_WATCHERS and t is not threading.current_thread():
-            t.join(max(0.0, deadline - time.monotonic()))
 
 
 @contextlib.contextmanager

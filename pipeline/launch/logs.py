@@ -309,31 +309,15 @@ def worker_stderr_to(path: str) -> Iterator[None]:
             terminal.close()
 
 
-#: Called with the error's text when the thread that ran a local worker process reports that the
-#: process exited with an error (see ``pipeline.launch.cli``: the run then fails at once).
-_ON_WORKER_EXIT: list = []
-_WORKER_EXITED = "Worker subprocess exited with return code"
-
-
-def on_worker_exit(callback) -> None:
-    """Register (or, with None, remove) the callback for a local worker process that died."""
-    _ON_WORKER_EXIT[:] = [callback] if callback is not None else []
-
-
 def is_interrupted() -> bool:
     return _INTERRUPTED.is_set()
 
 
 def _thread_exception_to_fd2(args) -> None:
     """``threading.excepthook`` writing to file descriptor 2 (the workers' log, while
-    ``worker_stderr_to`` holds it), not to ``sys.stderr`` (the terminal). The exception Beam's
-    thread raises for a worker process that exited with an error is reported to
-    ``on_worker_exit``'s callback."""
+    ``worker_stderr_to`` holds it), not to ``sys.stderr`` (the terminal)."""
     if args.exc_type is SystemExit:
         return
-    if isinstance(args.exc_value, RuntimeError) and _WORKER_EXITED in str(args.exc_value):
-        for callback in list(_ON_WORKER_EXIT):
-            callback(str(args.exc_value))
     name = args.thread.name if args.thread is not None else "?"
     text = f"Exception in thread {name}:\n" + "".join(
         traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import os
 import shlex
+import sys
 import uuid
 from typing import Optional, Sequence
 
@@ -34,7 +35,8 @@ from pipeline.core.retry import RetryPolicy
 from pipeline.errors import JobFailed, MapperError, UsageError
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.command_line import project_and_job
-from pipeline.launch.options import cli_name, parse_read_time, quote_param
+from pipeline.launch.logs import redact
+from pipeline.launch.options import cli_name, config_fields, parse_read_time, quote_param
 from pipeline.sinks.files.layout import (
     CHANGES_FILE,
     DEAD_LETTER_FILE,
@@ -100,23 +102,19 @@ def resolve(options: PipelineOptions, now: Optional[dt.datetime] = None,
                          argv)
     return RunConfig(
         write=write,
-        job=JobConfig(spec=job, name=job_cls.name, params=params, max_counters=m.max_counters,
-                      started=now, max_errors=m.max_errors),
+        job=JobConfig(spec=job, name=job_cls.name, params=params, started=now,
+                      command_line=command_line(argv), **config_fields(m, "job")),
         read=ReadConfig(
             target=DatastoreTarget(project=project, database=m.database,
                                    emulator_host=m.emulator_host),
-            query=rq, read_time=parse_read_time(m.read_time, now), order=order, shards=m.shards,
-            oversampling=m.oversampling, slice_entities=m.slice_entities,
-            slice_seconds=m.slice_seconds, query_entities=m.query_entities,
+            query=rq, read_time=parse_read_time(m.read_time, now), order=order,
             retry=RetryPolicy(deadline=m.datastore_deadline, rpc_timeout=m.datastore_call_timeout),
-            progress_seconds=m.progress_seconds,
-            read_time_option=m.read_time, reads_in_flight=m.reads_in_flight),
+            read_time_option=m.read_time, **config_fields(m, "read")),
         output=OutputConfig(
             directory=output,
             summary_path=place(SUMMARY_FILE) if output else None,
             report_path=place(REPORT_FILE) if output else None,
-            job_file=bool(m.job_file), dead_letter=dead_letter, run_id=run_id,
-            discard_records=bool(m.discard_records)))
+            dead_letter=dead_letter, run_id=run_id, **config_fields(m, "output")))
 
 
 def write_config(m, options: PipelineOptions, job_cls, rq, output: Optional[str],
@@ -163,11 +161,20 @@ def write_config(m, options: PipelineOptions, job_cls, rq, output: Optional[str]
                    else wo.max_num_workers or wo.num_workers or 1)
     undo_dir = f"{home}/{UNDO_DIR}" if home and mode != DRY_RUN and m.undo_log else None
     return WriteConfig(
-        enabled=True, mode=mode, batch=m.write_batch, transaction_groups=m.transaction_groups,
-        max_rate=m.max_write_rate, rampup=rampup, workers_hint=max(1, int(workers)),
+        enabled=True, mode=mode, rampup=rampup, workers_hint=max(1, int(workers)),
         undo_dir=undo_dir, changes_path=f"{home}/{CHANGES_FILE}" if home else None,
-        changes_sample=m.changes_sample, apply_command=apply_command(argv),
-        restore_command=restore_command(argv, undo_dir) if undo_dir else "")
+        apply_command=apply_command(argv),
+        restore_command=restore_command(argv, undo_dir) if undo_dir else "",
+        **config_fields(m, "write"))
+
+
+def command_line(argv: Sequence[str], program: Optional[str] = None) -> str:
+    """The command line as run, for the report: ``datastore-mapper ARGS`` or ``python -m
+    pipeline ARGS`` (``program``: ``sys.argv[0]``), each argument's secrets redacted as the
+    logs redact them."""
+    program = os.path.basename(sys.argv[0] if program is None and sys.argv else program or "")
+    head = ["datastore-mapper"] if program == "datastore-mapper" else ["python", "-m", "pipeline"]
+    return shlex.join([*head, *(redact(a) for a in argv)])
 
 
 def _without(argv: Sequence[str], names: tuple) -> list:

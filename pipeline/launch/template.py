@@ -5,8 +5,8 @@ parameters of ``metadata.json`` as ``--name=value`` and its own options (``--pro
 ``--region``, ``--temp_location``, ``--setup_file``, ...). This module checks every argument
 against an **allow-list** before it imports anything (no job module, no Beam), and:
 
-- accepts the template's parameters (the mapper's options minus :data:`NOT_IN_TEMPLATE`, which
-  ``tests/deploy/test_metadata.py`` checks against ``metadata.json`` both ways), and the
+- accepts the template's parameters (the options of the option table,
+  ``pipeline.launch.options.OPTIONS``, that have one; ``metadata.json`` is made from it), and the
   Dataflow options of :data:`DATAFLOW_OPTIONS` (each with the reason it is safe), in both the
   ``--name=value`` and the ``--name value`` forms, repeated or not;
 - accepts the options that change which code runs or where only with the value that Google's
@@ -53,29 +53,13 @@ from typing import Optional, Sequence
 from pipeline.api.registry import known_jobs, load_modules
 from pipeline.core.terminal import escape
 from pipeline.launch.logs import redact
-from pipeline.launch.options import add_mapper_arguments, key_value_list
+from pipeline.launch.options import NOT_IN_TEMPLATE, add_mapper_arguments, key_value_list
 
 JOB_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 JOBS_MODULES_ENV = "MAPPER_JOBS_MODULES"
 WORKER_IMAGE_ENV = "MAPPER_WORKER_IMAGE"
 SETUP_FILE_ENV = "FLEX_TEMPLATE_PYTHON_SETUP_FILE"
 REQUIREMENTS_FILE_ENV = "FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE"
-
-#: The mapper's options (by dest) a console user does not get, and why; every other mapper
-#: option is a template parameter (``metadata.json``, checked both ways by the tests).
-NOT_IN_TEMPLATE = {
-    "list_jobs": "it prints the registry and exits: a command-line aid, it launches nothing",
-    "job_module": "it would make the launcher import an arbitrary module; the launcher imports "
-                  f"only the job modules built into its image (jobs, and ${JOBS_MODULES_ENV}): "
-                  "see docs/dataflow-template.md, 'Your own jobs in the template image'",
-    "emulator_host": "the Datastore emulator is for local runs and tests, not Dataflow",
-    "key_order": "auto picks Datastore's (utf8) order on Dataflow; utf16 is the emulator's",
-    "progress_seconds": "how often workers log progress: a debugging knob",
-    "bigquery_emulator_host": "the BigQuery emulator is for local runs and tests, not Dataflow",
-    "query_entities": "how wide each query's key range is: an emulator-speed knob",
-    "wait": "the launcher must not block: the Dataflow console follows the job (the same "
-            "progress counters)",
-}
 
 #: Beam's Dataflow options a console user or Google's launcher may set (Beam 2.77's spelling,
 #: aliases included; the tests check each against Beam's own parser), and why each is safe:

@@ -66,8 +66,8 @@ def test_dataflow_dry_run_translates_the_mapper_and_stages_our_sdist(offline_gcp
     # The DoFns as the workers will get them: unpickled from the graph, with the run inside.
     fn = pickler.loads(payload.do_fn.payload)[0]
     assert isinstance(fn, ReadRangeFn)
-    assert fn.job.name == "count_keys" and fn.read.target.project == "my-project"
-    assert fn.job.params.text("by_parent") == "true"
+    assert fn.run.job.name == "count_keys" and fn.read.target.project == "my-project"
+    assert fn.run.job.params.text("by_parent") == "true"
     finish = beam_runner_api_pb2.ParDoPayload.FromString(t["Finish"].spec.payload)
     finish_fn = pickler.loads(finish.do_fn.payload)[0]
     assert isinstance(finish_fn, FinishRunFn)
@@ -114,6 +114,6 @@ def test_run_config_job_and_read_fn_pickle_cleanly(offline_gcp):
     assert dict(back.job.params) == dict(run.job.params)
     job = pickler.loads(pickler.dumps(run.job.spec))
     assert type(job) is type(run.job.spec)
-    fn = pickler.loads(pickler.dumps(ReadRangeFn(run.job, run.read)))
-    assert isinstance(fn, ReadRangeFn) and fn.job.name == "created_between"
+    fn = pickler.loads(pickler.dumps(ReadRangeFn(run)))
+    assert isinstance(fn, ReadRangeFn) and fn.run.job.name == "created_between"
     assert isinstance(pickler.loads(pickler.dumps(RangeRestrictions())), RangeRestrictions)

@@ -13,7 +13,14 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.launch.beam_options import MapperOptions
-from pipeline.launch.options import add_mapper_arguments, help_parser
+from pipeline.launch.options import (
+    OPTIONS,
+    Param,
+    add_mapper_arguments,
+    docs_page,
+    help_parser,
+    metadata_text,
+)
 from pipeline.launch.template import MAPPER_OPTIONS, NOT_IN_TEMPLATE
 from tests.support.offline_gcp import METADATA, PARAMS, ROOT, fake_gcp_env
 
@@ -158,3 +165,43 @@ def test_gcloud_accepts_the_metadata_file(tmp_path):
     spec = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert [p["name"] for p in spec["metadata"]["parameters"]] == list(PARAMS)
     assert spec["sdkInfo"]["language"] == "PYTHON"
+
+
+# --- made from the option table -----------------------------------------------------------------
+
+def test_metadata_json_is_made_from_the_option_table():
+    """metadata.json is generated: an option's template parameter is declared once, in
+    pipeline.launch.options.OPTIONS."""
+    assert (ROOT / "metadata.json").read_text(encoding="utf-8") == metadata_text(), (
+        "metadata.json is stale: run python -m pipeline.launch.options --write")
+
+
+def test_the_docs_option_tables_are_made_from_the_option_table():
+    page = (ROOT / "docs" / "options.md").read_text(encoding="utf-8")
+    assert page == docs_page(page), (
+        "docs/options.md's option tables are stale: run python -m pipeline.launch.options --write")
+
+
+def test_every_option_is_a_template_parameter_or_says_why_not():
+    for o in OPTIONS:
+        assert isinstance(o.template, Param) or (isinstance(o.template, str)
+                                                 and len(o.template) > 20), o.name
+    assert [o.name for o in OPTIONS] == [a.dest for a in _parser()._actions if a.dest != "help"]
+
+
+def test_a_field_names_a_field_of_its_config_section():
+    import dataclasses as dc
+
+    from pipeline.config import JobConfig, OutputConfig, ReadConfig, WriteConfig
+    sections = {"job": JobConfig, "read": ReadConfig, "output": OutputConfig,
+                "write": WriteConfig}
+    for o in OPTIONS:
+        if o.field:
+            section, _, field = o.field.partition(".")
+            assert field in {f.name for f in dc.fields(sections[section])}, o.name
+
+
+def _parser():
+    parser = argparse.ArgumentParser()
+    add_mapper_arguments(parser)
+    return parser

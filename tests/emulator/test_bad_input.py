@@ -40,7 +40,7 @@ from devtools.seed import NamespaceSpec, seed_dataset
 from pipeline.core.keyorder import format_path, path_from_flat
 from pipeline.launch.cli import EXIT_FAILED, EXIT_REFUSED
 from tests.support import TEST_PROJECT
-from tests.support.runs import IN_PROCESS, TWO_WORKERS, run_mapper
+from tests.support.runs import IN_PROCESS, run_mapper
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_MODULE = ["--job_module", "tests.support.jobs_failing"]
@@ -231,6 +231,14 @@ CATALOGUE = [
          ("--job is required", "--list_jobs shows the registered jobs")),
     Case("options-beam-direct_num_workers-abc", job("count_keys", "--direct_num_workers=abc"),
          ("argument --direct_num_workers", "invalid int value: 'abc'")),
+    Case("options-beam-two-local-workers", job("count_keys", "--direct_num_workers=2"),
+         ("--direct_num_workers=2 is not supported", "losing data", "--runner=DataflowRunner")),
+    Case("options-beam-multi-processing", job("count_keys", "--runner=FnApiRunner",
+                                              "--direct_running_mode=multi_processing"),
+         ("--direct_running_mode=multi_processing is not supported", "in_memory",
+          "lose or corrupt data")),
+    Case("options-beam-multi-threading", job("count_keys", "--direct_running_mode=multi_threading"),
+         ("--direct_running_mode=multi_threading is not supported",)),
     Case("options-runner-unknown", job("count_keys", "--runner=NoSuchRunner"),
          ("--runner NoSuchRunner", "Unexpected pipeline runner", "Valid values are",
           "DataflowRunner")),
@@ -544,9 +552,8 @@ def test_missing_composite_index_prints_index_yaml(emulator, seeded, monkeypatch
 
 
 @pytest.mark.parametrize("runner", [
-    TWO_WORKERS,
     [],  # the CLI's default: FnApiRunner in this process
-], ids=["two-workers", "default-in-process"])
+], ids=["default-in-process"])
 def test_job_failing_on_one_entity_names_job_key_and_namespace(emulator, seeded, runner,
                                                                tmp_path):
     named = [flat for flat in seeded["acme"] if len(flat) == 2 and isinstance(flat[1], str)]

@@ -16,7 +16,7 @@ from devtools.seed import NamespaceSpec, seed_dataset
 from pipeline.sinks.bigquery.tables import table_part
 from tests.support import TEST_PROJECT
 from tests.support.bad_rows import bq_bad
-from tests.support.runs import IN_PROCESS, TWO_WORKERS, run_mapper
+from tests.support.runs import IN_PROCESS, run_mapper
 
 SPEC = [NamespaceSpec("", 120), NamespaceSpec("acme.eu", 90), NamespaceSpec("tenant_1", 7)]
 SMALL = ["--shards", "4", "--slice_entities", "25"]
@@ -52,7 +52,7 @@ def test_stream_entities_lands_every_entity_exactly_once(multi, bigquery_emulato
     ds = bq.new_dataset()
     out = tmp_path / "out"
     result = run_mapper("stream_entities", [*SMALL, *bq_args(bq, f"{ds}.items")], output=str(out),
-                        runner=TWO_WORKERS)
+                        runner=IN_PROCESS)
     ok(result)
     rows = bq.rows(f"{ds}.items")
     expected = Counter((ns, tuple(p)) for ns, paths in multi.items() for p in paths)
@@ -79,7 +79,7 @@ def test_a_namespace_template_makes_one_valid_table_per_namespace(multi, bigquer
     ds = bq.new_dataset()
     result = run_mapper("stream_entities",
                         [*SMALL, *bq_args(bq, f"{bq.project}:{ds}.items_{{namespace}}")],
-                        output=str(tmp_path / "out"), runner=TWO_WORKERS)
+                        output=str(tmp_path / "out"), runner=IN_PROCESS)
     ok(result)
     tables = sorted(t.table_id for t in bq.client.list_tables(f"{bq.project}.{ds}",
                                                               retry=bq.retry, timeout=bq.timeout))
@@ -143,7 +143,7 @@ def test_declared_schema_two_records_per_entity_and_a_table_per_record(multi, bi
     ds = bq.new_dataset()
     result = run_mapper("test_bq_rows", [*TEST_JOBS, *SMALL, "--params", "split=true",
                                          *bq_args(bq, f"{ds}.unused")],
-                        output=str(tmp_path / "out"), runner=TWO_WORKERS)
+                        output=str(tmp_path / "out"), runner=IN_PROCESS)
     ok(result)
     expected = Counter((ns, tuple(str(x) for x in p)) for ns, paths in multi.items()
                        for p in paths)
@@ -170,7 +170,7 @@ def test_rejected_rows_go_to_the_dead_letter_file_with_their_errors(multi, bigqu
     out = tmp_path / "out"
     result = run_mapper("test_bq_rows", [
         *TEST_JOBS, *SMALL, "--params", "bad_every=10", *bq_args(bq, f"{ds}.rows"),
-        "--bigquery_max_bad_rows", str(len(bad))], output=str(out), runner=TWO_WORKERS)
+        "--bigquery_max_bad_rows", str(len(bad))], output=str(out), runner=IN_PROCESS)
     ok(result)
     dead = read_lines(out / "test_bq_rows" / "dead_letter.jsonl")
     assert sorted((d["namespace"], tuple(json.loads(d["row"])["key"])) for d in dead) == bad
@@ -185,7 +185,7 @@ def test_rejected_rows_go_to_the_dead_letter_file_with_their_errors(multi, bigqu
     assert (counters["bigquery_rows"], counters["bigquery_rejected"]) == (len(rows), len(bad))
 
 
-@pytest.mark.parametrize("runner", [IN_PROCESS, TWO_WORKERS], ids=["one-worker", "two-workers"])
+@pytest.mark.parametrize("runner", [IN_PROCESS], ids=["one-worker"])
 def test_more_rejected_rows_than_allowed_fail_the_run(multi, bigquery_emulator, tmp_path, runner):
     bq = bigquery_emulator
     ds = bq.new_dataset()

@@ -18,7 +18,6 @@ import pytest
 from google.cloud import datastore
 
 from devtools.emulator import EmulatorUnavailable, find_emulator_script
-from tests.support.runs import TWO_WORKERS
 
 pytestmark = pytest.mark.emulator
 EXPORT = re.compile(r"^export DATASTORE_EMULATOR_HOST=(\S+) DATASTORE_PROJECT_ID=(\S+)$")
@@ -152,7 +151,7 @@ def test_emulator_seed_run_and_stop_with_the_whole_tree(sdk, installed_venv, tmp
         total = int(re.search(r"seeded (\d+) entities into project 'cmd-project'",
                               seeded.stdout).group(1))
         out = tmp_path / "out"
-        ran = subprocess.run(["datastore-mapper", "--job", "count_keys", *TWO_WORKERS,
+        ran = subprocess.run(["datastore-mapper", "--job", "count_keys",
                               "--output", str(out)], env=env, cwd=tmp_path,
                              capture_output=True, text=True, timeout=300)
         assert ran.returncode == 0, ran.stderr[-3000:]

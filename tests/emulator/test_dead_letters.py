@@ -11,7 +11,7 @@ import pytest
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
 from tests.support.jobs_faults import fails
-from tests.support.runs import IN_PROCESS, TWO_WORKERS, key_tuple, run_mapper
+from tests.support.runs import IN_PROCESS, key_tuple, run_mapper
 
 DATASET = [NamespaceSpec("", 300), NamespaceSpec("acme", 200), NamespaceSpec("tiny", 20)]
 JOBS = ["--job_module", "tests.support.jobs_faults"]
@@ -38,7 +38,7 @@ def failing(seeded) -> set:
     return {k for k in seeded if fails(k[1], EVERY)}
 
 
-@pytest.mark.parametrize("runner", [IN_PROCESS, TWO_WORKERS], ids=["one-worker", "two-workers"])
+@pytest.mark.parametrize("runner", [IN_PROCESS], ids=["one-worker"])
 def test_within_max_errors_everything_else_is_exported_once(seeded, tmp_path, runner):
     bad = failing(seeded)
     assert 20 < len(bad) < len(seeded) // 3
@@ -69,7 +69,7 @@ def test_within_max_errors_everything_else_is_exported_once(seeded, tmp_path, ru
     assert not list((out / "fail_some").glob(".dead_letters-*"))
 
 
-@pytest.mark.parametrize("runner", [IN_PROCESS, TWO_WORKERS], ids=["one-worker", "two-workers"])
+@pytest.mark.parametrize("runner", [IN_PROCESS], ids=["one-worker"])
 def test_by_default_the_first_failure_fails_the_run_once_written_down(seeded, tmp_path, runner):
     out = tmp_path / "out"
     r = run_mapper("fail_some", [*JOBS, *SMALL, "--params", f"every={EVERY}"], output=str(out),

@@ -274,3 +274,70 @@ def test_the_readme_s_streaming_command_runs_on_bqemulator(emulator, bigquery_em
     walk.run([*argv, "--bigquery_emulator_host", bigquery_emulator.host])
     rows = bigquery_emulator.rows("exports.orders_globex")
     assert len(rows) == 60
+
+
+# --- the task pages: export for BigQuery, run on Dataflow ---------------------------------------
+
+#: Shell around the export page's loading commands (a loop over the schemas); with bq and
+#: gcloud (README_NOT_RUN) they need a Google Cloud project: the test checks instead that the
+#: paths the loop reads exist.
+LOOP_WORDS = ("for", "done")
+
+
+def _page_commands(page: str) -> list:
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        joined = block.replace("\\\n", " ")
+        for a, b in README_SUBSTITUTIONS:
+            joined = joined.replace(a, b)
+        out += commands(joined)
+    return out
+
+
+def test_the_export_page_s_commands_run_and_make_what_its_loading_loop_reads(
+        emulator, tmp_path, monkeypatch):
+    from devtools.seed import DEMO_DATASET, NamespaceSpec, seed_dataset
+
+    seed_dataset(TEST_PROJECT, [NamespaceSpec(s.name, max(1, s.count // 10))
+                                for s in DEMO_DATASET])
+    walk = Walk(tmp_path, monkeypatch)
+    ran = []
+    for argv in _page_commands("export-bigquery.md"):
+        if argv[0] in README_NOT_RUN or argv[0] in LOOP_WORDS or argv[0].startswith("kind=$("):
+            continue
+        walk.run(argv)
+        ran.append(argv)
+    assert [a[:3] for a in ran] == [["datastore-mapper", "--job", "export_entities"]], ran
+    # What `gcloud storage cp -r .../schemas .` and the `bq load` loop read: a schema per kind,
+    # and each namespace's file of that kind.
+    job = tmp_path / "b" / "exports" / "export_entities"
+    schemas = sorted(p.stem for p in (job / "schemas").glob("*.json"))
+    assert schemas == ["Item", "Parent"], schemas
+    for kind in schemas:
+        assert list(job.glob(f"namespaces/*/{kind}.jsonl")), kind
+
+
+#: The Dataflow page's commands that no test runs, and why.
+DATAFLOW_NOT_RUN = {
+    "build-worker-image": "builds and pushes a container image: needs Docker and a registry",
+    "...": "an illustration of the settings, not a whole command",
+}
+
+
+def test_the_dataflow_page_s_run_dataflow_commands_make_the_documented_launch():
+    ran = []
+    for argv in _page_commands("dataflow.md"):
+        script = next((a for a in argv if a.endswith("run_dataflow.sh")), None)
+        assert script, argv
+        if any(a in DATAFLOW_NOT_RUN or a.endswith("=...") for a in argv):
+            continue
+        env = dict(a.split("=", 1) for a in argv if re.match(r"[A-Z_]+=", a))
+        proc = subprocess.run(["bash", str(ROOT / script)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, **env, "DRY_RUN": "1"})
+        assert proc.returncode == 0, proc.stderr
+        assert "-m pipeline --runner=DataflowRunner --project=my-project" in proc.stdout
+        assert f"--job={env['JOB']}" in proc.stdout and f"--output={env['OUTPUT']}" in proc.stdout
+        assert "--max_num_workers=10" in proc.stdout
+        ran.append(argv)
+    assert len(ran) == 1, ran

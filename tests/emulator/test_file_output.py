@@ -13,10 +13,10 @@ import pytest
 from google.cloud import datastore
 
 from devtools.seed import NamespaceSpec, seed_dataset
-from pipeline.sinks.bigquery import export_schema as bq
+from pipeline.core import export_format as bq
 from pipeline.sinks.files.write import SchemaFn
 from tests.support import TEST_PROJECT
-from tests.support.runs import TWO_WORKERS, run_mapper
+from tests.support.runs import IN_PROCESS, run_mapper
 
 SPEC = [NamespaceSpec("", 120), NamespaceSpec("acme", 90), NamespaceSpec("small", 7)]
 SMALL = ["--shards", "4", "--slice_entities", "25"]
@@ -52,7 +52,7 @@ def multi(emulator) -> dict:
 def test_every_entity_once_in_its_namespace_file_and_the_job_file_is_the_union(multi, tmp_path):
     out = tmp_path / "out"
     result = run_mapper("export_keys", [*SMALL, "--job_file=true"], output=str(out),
-                        runner=TWO_WORKERS)
+                        runner=IN_PROCESS)
     ok(result)
     job = out / "export_keys"
     # Layout: one file per namespace (even the empty one) and its manifest, the job file, the

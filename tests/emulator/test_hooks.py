@@ -1,7 +1,7 @@
 """Lifecycle hooks, end to end against the emulator (docs/hooks.md).
 
 The test job (``tests/support/jobs_hooks.py``) appends one JSON line per hook to a file: the file's
-order is the order in which the hooks ran, also across worker processes. On the FnApiRunner,
+order is the order in which the hooks ran. On the FnApiRunner,
 which retries nothing, each hook fires exactly as often as docs/hooks.md says, in its order, with
 counters equal to counts made here from the seeded data.
 """
@@ -18,7 +18,7 @@ from google.cloud import datastore
 from devtools.seed import NamespaceSpec, seed_dataset
 from pipeline.api.hooks import HOOKS
 from tests.support import TEST_PROJECT
-from tests.support.runs import IN_PROCESS, TWO_WORKERS, run_mapper
+from tests.support.runs import IN_PROCESS, run_mapper
 
 SPEC = [NamespaceSpec("", 400), NamespaceSpec("acme", 150), NamespaceSpec("small", 20)]
 SENTINEL = ("HooksSentinel", "here")
@@ -195,15 +195,6 @@ def test_hooks_fire_once_each_in_order_with_rolled_up_counters(seeded, tmp_path)
     assert done["slices"] == summary["totals"]["slices"]
 
 
-def test_hooks_fire_as_often_with_two_worker_processes(seeded, tmp_path):
-    result, events = run_hooks(tmp_path, runner=TWO_WORKERS)
-    assert_ok(result)
-    want = independent_counts(seeded)
-    assert_counts(events, result.summary, set(want))
-    assert {e["namespace"]: e["entities"] for e in of(events, "namespace_completed")} == {
-        ns: n for ns, (n, _, _) in want.items()}
-    assert events[-1]["event"] == "job_completed"
-    assert events[-1]["entities"] == sum(n for n, _, _ in want.values())
 
 
 def test_empty_kind_still_starts_and_completes_the_job(seeded, tmp_path):

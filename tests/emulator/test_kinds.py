@@ -21,7 +21,7 @@ from pipeline.core.namespaces import is_reserved
 from pipeline.sinks.bigquery.tables import kind_table_part, table_part
 from tests.emulator.test_file_output import check_against_schema, check_schema_valid
 from tests.support import TEST_PROJECT
-from tests.support.runs import IN_PROCESS, TWO_WORKERS, run_mapper
+from tests.support.runs import IN_PROCESS, run_mapper
 
 SIZES = {
     "Order": {"": 300, "acme": 600, "globex": 150, "tiny": 3},
@@ -84,7 +84,7 @@ def unit_files(job_dir) -> dict:
 
 @pytest.mark.parametrize("shards, runner", [
     pytest.param("1", IN_PROCESS, id="1-shard-in-process"),
-    pytest.param("8", TWO_WORKERS, id="8-shards-two-workers"),
+    pytest.param("8", IN_PROCESS, id="8-shards"),
 ])
 def test_every_kind_every_entity_once_in_its_unit_file(kinds, tmp_path, shards, runner):
     out = tmp_path / "out"
@@ -124,7 +124,7 @@ def test_every_kind_every_entity_once_in_its_unit_file(kinds, tmp_path, shards, 
     assert any(line.split()[:3] == ["acme", "Rare", "5"] for line in result.stdout.splitlines())
 
 
-@pytest.mark.parametrize("runner", [pytest.param(TWO_WORKERS, id="two-workers")])
+@pytest.mark.parametrize("runner", [pytest.param(IN_PROCESS, id="in-process")])
 def test_listed_kinds_only_and_only_where_they_are(kinds, tmp_path, runner):
     out = tmp_path / "out"
     result = run_mapper("export_keys", ["--params", "kind=Rare|Customer", "--shards", "4"],
@@ -142,7 +142,7 @@ def test_listed_kinds_only_and_only_where_they_are(kinds, tmp_path, runner):
 def test_export_entities_of_every_kind_round_trips_with_a_schema_per_kind(kinds, tmp_path):
     out = tmp_path / "out"
     result = run_mapper("export_entities", ["--params", "kind=*", "--shards", "4"],
-                        output=str(out), runner=TWO_WORKERS)
+                        output=str(out), runner=IN_PROCESS)
     ok(result)
     job = out / "export_entities"
     files = unit_files(job)
@@ -172,7 +172,7 @@ def test_hooks_and_counters_roll_up_per_kind_and_namespace(kinds, tmp_path):
     events = tmp_path / "events.jsonl"
     out = tmp_path / "out"
     result = run_mapper("record_hooks", [*HOOKS, "--params", f"events={events},kind=Order|Log",
-                                         "--shards", "4"], output=str(out), runner=TWO_WORKERS)
+                                         "--shards", "4"], output=str(out), runner=IN_PROCESS)
     ok(result)
     lines = read_lines(events)
     want = {(ns, kind): len(p) for (ns, kind), p in kinds.items() if kind in ("Order", "Log")}
@@ -225,7 +225,7 @@ def test_filters_apply_to_every_kind_and_value_ranges_split_per_kind(emulator, t
     result = run_mapper("test_range_probe", [
         "--job_module", "tests.support.jobs_for_tests", "--params",
         f"kind=Event|Visit|Note,ge={day.isoformat()},lt={(day + dt.timedelta(hours=12)).isoformat()}",
-        "--shards", "4", "--oversampling", "8"], output=str(tmp_path / "out"), runner=TWO_WORKERS)
+        "--shards", "4", "--oversampling", "8"], output=str(tmp_path / "out"), runner=IN_PROCESS)
     ok(result)
     got = [(r["namespace"], r["key"][0], r["key"][1]) for r in result.records]
     assert Counter(got) == Counter(want)
@@ -287,7 +287,7 @@ def test_streaming_every_kind_needs_a_table_per_kind(kinds, bigquery_emulator, t
     assert "put {kind} in the table name" in refused.stderr, refused.stderr
     result = run_mapper("stream_entities", [*base, "--bigquery_table",
                                             f"{ds}.rows_{{namespace}}_{{kind}}", "--shards", "2"],
-                        output=str(tmp_path / "out"), runner=TWO_WORKERS)
+                        output=str(tmp_path / "out"), runner=IN_PROCESS)
     ok(result)
     tables = sorted(t.table_id for t in bq.client.list_tables(f"{bq.project}.{ds}",
                                                               retry=bq.retry, timeout=bq.timeout))

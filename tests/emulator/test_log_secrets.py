@@ -120,3 +120,25 @@ def test_credentials_secrets_never_reach_the_output(tmp_path, name, level):
         assert secret not in r.stdout, f"{secret!r} in stdout\n{detail}"
         assert secret not in r.stderr, f"{secret!r} in stderr\n{detail}"
         assert secret not in left, f"{secret!r} in a file the run left"
+
+
+def test_secrets_on_the_command_line_are_redacted_in_the_summary_and_the_report(emulator,
+                                                                                tmp_path):
+    """The report shows the command line as run (summary.json's ``command_line``): a secret
+    given on it (here in Beam's ``--labels``, which a local run ignores) is redacted there as
+    the logs redact it, and is nowhere in the run's files or output."""
+    from devtools.seed import NamespaceSpec, seed_dataset
+    from tests.support.runs import run_mapper
+
+    seed_dataset(TEST_PROJECT, [NamespaceSpec("", 5)])
+    out = tmp_path / "out"
+    r = run_mapper("count_keys", ["--labels", f"client_secret=GOCSPX-{MARK}",
+                                  "--labels", f"access={TOKEN}"], output=str(out))
+    assert r.code == 0, r.stderr
+    line = r.summary["command_line"]
+    assert line.startswith("python -m pipeline --job count_keys ") and MARK not in line
+    assert "client_secret=[REDACTED]" in line and "access=[REDACTED]" in line
+    report = (out / "count_keys" / "report.html").read_text(encoding="utf-8")
+    assert "client_secret=[REDACTED]" in report
+    left = _all_text_under(out)
+    assert MARK not in left and MARK not in r.stdout and MARK not in r.stderr

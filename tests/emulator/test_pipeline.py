@@ -36,7 +36,7 @@ from pipeline.datastore.queries import key_range_query
 from pipeline.datastore.sampling import split_unit
 from tests.support import TEST_PROJECT
 from tests.support.configs import run_config
-from tests.support.runs import IN_PROCESS, TWO_WORKERS, key_tuple, run_mapper
+from tests.support.runs import IN_PROCESS, key_tuple, run_mapper
 
 UTC = dt.timezone.utc
 HOUR = dt.timedelta(hours=1)
@@ -247,7 +247,6 @@ EXACTLY_ONCE = {
     "keys-default-shards": ([], IN_PROCESS),
     "full-many-shards": (["--params", "full=true", "--shards", "32"], IN_PROCESS),
     "slices97-in-process": (["--slice_entities", "97"], IN_PROCESS),
-    "slices97-two-workers": (["--slice_entities", "97"], TWO_WORKERS),
 }
 
 
@@ -268,8 +267,6 @@ def test_export_keys_reads_every_key_exactly_once(dataset, tmp_path, case):
             need = sum(max(1, math.ceil(e / 97)) for e in n["range_entities"].values())
             assert n["slices"] >= need, (lab, n)
         assert namespaces["acme"]["slices"] >= 3000 // 97
-    if runner is TWO_WORKERS:
-        assert namespaces["acme"]["workers"] >= 2, namespaces["acme"]
 
 
 # ---------------------------------------------------------------------------
@@ -326,16 +323,6 @@ def test_split_namespace_cuts_contiguous_increasing_ranges(dataset):
 # 3. Two worker processes
 
 
-def test_two_workers_share_the_big_namespace(dataset, tmp_path):
-    result = run_ok("export_keys", [], tmp_path, TWO_WORKERS)
-    namespaces = result.summary["namespaces"]
-    # Ranges go to the two workers round-robin (the FnApiRunner partitions a grouped
-    # bundle by key, and Reshuffle gives each range its own key): a namespace with
-    # several ranges is always read by both.
-    for lab in ("acme", "__default__"):
-        assert namespaces[lab]["workers"] >= 2, (lab, namespaces[lab])
-    assert result.summary["totals"]["workers"] >= 2
-    assert_exactly_once(result.records, dataset.item_keys(), "two workers, default slices")
 
 
 # ---------------------------------------------------------------------------
@@ -455,7 +442,7 @@ def test_open_bound_is_found(dataset, tmp_path, bound):
 
 
 def test_count_keys_counters_match_the_seeded_keys(dataset, tmp_path):
-    result = run_ok("count_keys", ["--params", "by_parent=true"], tmp_path, TWO_WORKERS)
+    result = run_ok("count_keys", ["--params", "by_parent=true"], tmp_path)
     total: Counter = Counter()
     for ns, paths in dataset.items.items():
         want: Counter = Counter()

@@ -13,7 +13,6 @@ import pytest
 
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
-from tests.support.runs import TWO_WORKERS
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^progress: namespaces (\d+)/(\d+) planned, (\d+) done; ranges (\d+)/(\d+); "
@@ -38,7 +37,7 @@ def _lines(stderr: str) -> list:
     return [ln for ln in stderr.splitlines() if ln.startswith("progress:")]
 
 
-@pytest.mark.parametrize("runner", [TWO_WORKERS, []], ids=["two-workers", "default-in-process"])
+@pytest.mark.parametrize("runner", [[]], ids=["default-in-process"])
 def test_a_run_reports_job_wide_progress_with_an_estimate(emulator, seeded, tmp_path, runner):
     r = _run(emulator, tmp_path, "--job", "slow_keys", "--job_module",
              "tests.support.jobs_failing", "--params", "sleep=0.003", "--slice_entities", "40",

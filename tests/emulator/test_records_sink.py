@@ -6,7 +6,7 @@ import pytest
 
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
-from tests.support.runs import IN_PROCESS, TWO_WORKERS, run_mapper
+from tests.support.runs import IN_PROCESS, run_mapper
 
 TEST_JOBS = ["--job_module", "tests.support.jobs_for_tests"]
 
@@ -24,7 +24,7 @@ def test_a_job_that_declares_records_is_refused_without_a_sink(seeded):
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("runner", [IN_PROCESS, TWO_WORKERS], ids=["in-process", "two-workers"])
+@pytest.mark.parametrize("runner", [IN_PROCESS], ids=["in-process"])
 def test_discard_records_runs_it_and_counts_them(seeded, runner):
     r = run_mapper("export_keys", ["--discard_records"], runner=runner)
     assert r.code == 0, r.stderr

@@ -17,7 +17,7 @@ from google.cloud import datastore
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
 from tests.support.jobs_faults import FAIL_JOB_COMPLETED_ENV, FAIL_NAMESPACE_ENV
-from tests.support.runs import IN_PROCESS, TWO_WORKERS, key_tuple, run_mapper
+from tests.support.runs import IN_PROCESS, key_tuple, run_mapper
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = [NamespaceSpec("", 200), NamespaceSpec("acme", 150), NamespaceSpec("globex", 80),
@@ -161,35 +161,6 @@ def test_resume_after_a_failure_past_reading_reads_nothing_again(seeded, tmp_pat
     assert again.code == 2 and "nothing to resume" in again.stderr
 
 
-def test_a_worker_killed_mid_run_gives_one_line_naming_the_step(seeded, tmp_path):
-    out = tmp_path / "out"
-    proc = start_cli(["--job", "fail_some", *JOBS, *SMALL, "--params", "sleep_ms=20",
-                      "--output", str(out), *TWO_WORKERS])
-    workers: list = []
-
-    def reading_workers() -> bool:
-        from pipeline.launch.processes import descendants
-
-        workers[:] = [p for p in descendants(proc.pid)  # the Python processes, not their sh -c
-                      if "sdk_worker_main" in _cmdline(p) and
-                      _cmdline(p).split(" ")[0].endswith("python")]
-        return len(workers) >= 1 and (out / "fail_some" / ".lease.json").exists()
-
-    try:
-        wait_for(reading_workers, 60, "the worker processes")
-        time.sleep(3)
-        os.kill(workers[0], signal.SIGKILL)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-    assert proc.returncode == 1, err[-3000:]
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, err[-3000:]
-    assert "a worker process died" in errors[0] and "workers.log" in errors[0], errors[0]
-    assert "while running Mapper/" in errors[0], errors[0]
-    assert "Traceback" not in err
 
 
 def _cmdline(pid: int) -> str:

@@ -24,7 +24,7 @@ from devtools.seed import NamespaceSpec, seed_dataset
 from pipeline.core.planning import STATS_MARGIN
 from tests.emulator.test_hooks import assert_counts, of, run_hooks
 from tests.support import TEST_PROJECT
-from tests.support.runs import IN_PROCESS, TWO_WORKERS, key_tuple, run_mapper
+from tests.support.runs import IN_PROCESS, key_tuple, run_mapper
 
 BOUND = 30
 SMALL = [NamespaceSpec(f"t{i:03d}", random.Random(i).randint(1, 12)) for i in range(60)]
@@ -103,10 +103,10 @@ class FetchSpy:
 
 CASES = {
     "keys-one-shard": (["--shards", "1"], IN_PROCESS),
-    "keys-16-shards-two-workers": (["--shards", "16"], TWO_WORKERS),
+    "keys-16-shards": (["--shards", "16"], IN_PROCESS),
     "full-16-shards-small-slices": (["--params", "full=true", "--shards", "16",
                                      "--slice_entities", "37"], IN_PROCESS),
-    "full-two-workers": (["--params", "full=true"], TWO_WORKERS),
+    "full": (["--params", "full=true"], IN_PROCESS),
     "keys-one-read-in-flight": (["--reads_in_flight", "1", "--slice_entities", "37"],
                                 IN_PROCESS),
 }
@@ -135,9 +135,6 @@ def test_small_namespaces_are_one_query_big_ones_split_every_key_once(tenants, t
     for spec in BIG:
         n = namespaces[spec.name]
         assert (n["ranges"] == 1) if shards == 1 else (n["ranges"] > 2), (spec.name, n)
-    if runner is TWO_WORKERS:
-        assert all(n["workers"] == 1 for ns, n in namespaces.items() if ns.startswith("t"))
-        assert result.summary["totals"]["workers"] >= 2
 
 
 def test_an_empty_namespace_and_a_small_one_cost_one_query_each(tenants, tmp_path,
@@ -203,7 +200,7 @@ def test_a_namespace_that_grows_while_it_is_planned_is_read_exactly_once(emulato
 
 
 def test_hooks_and_counters_per_namespace_with_small_and_big_namespaces(tenants, tmp_path):
-    result, events = run_hooks(tmp_path, READ_FIRST, runner=TWO_WORKERS)
+    result, events = run_hooks(tmp_path, READ_FIRST, runner=IN_PROCESS)
     assert result.code == 0, result.stderr[-4000:]
     summary = result.summary
     want = {ns: len(paths) for ns, paths in tenants.items()}

@@ -18,7 +18,7 @@ import pytest
 from google.cloud import datastore
 
 from tests.support import TEST_PROJECT
-from tests.support.runs import IN_PROCESS, TWO_WORKERS
+from tests.support.runs import IN_PROCESS
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_MODULE = ["--job_module", "tests.support.jobs_terminal"]
@@ -94,14 +94,6 @@ def test_log_lines_and_a_hooks_print_are_escaped(evil, emulator, tmp_path):
     assert "hook: counters " in out and "value:\\x1b[2J" in out  # the hook's print
 
 
-def test_two_worker_processes_log_lines_are_escaped(evil, emulator, tmp_path):
-    """The workers' records reach the launcher as ``Worker: <log entry>`` and are printed as
-    ``worker: ...``; what a hook prints in a worker process goes to that process's output."""
-    code, out, err = cli(["--job", "echo_values", *JOB_MODULE, "--params", "kind=*"],
-                         {**emulator.env(), "TMPDIR": str(tmp_path)}, runner=TWO_WORKERS)
-    assert code == 0, err
-    assert_terminal_safe(code, out, err, errors=0)
-    assert "value of Item: boom\\nerror: fake from the job" in err
 
 
 def test_a_jobs_failure_with_the_data_in_its_message_is_one_line(evil, emulator, tmp_path):

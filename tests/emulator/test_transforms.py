@@ -25,7 +25,7 @@ from pipeline.core.clients import ClientCache
 from pipeline.datastore import client as client_mod
 from pipeline.transforms import NamespacedEntity, ReadEveryNamespace, RunJob
 from tests.support import TEST_PROJECT
-from tests.support.runs import IN_PROCESS, TWO_WORKERS
+from tests.support.runs import IN_PROCESS
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = [NamespaceSpec("", 300), NamespaceSpec("acme", 180), NamespaceSpec("tiny", 4)]
@@ -58,7 +58,7 @@ def test_the_readme_s_own_pipeline_reads_every_namespace_and_runs_a_job(emulator
     out = tmp_path / "own"
     proc = subprocess.run(
         [sys.executable, "-m", "examples.own_pipeline", "--project", TEST_PROJECT, "--output",
-         str(out), *TWO_WORKERS], cwd=ROOT, capture_output=True, text=True, timeout=300,
+         str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, **emulator.env()})
     assert proc.returncode == 0, proc.stderr[-4000:]
     counted = Counter()

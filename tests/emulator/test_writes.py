@@ -16,7 +16,7 @@ from devtools.seed import NamespaceSpec, seed_dataset
 from pipeline.core.namespaces import is_reserved
 from pipeline.datastore.entity_json import fingerprint
 from tests.support import TEST_PROJECT
-from tests.support.runs import IN_PROCESS, TWO_WORKERS, run_mapper
+from tests.support.runs import IN_PROCESS, run_mapper
 
 SPEC = [NamespaceSpec("", 240), NamespaceSpec("acme", 130), NamespaceSpec("tiny", 6)]
 JOBS = ["--job_module", "tests.support.jobs_writes"]
@@ -65,8 +65,8 @@ def seeded(emulator) -> dict:
 
 @pytest.mark.parametrize("args, runner", [
     pytest.param(["--shards", "1"], IN_PROCESS, id="1-shard-in-process"),
-    pytest.param(["--shards", "8", "--slice_entities", "20"], TWO_WORKERS,
-                 id="8-shards-small-slices-two-workers"),
+    pytest.param(["--shards", "8", "--slice_entities", "20"], IN_PROCESS,
+                 id="8-shards-small-slices"),
 ])
 def test_a_migration_changes_every_entity_exactly_once_and_a_rerun_is_a_no_op(
         seeded, tmp_path, args, runner):
@@ -110,7 +110,7 @@ def test_a_dry_run_writes_nothing_and_says_how_to_apply_it(seeded, tmp_path, cap
     snapshot = dump()
     out = tmp_path / "out"
     r = run_mapper("rename_property", [*RENAME, "--changes_sample", "3"], output=str(out),
-                   runner=TWO_WORKERS)
+                   runner=IN_PROCESS)
     ok(r)
     assert dump() == snapshot  # the whole database, byte for byte
     s = summary_of(out, "rename_property")
@@ -140,7 +140,7 @@ def test_the_undo_log_restores_the_database_exactly_and_reports_later_changes(se
     snapshot = dump()
     out = tmp_path / "out"
     ok(run_mapper("rename_property", [*RENAME, "--writes=transactional"], output=str(out),
-                  runner=TWO_WORKERS))
+                  runner=IN_PROCESS))
     undo_log = summary_of(out, "rename_property")["undo_log"]
     migrated = dump()
     assert migrated != snapshot
@@ -158,7 +158,7 @@ def test_the_undo_log_restores_the_database_exactly_and_reports_later_changes(se
     assert s["writes"]["counts"]["changed_since"] == 1
     r = run_mapper("restore_entities", ["--params", f"from={undo_log}",
                                         "--writes=transactional", "--max_errors", "5"],
-                   output=str(out), runner=TWO_WORKERS)
+                   output=str(out), runner=IN_PROCESS)
     ok(r)
     s = summary_of(out, "restore_entities")
     assert s["writes"]["counts"]["changed"] == total - 1
@@ -177,8 +177,7 @@ def test_the_undo_log_restores_the_database_exactly_and_reports_later_changes(se
     assert dump() == {**migrated, changed_later: restored[changed_later]}
 
 
-@pytest.mark.parametrize("runner", [pytest.param(IN_PROCESS, id="in-process"),
-                                    pytest.param(TWO_WORKERS, id="two-workers")])
+@pytest.mark.parametrize("runner", [pytest.param(IN_PROCESS, id="in-process")])
 def test_transactional_keeps_a_concurrent_update_blind_loses_it(seeded, tmp_path, runner,
                                                                 monkeypatch):
     monkeypatch.setenv("TEST_WRITES_PROJECT", TEST_PROJECT)
@@ -223,14 +222,14 @@ def test_delete_entities_removes_only_what_matches_and_erases_a_tenant(emulator,
     out = tmp_path / "out"
     ok(run_mapper("delete_entities", ["--params", "kind=Item,property=category,value=books",
                                       "--writes=transactional"], output=str(out),
-                  runner=TWO_WORKERS))
+                  runner=IN_PROCESS))
     after = dump()
     assert set(snapshot) - set(after) == books
     assert all(after[k] == v for k, v in snapshot.items() if k not in books)
     # a tenant, every kind of it, in one run
     ok(run_mapper("delete_entities", ["--params", "kind=*", "--namespaces", "acme",
                                       "--writes=transactional"], output=str(out),
-                  runner=TWO_WORKERS))
+                  runner=IN_PROCESS))
     erased = dump()
     assert not [k for k in erased if k[0] == "acme"]
     assert {k: v for k, v in erased.items() if k[0] != "acme"} == \
@@ -455,7 +454,7 @@ def test_faults_during_writes_lose_and_duplicate_nothing(seeded, proxy, tmp_path
     r = run_mapper("rename_property", [*RENAME, f"--writes={mode}", "--shards", "4",
                                        "--slice_entities", "40", "--emulator_host", proxy.host,
                                        "--datastore_deadline", "90"],
-                   output=str(out), runner=TWO_WORKERS)
+                   output=str(out), runner=IN_PROCESS)
     ok(r)
     assert proxy.stats.faults.get("reset", 0) >= 1
     total = sum(len(v) for v in seeded.values())
@@ -469,7 +468,7 @@ def test_faults_during_writes_lose_and_duplicate_nothing(seeded, proxy, tmp_path
     ok(run_mapper("delete_entities", ["--params", "kind=Item,property=genre,value=books",
                                       f"--writes={mode}", "--emulator_host", proxy.host,
                                       "--datastore_deadline", "90", "--slice_entities", "40"],
-                  output=str(out), runner=TWO_WORKERS))
+                  output=str(out), runner=IN_PROCESS))
     after = dump()
     assert set(snapshot) - set(after) == books
     assert all(after[k] == v for k, v in snapshot.items() if k not in books)

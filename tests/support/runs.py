@@ -14,9 +14,6 @@ from tests.support import TEST_PROJECT
 #: One in-process worker (the CLI's default for local runs, ``local_runner.LOCAL_ARGS``):
 #: deterministic, and what the split-manager tests need.
 IN_PROCESS = ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
-#: Two worker processes (``local_runner.TWO_PROCESSES``): kept working and tested.
-TWO_WORKERS = ["--runner=FnApiRunner", "--direct_running_mode=multi_processing",
-               "--direct_num_workers=2"]
 
 
 class RunResult:

@@ -1,5 +1,5 @@
 """Typed rows fitted to a schema made at launch: what fits is encoded as the export encodes it,
-the rest goes to ``__unmapped__`` (``pipeline.sinks.bigquery.export_schema``, section 4)."""
+the rest goes to ``__unmapped__`` (``pipeline.core.export_format``, section 4)."""
 from __future__ import annotations
 
 import base64
@@ -10,7 +10,7 @@ import math
 import pytest
 from google.cloud import datastore
 
-from pipeline.sinks.bigquery.export_schema import (
+from pipeline.core.export_format import (
     UNMAPPED_COLUMN,
     UNMAPPED_FIELD,
     columns_from_rows,

@@ -46,7 +46,7 @@ def test_resolve_choice_refuses(chosen):
 
 
 def test_settings_give_each_kind_its_columns():
-    from pipeline.sinks.bigquery.export_schema import columns_from_rows, typed_row
+    from pipeline.core.export_format import columns_from_rows, typed_row
 
     class E(dict):
         def __init__(self, key, **props):

@@ -81,14 +81,25 @@ class Server:
                 self.endings[index] = ending
 
     def ending(self, index: int, timeout: float = TIMEOUT) -> str | None:
+        """How connection ``index`` ended, waiting for it to be accepted too (on a loaded
+        machine the server's thread may not have accepted it yet)."""
         deadline = time.monotonic() + timeout
-        while self.endings[index] is None and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.endings) > index and self.endings[index] is not None:
+                    return self.endings[index]
             time.sleep(0.01)
-        return self.endings[index]
+        with self._lock:
+            return self.endings[index] if len(self.endings) > index else None
 
     def close(self) -> None:
         self._stop.set()
-        for thread in list(self._threads):
+        # The accepting thread first: a connection it accepted as the stop came is handled
+        # (and its thread listed) before the others are joined.
+        self._threads[0].join(TIMEOUT)
+        with self._lock:
+            handlers = list(self._threads[1:])
+        for thread in handlers:
             thread.join(TIMEOUT)
         self.sock.close()
 

@@ -9,6 +9,7 @@ from pipeline.core.keyrange import KeyRange
 from pipeline.core.progress import (
     ProgressState,
     UnitProgress,
+    enough_planned,
     estimate_total,
     format_line,
     format_seconds,
@@ -72,8 +73,18 @@ def test_no_estimate_before_anything_is_measured_or_listed():
 
 
 def test_unplanned_namespaces_count_as_the_mean_planned_one():
-    units = [UnitProgress("a", 1, 4.0, entities=100, gaps_done=4.0, ranges_done=1)]
-    assert estimate_total(units, 10, 1, 100) == 1000
+    units = [UnitProgress(ns, 1, 4.0, entities=100, gaps_done=4.0, ranges_done=1)
+             for ns in "abc"]
+    assert estimate_total(units, 10, 3, 300) == 1000
+
+
+def test_no_estimate_until_enough_namespaces_are_planned():
+    """A tiny tenant planned first said "7 of ~21 entities (33%)" of a run of 1,507."""
+    tiny = [UnitProgress("tiny", 1, 1.0, entities=7, gaps_done=1.0, ranges_done=1)]
+    assert estimate_total(tiny, 3, 1, 7) is None
+    assert estimate_total(tiny, 3, 2, 7) is None
+    assert estimate_total(tiny, 1, 1, 7) == 7
+    assert [enough_planned(n) for n in (1, 2, 3, 10, 30, 31, 2000)] == [1, 2, 3, 3, 3, 4, 200]
 
 
 def test_a_slice_seen_before_its_units_plan_keeps_its_count():

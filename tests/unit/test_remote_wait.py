@@ -113,15 +113,16 @@ def test_polls_until_the_job_ends_and_prints_the_progress_lines():
 def test_unplanned_namespaces_scale_the_estimate_and_writes_are_shown():
     lines = []
     clock = Clock()
-    stages = [_stage("RUNNING", namespaces=4, planned=2, ranges=4, gaps=40, gaps_read=10,
+    stages = [_stage("RUNNING", namespaces=4, planned=3, ranges=4, gaps=40, gaps_read=10,
                      entities=100, writes__changed=30, writes__unchanged=70),
-              _stage("CANCELLED", namespaces=4, planned=2, ranges=4, gaps=40, gaps_read=10,
+              _stage("CANCELLED", namespaces=4, planned=3, ranges=4, gaps=40, gaps_read=10,
                      entities=100, writes__changed=30)]
     w = RemoteWait(FakeResult(stages), NS, lines.append, write_mode="dry_run", clock=clock,
                    sleep=clock.sleep)
     assert w.run() == "CANCELLED"
-    assert lines[0] == ("progress: namespaces 2/4 planned, 0 done; ranges 0/4; 100 of ~800 "
-                        "entities (12%); dry run, would write 30 (changed 30)"), lines
+    # 100 of 10/40 gaps: ~400 in the 3 planned namespaces, the 4th as their mean
+    assert lines[0] == ("progress: namespaces 3/4 planned, 0 done; ranges 0/4; 100 of ~533 "
+                        "entities (19%); dry run, would write 30 (changed 30)"), lines
 
 
 def test_counter_values_read_both_namespaces_attempted_first():

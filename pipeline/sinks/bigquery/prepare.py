@@ -21,7 +21,7 @@ from pipeline.datastore.metadata import kinds_of, list_namespaces
 from pipeline.datastore.queries import base_query
 from pipeline.errors import JobFailed, MapperError, UsageError
 from pipeline.sinks.bigquery import service
-from pipeline.sinks.bigquery.export_schema import columns_from_rows, typed_row
+from pipeline.core.export_format import columns_from_rows, typed_row
 from pipeline.sinks.bigquery.settings import STREAMING_RETRY, BigQuerySettings
 from pipeline.sinks.bigquery.tables import check_table_name, parse_table
 

@@ -5,7 +5,7 @@ import dataclasses
 from typing import Optional
 
 from pipeline.core.retry import RetryPolicy
-from pipeline.sinks.bigquery.export_schema import columns_from_rows
+from pipeline.core.export_format import columns_from_rows
 from pipeline.sinks.bigquery.streaming_rows import MAX_BATCH_BYTES, MAX_BATCH_ROWS
 from pipeline.sinks.bigquery.tables import TableSpec
 
@@ -19,7 +19,7 @@ class BigQuerySettings:
 
     ``schema``: the job's declared schema, the same for every table.
     ``columns``: for typed rows streamed with a schema made at launch, kind -> the export's
-    columns of that kind (``export_schema.columns_from_rows``), by which each row is fitted to
+    columns of that kind (``pipeline.core.export_format.columns_from_rows``), by which each row is fitted to
     its kind's schema; a kind the launch's sample did not see gets the key column only (its
     properties are counted as unmapped).
     ``retry``: transient errors are retried for ``retry.deadline`` seconds (--bigquery_deadline).

@@ -37,7 +37,7 @@ from pipeline.core import deadletters
 from pipeline.core.records import RecordError
 from pipeline.core.totals import NamespaceOutput
 from pipeline.errors import JobFailed, MapperError
-from pipeline.sinks.bigquery.export_schema import UNMAPPED_COUNTER, encode_fitting
+from pipeline.core.export_format import UNMAPPED_COUNTER, encode_fitting
 from pipeline.sinks.bigquery.service import client, ensure_table, retry
 from pipeline.sinks.bigquery.settings import BigQuerySettings
 from pipeline.sinks.bigquery.streaming_rows import (

@@ -26,7 +26,7 @@ from apache_beam.options.value_provider import StaticValueProvider
 from pipeline.config import JobConfig, OutputConfig
 from pipeline.core.records import RecordError, record_json
 from pipeline.core.totals import NamespaceOutput
-from pipeline.sinks.bigquery import export_schema
+from pipeline.core import export_format
 from pipeline.sinks.files.compose import compose
 from pipeline.sinks.files.layout import (
     DEFAULT_SUFFIX,
@@ -232,25 +232,25 @@ class _CheckedLine:
 
 
 class SchemaFn(beam.CombineFn):
-    """Typed rows -> the export's columns and schema (``export_schema.columns_from_fields``):
+    """Typed rows -> the export's columns and schema (``export_format.columns_from_fields``):
     the types seen, merged across workers."""
 
     def create_accumulator(self):
         return {}
 
     def add_input(self, acc, row):
-        export_schema.add_fields(acc, row)
+        export_format.add_fields(acc, row)
         return acc
 
     def merge_accumulators(self, accs):
         accs = iter(accs)
         out = next(accs, None) or {}
         for a in accs:
-            export_schema.merge_fields(out, a)
+            export_format.merge_fields(out, a)
         return out
 
     def extract_output(self, acc):
-        return export_schema.columns_from_fields(acc)
+        return export_format.columns_from_fields(acc)
 
 
 class _WriteSchemaFn(beam.DoFn):
@@ -269,7 +269,7 @@ class _WriteSchemaFn(beam.DoFn):
                     if self.per_kind
                     else job_path(self.output, self.job_name, SCHEMA_FILE))
             with FileSystems.create(path) as f:
-                f.write(export_schema.schema_text(result).encode("utf-8"))
+                f.write(export_format.schema_text(result).encode("utf-8"))
             written.append(path)
         yield written
 
@@ -316,7 +316,7 @@ class WriteOutput(beam.PTransform):
                        | "RowsByKind" >> beam.MapTuple(lambda unit, row: (unit.kind, row))
                        | "MergeSchema" >> beam.CombinePerKey(SchemaFn()))
             lines = records | "EncodeRows" >> beam.Map(
-                lambda kv, results: (kv[0].part, export_schema.encode(kv[1],
+                lambda kv, results: (kv[0].part, export_format.encode(kv[1],
                                                                       results[kv[0].kind])),
                 results=beam.pvalue.AsDict(schemas))
             files = (lines, known) | "NamespaceFiles" >> WriteNamespaceFiles(

@@ -2,9 +2,13 @@
 summary, that opens offline: its chart code is inlined.
 
 What it shows: the run's figures (entities, records, ranges, slices, queries, retries, dead
-letters, writes), entities/s over time, and per namespace (per kind too, when the job reads
-several) its ranges as bars of entities and seconds, so balance and stragglers show at a
-glance, with the slices of each range, and its counters.
+letters, writes); what a reader needs to trust and repeat it (parameters, target, command
+line, versions, the files written with their sizes: ``context``); entities/s over time, from
+the start to the end of the run; the job's counters as bars (per namespace, stacked); and per
+namespace (per kind too, when the job reads several) its ranges as bars of entities and
+seconds, so balance and stragglers show at a glance, with the slices of each range. The range
+charts share one scale (the largest range of the run), so a namespace of one small range is
+not drawn as full as the largest.
 
 Charts are drawn by Chart.js (MIT; ``assets/chart.umd.min.js``, 4.6.1, about 210 KB, inlined):
 a single file with no dependencies, canvas-drawn so thousands of bars stay fast, and kept up
@@ -16,6 +20,8 @@ import html
 import json
 from importlib import resources
 from typing import Optional
+
+from pipeline.sinks.report.context import about_section
 
 #: Namespaces that get a chart of their ranges (the largest by entities); the rest are rows
 #: of the table only.
@@ -76,12 +82,54 @@ def write_rows(namespaces: dict) -> list:
             for ns, n in namespaces.items()]
 
 
+#: Counters drawn in the counters chart (the largest totals); every one is in the tables.
+CHARTED_COUNTERS = 30
+#: Namespaces with their own colour in the counters chart (the largest by entities); the
+#: rest are summed as one "other namespaces" series.
+COUNTER_SERIES = 8
+
+
+def counter_chart(summary: dict) -> Optional[dict]:
+    """The job's counters as bars: ``names`` (the CHARTED_COUNTERS largest totals) and
+    ``series`` of [namespace, value per name], one per namespace (the COUNTER_SERIES
+    largest, then "other namespaces"), or one "all namespaces" series when there is only one
+    namespace; None when the job counted nothing."""
+    totals = {k: v for k, v in summary.get("totals", {}).get("counters", {}).items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    names = sorted(totals, key=lambda k: (-totals[k], k))[:CHARTED_COUNTERS]
+    if not names:
+        return None
+    namespaces = summary.get("namespaces", {})
+    if len(namespaces) <= 1:
+        return {"names": names, "series": [["all namespaces", [totals[k] for k in names]]]}
+    shown = charted(namespaces, COUNTER_SERIES)
+
+    def values(ns: str) -> list:
+        c = namespaces[ns].get("counters", {})
+        return [c.get(k, 0) for k in names]
+    series = [[ns, values(ns)] for ns in shown]
+    rest = [values(ns) for ns in namespaces if ns not in shown]
+    if rest:
+        series.append(["other namespaces", [sum(col) for col in zip(*rest)]])
+    return {"names": names, "series": series}
+
+
+def range_scale(namespaces: dict) -> dict:
+    """One scale for every range chart: the largest range's entities and seconds over the
+    run (each chart scaling itself drew a namespace's only range at full height)."""
+    rows = [r for n in namespaces.values() for r in range_rows(n)]
+    return {"entities": max((r[1] for r in rows), default=0),
+            "seconds": max((r[2] for r in rows), default=0.0)}
+
+
 def chart_data(summary: dict) -> dict:
     namespaces = summary.get("namespaces", {})
+    shown = charted(namespaces)
     out = {
         "timeline": summary.get("timeline", {"bucket_seconds": 1, "points": []}),
-        "namespaces": [{"name": ns, "ranges": range_rows(namespaces[ns])}
-                       for ns in charted(namespaces)],
+        "namespaces": [{"name": ns, "ranges": range_rows(namespaces[ns])} for ns in shown],
+        "scale": range_scale(namespaces),
+        "counters": counter_chart(summary),
     }
     if summary.get("writes"):
         rows = {r[0]: r for r in write_rows(namespaces)}
@@ -167,6 +215,19 @@ def _writes_section(s: dict) -> str:
             '<div class="chart-wide"><canvas id="writes"></canvas></div>')
 
 
+def _counters_section(s: dict) -> str:
+    """The job's counters as a bar chart (when it counted anything)."""
+    c = counter_chart(s)
+    if not c:
+        return ""
+    more = len(s["totals"].get("counters", {})) - len(c["names"])
+    return ("<h2>Counters</h2>\n<p class=\"note\">The job's counters in all, each bar split by "
+            "namespace" + (f"; the {CHARTED_COUNTERS} largest of them (the {more} others are in"
+                            " the tables above)" if more > 0 else "") + ".</p>\n"
+            f'<div class="chart-wide" style="height: {120 + 24 * len(c["names"])}px">'
+            '<canvas id="counters"></canvas></div>')
+
+
 def _namespace_rows(namespaces: dict) -> list:
     rows = []
     for ns, n in namespaces.items():
@@ -194,7 +255,9 @@ def render_report(summary: dict) -> str:
         f'</h3><canvas id="ranges-{i}"></canvas></section>'
         for i, ns in enumerate(shown))
     more = len(namespaces) - len(shown)
-    data = json.dumps(chart_data(s), ensure_ascii=False).replace("</", "<\\/")
+    charts = chart_data(s)
+    scale = charts["scale"]
+    data = json.dumps(charts, ensure_ascii=False).replace("</", "<\\/")
     total_counters = _counters(s["totals"].get("counters", {}))
     table = _table(["namespace", "kinds", "entities", "records", "ranges", "slices", "queries",
                     "retries", "failed", "read s", "balance", "counters"],
@@ -217,21 +280,34 @@ table.overview td, table.namespaces td:last-child {{ text-align: left; }}
 .ns-card {{ border: 1px solid #ddd; border-radius: 6px; padding: .6em; }}
 .chart-wide {{ max-width: 1000px; height: 260px; }}
 .note {{ color: #666; }}
+.about-grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr));
+               gap: 0 2em; max-width: 1000px; }}
+table.target td, table.versions td, table.params td, table.files td:first-child {{
+  text-align: left; }}
+pre#command-line {{ white-space: pre-wrap; word-break: break-all; background: #f6f6f6;
+                    padding: .5em; max-width: 1000px; }}
 </style></head>
 <body>
 <h1>{_e(title)}</h1>
 {_overview(s)}
+{about_section(s)}
 <h2>Entities read per second</h2>
+<p class="note">From the launch to the end of the run; each step is one bucket of the
+timeline, so the planning before the first read and the finishing after the last (hooks,
+files, summary) show as zero.</p>
 <div class="chart-wide"><canvas id="timeline"></canvas></div>
 <h2>Namespaces</h2>
 {table}
 <p class="note">balance: the largest range's entities over the mean range's (1.00 is even).
 read s: seconds spent reading, summed over slices.</p>
 <p>total counters: {total_counters}</p>
+{_counters_section(s)}
 {_writes_section(s)}
 <h2>Ranges: entities and seconds per range</h2>
 <p class="note">Each bar pair is one initial range: entities read (left axis) and seconds spent
-reading it (right axis); hover for its slices.{rest}</p>
+reading it (right axis); hover for its slices. Every chart has the same scales, the run's
+largest range ({_num(scale["entities"])} entities, {scale["seconds"]:,.1f} s), so bars compare
+across namespaces.{rest}</p>
 <div class="grid">{cards}</div>
 <script type="application/json" id="report-data">{data}</script>
 <script>{chart_js()}</script>
@@ -245,18 +321,36 @@ _SCRIPT = r"""
   const data = JSON.parse(document.getElementById("report-data").textContent);
   let charts = 0;
   const tl = data.timeline;
+  // A point is a bucket's end: drawn as a step back to the point before, from 0.
+  const steps = [{x: 0, y: 0}].concat(tl.points.map(p => ({x: p[0], y: p[1]})));
   new Chart(document.getElementById("timeline"), {
     type: "line",
-    data: {labels: tl.points.map(p => p[0]),
-           datasets: [{label: "entities/s (" + tl.bucket_seconds + " s buckets)",
-                       data: tl.points.map(p => p[1]), fill: true, tension: 0.2,
+    data: {datasets: [{label: "entities/s (" + tl.bucket_seconds + " s buckets)",
+                       data: steps, fill: true, stepped: "before",
                        pointRadius: 0, borderColor: "#3366cc",
                        backgroundColor: "rgba(51,102,204,0.15)"}]},
     options: {maintainAspectRatio: false, animation: false,
-              scales: {x: {title: {display: true, text: "seconds since the start"}},
+              scales: {x: {type: "linear", min: 0, max: steps[steps.length - 1].x,
+                           title: {display: true, text: "seconds since the start"}},
                        y: {beginAtZero: true, title: {display: true, text: "entities/s"}}}}
   });
   charts++;
+  if (data.counters) {
+    const palette = ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6",
+                     "#dd4477", "#66aa00", "#888888"];
+    const c = data.counters;
+    new Chart(document.getElementById("counters"), {
+      type: "bar",
+      data: {labels: c.names,
+             datasets: c.series.map((s, j) => ({label: s[0], data: s[1],
+                                                backgroundColor: palette[j % palette.length]}))},
+      options: {indexAxis: "y", maintainAspectRatio: false, animation: false,
+                scales: {x: {stacked: true, beginAtZero: true,
+                             title: {display: true, text: "count"}},
+                         y: {stacked: true}}}
+    });
+    charts++;
+  }
   if (data.writes) {
     const colors = {put: "#109618", changed: "#3366cc", deleted: "#dc3912", failed: "#990099"};
     const w = data.writes;
@@ -285,8 +379,10 @@ _SCRIPT = r"""
                 plugins: {tooltip: {callbacks: {footer: items => items.length ?
                   rows[items[0].dataIndex][3] + " slice(s)" : ""}}},
                 scales: {y: {beginAtZero: true, position: "left",
+                             max: data.scale.entities || undefined,
                              title: {display: true, text: "entities"}},
                          y2: {beginAtZero: true, position: "right",
+                              max: data.scale.seconds || undefined,
                               grid: {drawOnChartArea: false},
                               title: {display: true, text: "seconds"}}}}
     });
