@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline import DELETE, UNCHANGED, Context, JobSpec, Params, Query, register
 from pipeline.api.query import resolve
+from pipeline.core import booleans
 from pipeline.core.matching import matches
 from pipeline.errors import UsageError
 
@@ -28,10 +29,10 @@ def typed_value(text: str, type_name: str) -> Any:
         if type_name == "float":
             return float(text)
         if type_name == "bool":
-            low = text.strip().lower()
-            if low not in ("true", "false"):
-                raise ValueError("true or false")
-            return low == "true"
+            try:
+                return booleans.parse_bool(text)
+            except ValueError:
+                raise ValueError(booleans.ACCEPTED) from None
         if type_name == "timestamp":
             v = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
             if v.tzinfo is None:

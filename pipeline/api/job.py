@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Iterable, Mapping, Optional, Sequence, Union
 
 from pipeline.api.hooks import HookContext
 from pipeline.api.query import ALL_KINDS, ALL_KINDS_TEXT, Query
+from pipeline.core import booleans
 from pipeline.core.counters import add_count
 from pipeline.core.records import record_json
 from pipeline.errors import UsageError
@@ -65,14 +66,16 @@ class Params(Mapping[str, str]):
             raise UsageError(f"job parameter {name}={raw!r} is not an integer") from None
 
     def flag(self, name: str, default: bool) -> bool:
-        """A true/false parameter; anything else is an error, not a silent default."""
+        """A true/false parameter, by the CLI's rule for its flags (``pipeline.core.booleans``);
+        anything else is an error, not a silent default."""
         raw = self._values.get(name)
         if raw is None:
             return default
-        value = raw.strip().lower()
-        if value in ("true", "false"):
-            return value == "true"
-        raise UsageError(f"job parameter {name}={raw!r} is not true or false")
+        try:
+            return booleans.parse_bool(raw)
+        except ValueError:
+            raise UsageError(f"job parameter {name}={raw!r} is not a boolean: use "
+                             f"{booleans.ACCEPTED}") from None
 
     def kinds(self, name: str = "kind", default: str = "Item") -> Union[str, tuple, Any]:
         """A kind parameter: one kind (``kind=Order``), several separated by ``|``

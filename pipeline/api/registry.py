@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import os
 import re
+import sys
 from typing import Type
 
 from pipeline.api.job import JobSpec, Params
@@ -33,15 +35,47 @@ def register(cls: Type[JobSpec]) -> Type[JobSpec]:
 
 
 def load_modules(modules=()) -> None:
-    """Import the ready-made jobs and the given modules, which register theirs."""
-    for mod in (*BUILTIN_MODULES, *modules):
-        try:
-            importlib.import_module(mod)
-        except ImportError as e:
-            raise UsageError(f"cannot import job module {mod!r}: {e}") from None
-        except (Exception, SystemExit) as e:  # the module's own code failed while importing
-            raise UsageError(f"cannot import job module {mod!r}: importing it raised "
-                             f"{_describe(e)}") from None
+    """Import the ready-made jobs and the given modules, which register theirs. A job module is
+    looked for in the current directory first, as ``python -m pipeline`` does (the console
+    script's ``sys.path`` starts with its own ``bin`` directory instead)."""
+    for mod in BUILTIN_MODULES:
+        _import(mod)
+    if modules:
+        _current_directory_first()
+    for mod in modules:
+        _import(mod)
+
+
+def _import(mod: str) -> None:
+    try:
+        importlib.import_module(mod)
+    except ImportError as e:
+        where = (f" (looked in: {', '.join(searched_directories())})"
+                 if isinstance(e, ModuleNotFoundError) else "")
+        raise UsageError(f"cannot import job module {mod!r}: {e}{where}") from None
+    except (Exception, SystemExit) as e:  # the module's own code failed while importing
+        raise UsageError(f"cannot import job module {mod!r}: importing it raised "
+                         f"{_describe(e)}") from None
+
+
+def _current_directory_first() -> None:
+    """The current directory at the front of ``sys.path``, unless it is there already (as
+    ``''`` or by its path)."""
+    cwd = os.getcwd()
+    if not any(os.path.abspath(p or os.curdir) == cwd for p in sys.path):
+        sys.path.insert(0, cwd)
+        importlib.invalidate_caches()
+
+
+def searched_directories() -> list[str]:
+    """The directories an import looks in (``sys.path``'s that exist), in its order."""
+    seen, dirs = set(), []
+    for p in sys.path:
+        d = os.path.abspath(p or os.curdir)
+        if d not in seen and os.path.isdir(d):
+            seen.add(d)
+            dirs.append(d)
+    return dirs
 
 
 def _describe(err: BaseException) -> str:

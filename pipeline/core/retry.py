@@ -48,11 +48,15 @@ _UNKNOWN_HOST = ("errors resolving", "dns resolution failed", "domain name not f
                  "name or service not known", "nodename nor servname", "failed to resolve",
                  "no address associated with hostname", "temporary failure in name resolution",
                  "address lookup failed", "getaddrinfo")
+#: gRPC's words for a peer that does not speak HTTP/2 (a web server, another service's port).
+_NOT_GRPC = ("failed parsing http/2", "expected settings frame")
 
 
 def misconfigured(err: BaseException) -> Optional[str]:
-    """``"connection refused"`` or ``"unknown host"`` when ``err`` (or an error it wraps: its
-    cause, context, arguments, ``reason``, ``errors``) says so; None for any other failure."""
+    """``"connection refused"``, ``"unknown host"`` or, for a gRPC call answered by something
+    that does not speak gRPC, ``"something else answers there (not gRPC)"`` when ``err`` (or an
+    error it wraps: its cause, context, arguments, ``reason``, ``errors``) says so; None for any
+    other failure."""
     todo, seen = [err], set()
     while todo:
         e = todo.pop()
@@ -68,6 +72,8 @@ def misconfigured(err: BaseException) -> Optional[str]:
             return "connection refused"
         if any(m in text for m in _UNKNOWN_HOST):
             return "unknown host"
+        if any(m in text for m in _NOT_GRPC):
+            return "something else answers there (not gRPC)"
         todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args,
                  *(getattr(e, "errors", None) or ())]
     return None

@@ -85,10 +85,14 @@ def format_summary(s: dict, shown: int = SHOWN_NAMESPACES) -> str:
     are the only line breaks."""
     s = escape_tree(s)
     t = s["totals"]
+    # A run that read its entities from no key range (a restore reads its files) does not
+    # show ranges.
+    ranges = bool(t["ranges"]) or not t["entities"]
     lines = [
         f"job {s['job']}: {plural(t['entities'], 'entity', 'entities')} in "
-        f"{plural(len(s['namespaces']), 'namespace')}, {plural(t['ranges'], 'range')}, "
-        f"{s['seconds']:.1f} s ({s['entities_per_second']:.0f} entities/s)",
+        f"{plural(len(s['namespaces']), 'namespace')}, "
+        + (f"{plural(t['ranges'], 'range')}, " if ranges else "")
+        + f"{s['seconds']:.1f} s ({s['entities_per_second']:.0f} entities/s)",
         f"query: {s['query']}",
     ]
     if s.get("read_time"):
@@ -98,14 +102,15 @@ def format_summary(s: dict, shown: int = SHOWN_NAMESPACES) -> str:
     namespaces, rest = largest(s["namespaces"], shown)
     width = max([len(n) for n in namespaces] + [9])
     if any(n.get("kinds") for n in s["namespaces"].values()):
-        lines.extend(_rows_per_kind(namespaces, width))
+        lines.extend(_rows_per_kind(namespaces, width, ranges))
     else:
-        lines.append(f"  {'namespace':<{width}}  {'entities':>9}  {'ranges':>6}  counters")
+        lines.append(f"  {'namespace':<{width}}  {'entities':>9}  "
+                     + (f"{'ranges':>6}  " if ranges else "") + "counters")
         for ns, n in namespaces.items():
-            lines.append(f"  {ns:<{width}}  {n['entities']:>9}  {n['ranges']:>6}  "
-                         f"{_counters(n)}")
+            lines.append(f"  {ns:<{width}}  {n['entities']:>9}  "
+                         + (f"{n['ranges']:>6}  " if ranges else "") + _counters(n))
     if rest:
-        lines.append(_rest_line(rest))
+        lines.append(_rest_line(rest, ranges))
     if t["counters"]:
         lines.append("total counters: " + ", ".join(f"{k}={v}" for k, v in t["counters"].items()))
     if s.get("writes"):
@@ -131,10 +136,11 @@ def largest(namespaces: dict, shown: int) -> tuple:
             [namespaces[ns] for ns in ranked[shown:]])
 
 
-def _rest_line(rest: list) -> str:
+def _rest_line(rest: list, show_ranges: bool = True) -> str:
     entities = sum(n["entities"] for n in rest)
     ranges = sum(n["ranges"] for n in rest)
-    return (f"  ... and {len(rest)} more namespaces: {entities} entities, {ranges} ranges, "
+    return (f"  ... and {len(rest)} more namespaces: {entities} entities, "
+            + (f"{ranges} ranges, " if show_ranges else "") +
             f"at most {max(n['entities'] for n in rest)} each (every namespace is in "
             "summary.json)")
 
@@ -167,20 +173,21 @@ def _counters(n: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in n["counters"].items())
 
 
-def _rows_per_kind(namespaces: dict, width: int) -> list:
+def _rows_per_kind(namespaces: dict, width: int, ranges: bool = True) -> list:
     """A row per (namespace, kind), and the namespace's own when it has several kinds."""
     kinds = [k for n in namespaces.values() for k in n.get("kinds", {})]
     kw = max([len(k) for k in kinds] + [4])
-    lines = [f"  {'namespace':<{width}}  {'kind':<{kw}}  {'entities':>9}  {'ranges':>6}  "
-             "counters"]
+    r = (lambda row: f"{row['ranges']:>6}  ") if ranges else (lambda row: "")
+    lines = [f"  {'namespace':<{width}}  {'kind':<{kw}}  {'entities':>9}  "
+             + (f"{'ranges':>6}  " if ranges else "") + "counters"]
     for ns, n in namespaces.items():
         per_kind = n.get("kinds", {})
         for kind, k in per_kind.items():
             lines.append(f"  {ns:<{width}}  {kind:<{kw}}  {k['entities']:>9}  "
-                         f"{k['ranges']:>6}  {_counters(k)}")
+                         f"{r(k)}{_counters(k)}")
         if len(per_kind) != 1:
             lines.append(f"  {ns:<{width}}  {'(all)':<{kw}}  {n['entities']:>9}  "
-                         f"{n['ranges']:>6}  {_counters(n)}")
+                         f"{r(n)}{_counters(n)}")
     return lines
 
 

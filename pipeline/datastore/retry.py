@@ -70,8 +70,9 @@ class _Attempts:
     """Logs each retry and builds the final error; one per retried call."""
 
     def __init__(self, what: str, where: str, policy: RetryPolicy,
-                 on_retry: Optional[Callable[[Exception], None]]):
+                 on_retry: Optional[Callable[[Exception], None]], level: int = logging.WARNING):
         self.what, self.where, self.policy, self.on_retry = what, where, policy, on_retry
+        self.level = level
         self.started = time.monotonic()
         self.count = 0
 
@@ -80,7 +81,7 @@ class _Attempts:
         for delay in exponential_sleep_generator(p.initial, p.maximum, p.multiplier):
             left = p.deadline - (time.monotonic() - self.started)
             if delay < left:  # the retry helper gives up when the next wait passes the deadline
-                log.warning("%s (%s): transient error (%s); retry %d in %.1f s (giving up %.0f s "
+                log.log(self.level, "%s (%s): transient error (%s); retry %d in %.1f s (giving up %.0f s "
                             "after the first error)", self.what, self.where, self._last, self.count,
                             delay, p.deadline)
             yield delay
@@ -97,16 +98,18 @@ class _Attempts:
             elapsed = time.monotonic() - self.started
             return DatastoreUnavailable(
                 f"{self.what}: {self.where} kept failing for {elapsed:.0f} s ({len(errors)} "
-                f"attempts; the deadline is {self.policy.deadline:g} s, --datastore_deadline); "
+                f"attempt{'' if len(errors) == 1 else 's'}; the deadline is {self.policy.deadline:g} s, --datastore_deadline); "
                 f"last error: {_short(last)}"), None
         return last, getattr(last, "__cause__", None)
 
 
 def call(fn: Callable[[], T], what: str, policy: RetryPolicy = RetryPolicy(),
          on_retry: Optional[Callable[[Exception], None]] = None, where: str = "Datastore",
-         predicate: Callable[[BaseException], bool] = is_transient) -> T:
-    """``fn()``, retrying transient errors (``predicate``) under ``policy``."""
-    a = _Attempts(what, where, policy, on_retry)
+         predicate: Callable[[BaseException], bool] = is_transient,
+         level: int = logging.WARNING) -> T:
+    """``fn()``, retrying transient errors (``predicate``) under ``policy``; each retry is
+    logged at ``level``."""
+    a = _Attempts(what, where, policy, on_retry, level)
     return retry_target(fn, predicate, a.sleeps(), timeout=policy.deadline,
                         on_error=a.on_error, exception_factory=a.final_error)
 
@@ -116,11 +119,18 @@ def launch_call(fn: Callable[[RetryPolicy], T], what: str, launch: LaunchRetry,
     """A launch check's call, ``fn(policy)``, under ``launch`` (``LaunchRetry``): before
     Datastore has answered once in this launch, a refused connection or an unknown host raises
     ``DatastoreUnreachable`` at once and other transient errors are retried for the launch's
-    short deadline; once it has answered, for the run's own (``--datastore_deadline``)."""
+    short deadline; once it has answered, for the run's own (``--datastore_deadline``).
+
+    Until it has answered, its retries are logged at DEBUG: an address where no Datastore
+    answers gets one line on the terminal, the ``error:`` line that says how long and how often
+    it was tried (``DATASTORE_MAPPER_LOG_LEVEL=DEBUG`` shows each attempt). Once it has
+    answered, a fault of a service that works is retried for minutes, and each retry says so
+    (a WARNING)."""
     policy = launch.policy()
+    level = logging.WARNING if launch.answered else logging.DEBUG
     try:
         result = call(lambda: fn(policy), what, policy, where=where,
-                      predicate=launch.retries(is_transient))
+                      predicate=launch.retries(is_transient), level=level)
     except gexc.GoogleAPICallError as e:
         why = launch.refused(e) if is_transient(e) else None
         if why is not None:

@@ -92,7 +92,8 @@ def _check_undo_log(run: RunConfig) -> list:
                          "(OUTPUT/JOB/runs/RUN/undo), or a backup's OUTPUT/backup_entities/"
                          "namespaces")
     check_undo_files(files)  # local files: their first lines are undo records
-    log.info("undo log %s: %d file(s)", location, len(files))
+    what = "backup" if location.rstrip("/").endswith("/namespaces") else "undo log"
+    log.info("restoring from the %s %s: %d file(s)", what, location, len(files))
     return []
 
 
@@ -134,9 +135,13 @@ def _find_any_kinds(c, run: RunConfig, launch: LaunchRetry, namespaces: list) ->
 
 def _unreachable_hint(target: DatastoreTarget) -> str:
     if target.emulator_host:
-        return ("start it (`gcloud beta emulators datastore start --host-port "
-                f"{target.emulator_host}`), or point --emulator_host / {EMULATOR_ENV} at the "
-                "one that runs")
+        host, _, port = target.emulator_host.rpartition(":")
+        local = host in ("127.0.0.1", "localhost", "::1", "[::1]")
+        start = (f"`datastore-mapper emulator --project {target.project}"
+                 + (f" --port {port}`" if port.isdigit() and port != "8081" else "`"))
+        return (f"start one with {start} in another shell" if local
+                else f"start the emulator there ({start} starts one on this machine)") + \
+            f", or point --emulator_host / {EMULATOR_ENV} at the one that runs"
     return (f"check the network and --project/--database; for the emulator pass --emulator_host "
             f"HOST:PORT or set {EMULATOR_ENV}; credentials: `gcloud auth application-default "
             "login`")
@@ -153,8 +158,10 @@ def _launch_call(run: RunConfig, launch: LaunchRetry, fn, what: str, namespace: 
     try:
         return retry.launch_call(fn, what, launch, where=target.describe())
     except retry.DatastoreUnreachable as e:
-        raise UsageError(f"{target.describe()} is unreachable (not retried: nothing answered "
-                         f"there yet): {e}; {_unreachable_hint(target)}") from None
+        why = ("no Datastore answers there" if "(not gRPC)" in str(e)
+               else "nothing answered there yet")
+        raise UsageError(f"{target.describe()} is unreachable (not retried: {why}): {e}; "
+                         f"{_unreachable_hint(target)}") from None
     except retry.DatastoreUnavailable as e:
         raise UsageError(f"{target.describe()} is unreachable (checked for {deadline:g} s "
                          f"before reading anything): {e}; {_unreachable_hint(target)}") from None

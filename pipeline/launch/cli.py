@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sys
+import textwrap
 from typing import Optional, Sequence
 
 from pipeline.api.registry import job_params, known_jobs, load_modules
@@ -25,7 +26,7 @@ from pipeline.launch.messages import (  # noqa: F401  (the CLI's exit codes, nam
     failure_message,
     say,
 )
-from pipeline.launch.options import help_parser
+from pipeline.launch.options import help_parser, set_cli_name
 
 
 def plain_text(text: str) -> str:
@@ -34,15 +35,34 @@ def plain_text(text: str) -> str:
     return re.sub(r"``(.+?)``|`([^`]+)`", lambda m: m.group(1) or m.group(2), text)
 
 
-def list_jobs(modules: Sequence[str]) -> str:
-    """The registered jobs with the first line of their docstring and their parameters."""
+#: --list_jobs: where a job's description starts, and the width its lines are wrapped to.
+_NAME_WIDTH = 22
+LIST_WIDTH = 100
+
+
+def first_sentence(doc: str) -> str:
+    """A docstring's first sentence, whole: its first paragraph's lines joined, up to the
+    first full stop that ends a sentence (before a space or the end; not that of "e.g.")."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    m = re.search(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)[.!?](?=\s|$)", paragraph)
+    return paragraph[:m.end()] if m else paragraph
+
+
+def list_jobs(modules: Sequence[str], width: int = LIST_WIDTH) -> str:
+    """The registered jobs with the first sentence of their docstring and their parameters,
+    wrapped to ``width`` (never cut)."""
     load_modules(modules)
     lines = ["registered jobs:"]
+    lead = " " * (_NAME_WIDTH + 3)
     for name, cls in known_jobs().items():
-        doc = (cls.__doc__ or "").strip().splitlines()
-        lines.append(f"  {name:<22} {plain_text(doc[0]) if doc else ''}")
+        about = plain_text(first_sentence(cls.__doc__ or ""))
+        lines.extend(textwrap.wrap(f"  {name:<{_NAME_WIDTH}} {about}", width,
+                                   subsequent_indent=lead, break_on_hyphens=False,
+                                   break_long_words=False) or [f"  {name}"])
         for p, h in cls.parameters.items():
-            lines.append(f"  {'':<22}   {p}: {plain_text(h)}")
+            lines.extend(textwrap.wrap(f"{lead}  {p}: {plain_text(h)}", width,
+                                       initial_indent="", subsequent_indent=lead + "    ",
+                                       break_on_hyphens=False, break_long_words=False))
     return "\n".join(lines)
 
 
@@ -56,9 +76,11 @@ def first_checks(argv: Sequence[str], known) -> None:
     job_params(known.params, job_cls, dt.datetime.now(dt.timezone.utc))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the CLI; returns the exit code (see ``EXIT_*``; docs/failures.md lists them)."""
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    """Run the CLI; returns the exit code (see ``EXIT_*``; docs/failures.md lists them).
+    ``prog``: the program the user ran, named in the commands the run prints."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    set_cli_name(prog)
     logs.configure()
     known, _ = help_parser().parse_known_args(argv)  # --help, bad values: argparse exits 2
     if known.list_jobs:

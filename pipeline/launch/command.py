@@ -44,7 +44,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return module.main(rest)
     from pipeline.launch.cli import main as run
 
-    return run(argv)
+    return run(argv, prog=PROG)
 
 
 if __name__ == "__main__":

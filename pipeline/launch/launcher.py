@@ -39,7 +39,7 @@ from pipeline.launch.messages import (
     say,
     show,
 )
-from pipeline.launch.progress import watching
+from pipeline.launch.progress import LISTING, watching
 from pipeline.launch.records_sink import check_records_have_a_sink
 from pipeline.launch.remote import RemoteWait
 from pipeline.launch.resolve import is_local, resolve
@@ -237,7 +237,37 @@ def _local_output(run, rundir: RunDir):
 
 
 def _run_locally(options, run, held) -> int:
+    """A local run; its private directory in the temporary directory is removed however the
+    run ends (succeeded, failed, interrupted, or an error of Beam's own): a failed run's
+    workers' log is kept in the user's cache directory (``_keep_workers_log``) first."""
     rundir = RunDir()
+    try:
+        return _run_in(rundir, options, run, held)
+    finally:
+        rundir.remove()
+
+
+def _keep_workers_log(run, worker_log: str) -> Optional[str]:
+    """After a failed run: its workers' log moved out of the run's private directory (about to
+    be removed) into the directory the run's summary goes to without --output, made for it if
+    need be (``CACHE/datastore-mapper/runs/...``, private); None if the log is empty or cannot
+    be kept (then it goes with the run's directory)."""
+    try:
+        if not os.path.getsize(worker_log):
+            return None
+        out = run.output
+        if not out.directory and out.summary_path:
+            kept = os.path.dirname(out.summary_path)
+            os.makedirs(kept, mode=0o700, exist_ok=True)
+        else:
+            kept = results_dir(run.job.name, run.job.started, out.run_id)
+        return shutil.move(worker_log, os.path.join(kept, os.path.basename(worker_log)))
+    except OSError as e:
+        log.warning("could not keep the workers' log %s: %s", worker_log, e)
+        return None
+
+
+def _run_in(rundir: RunDir, options, run, held) -> int:
     run = _local_output(run, rundir)
     worker_log = rundir.file("workers.log")
     started = time.monotonic()
@@ -250,7 +280,10 @@ def _run_locally(options, run, held) -> int:
         with heartbeat, logs.worker_stderr_to(worker_log), _quiet_when_interrupted(), \
                 contextlib.redirect_stdout(terminal.TerminalSafeStream(sys.stdout)), watching(
                     run.output.progress_dir, every, run.job.name, started,
-                    run.write.mode if run.write.enabled else None):
+                    run.write.mode if run.write.enabled else None,
+                    # a restore lists no namespace: it reads its undo log or backup's files
+                    idle="restoring from the undo log or backup" if run.job.spec.reads_undo_log
+                    else LISTING):
             try:
                 p.run().wait_until_finish()
             except (KeyboardInterrupt, Exception) as e:
@@ -272,23 +305,22 @@ def _run_locally(options, run, held) -> int:
         return EXIT_INTERRUPTED
     except Exception as e:  # a runner wraps errors raised on workers
         note = _finish_failed(run)
+        kept = _keep_workers_log(run, worker_log)
         msg = failure_message(e)
         if msg is None:
-            log.error("the local workers' raw output is in %s", worker_log)
+            if kept:
+                log.error("the local workers' raw output is in %s", kept)
             raise
         error(msg + (f"; {note}" if note else ""))
-        if worker_log not in msg:
-            say(f"(the workers' raw output is in {worker_log})")
+        if kept and kept not in msg:
+            say(f"(the workers' raw output is in {kept})")
         return EXIT_FAILED
     summary_path = run.output.summary_path
-    try:
-        if summary_path and os.path.exists(summary_path):
-            with open(summary_path, encoding="utf-8") as f:
-                summary = json.load(f)
-            show(format_summary(summary))
-            show(terminal.escape(where_line(summary, summary_path, run.output.report_path)))
-    finally:
-        rundir.remove()
+    if summary_path and os.path.exists(summary_path):
+        with open(summary_path, encoding="utf-8") as f:
+            summary = json.load(f)
+        show(format_summary(summary))
+        show(terminal.escape(where_line(summary, summary_path, run.output.report_path)))
     return EXIT_OK
 
 

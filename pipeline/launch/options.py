@@ -24,6 +24,7 @@ import sys
 from typing import Any, Callable, Optional, Union
 
 from pipeline.api.mutations import WRITE_MODES
+from pipeline.core import booleans
 from pipeline.errors import UsageError
 from pipeline.sinks.bigquery.tables import parse_table
 
@@ -111,14 +112,12 @@ def positive_float(text: str) -> float:
 
 
 def parse_bool(text: str) -> bool:
-    if isinstance(text, bool):
-        return text
-    t = str(text).strip().lower()
-    if t in ("true", "1", "yes"):
-        return True
-    if t in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
+    """A boolean option's value, by the rule the jobs' parameters follow too
+    (``pipeline.core.booleans``)."""
+    try:
+        return booleans.parse_bool(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _escaped(text: str) -> list:
@@ -888,9 +887,21 @@ class OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"error: {message} ({cli_name()} --help lists the options)\n")
 
 
+#: The program the user ran, as the console script tells the CLI (``set_cli_name``).
+_CLI_NAME: list = []
+
+
+def set_cli_name(name: Optional[str]) -> None:
+    """Name the program the user ran (``datastore-mapper``), for the commands the CLI prints
+    (the restore, the apply, ``--help``); None: guess from ``sys.argv[0]``."""
+    _CLI_NAME[:] = [name] if name else []
+
+
 def cli_name() -> str:
     """How the CLI was started: ``datastore-mapper`` (the console script) or
     ``python -m pipeline``."""
+    if _CLI_NAME:
+        return _CLI_NAME[0]
     return ("datastore-mapper" if os.path.basename(sys.argv[0] or "") == "datastore-mapper"
             else "python -m pipeline")
 

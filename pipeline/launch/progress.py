@@ -65,12 +65,25 @@ class EventFiles:
                     continue
 
 
+#: What a run does before its first namespace is listed (a restore lists none: it reads files).
+LISTING = "listing namespaces"
+
+
+def plain_line(snap: Snapshot, idle: str = LISTING) -> str:
+    """The plain ``progress:`` line; before any namespace is known, ``idle`` (what the run is
+    doing), or once it has finished, how long it took."""
+    if snap.namespaces is None:
+        return (f"progress: done in {format_seconds(snap.elapsed)}" if snap.finished
+                else f"progress: {idle}")
+    return format_line(snap)
+
+
 class PlainView:
-    """A ``progress:`` line every ``every`` seconds (not the same line twice in a row), and a
+    """A ``progress:`` line every ``every`` seconds (never the same line twice in a row), and a
     last one at the end."""
 
-    def __init__(self, write: Callable[[str], None], every: float):
-        self.write, self.every = write, every
+    def __init__(self, write: Callable[[str], None], every: float, idle: str = LISTING):
+        self.write, self.every, self.idle = write, every, idle
         self._last: Optional[float] = None
         self._said = ""
 
@@ -79,21 +92,23 @@ class PlainView:
             self._last = now
         if now - self._last >= self.every:
             self._last = now
-            line = format_line(snap)
-            if line != self._said:
-                self._said = line
-                self.write(line)
+            self._say(plain_line(snap, self.idle))
 
     def close(self, snap: Optional[Snapshot]) -> None:
         if snap is not None:
-            self.write(format_line(snap))
+            self._say(plain_line(snap, self.idle))
+
+    def _say(self, line: str) -> None:
+        if line != self._said:
+            self._said = line
+            self.write(line)
 
 
 class LiveView:
     """A live bar (``rich``): entities of the estimated total, rate, time left, ranges and
     namespaces. Log lines printed meanwhile go above it."""
 
-    def __init__(self, stream, title: str):
+    def __init__(self, stream, title: str, idle: str = LISTING):
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
@@ -102,7 +117,7 @@ class LiveView:
             TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
             TextColumn("{task.fields[counts]}"), console=self.console, transient=False,
             refresh_per_second=4, redirect_stdout=False, redirect_stderr=False)
-        self.task = self.progress.add_task(title, total=None, counts="listing namespaces")
+        self.task = self.progress.add_task(title, total=None, counts=idle)
         self._streams: list = []
 
     def start(self) -> None:
@@ -189,13 +204,15 @@ class Watcher:
         self.view.close(snap)
 
 
-def choose_view(stream, every: float, title: str):
-    """A live bar on a terminal, plain lines elsewhere; None when progress is off (0)."""
+def choose_view(stream, every: float, title: str, idle: str = LISTING):
+    """A live bar on a terminal, plain lines elsewhere; None when progress is off (0).
+    ``idle``: what the run does before its first namespace is listed."""
     if every <= 0:
         return None
     if _is_terminal(stream) and os.environ.get("TERM") != "dumb":
-        return LiveView(stream, title)
-    return PlainView(lambda line: print(terminal.escape(line), file=stream, flush=True), every)
+        return LiveView(stream, title, idle)
+    return PlainView(lambda line: print(terminal.escape(line), file=stream, flush=True), every,
+                     idle)
 
 
 def _is_terminal(stream) -> bool:
@@ -208,10 +225,12 @@ def _is_terminal(stream) -> bool:
 @contextlib.contextmanager
 def watching(directory: Optional[str], every: float, title: str,
              started: Optional[float] = None,
-             write_mode: Optional[str] = None) -> Iterator[Optional[Watcher]]:
+             write_mode: Optional[str] = None,
+             idle: str = LISTING) -> Iterator[Optional[Watcher]]:
     """Watch the run while the block runs (the block is ``p.run()``); ``write_mode``: the
-    job writes back (``dry_run``, ``transactional``, ``blind``), its writes are shown."""
-    view = choose_view(sys.stderr, every, title) if directory else None
+    job writes back (``dry_run``, ``transactional``, ``blind``), its writes are shown;
+    ``idle``: what the run does before its first namespace is listed."""
+    view = choose_view(sys.stderr, every, title, idle) if directory else None
     if view is None:
         yield None
         return

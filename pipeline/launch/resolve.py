@@ -36,7 +36,7 @@ from pipeline.errors import JobFailed, MapperError, UsageError
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.command_line import project_and_job
 from pipeline.launch.logs import redact
-from pipeline.launch.options import config_fields, parse_read_time, quote_param
+from pipeline.launch.options import cli_name, config_fields, parse_read_time, quote_param
 from pipeline.sinks.files.layout import (
     CHANGES_FILE,
     DEAD_LETTER_FILE,
@@ -200,7 +200,7 @@ def restore_command(argv: Sequence[str], undo_dir: str) -> str:
     kept = _without(argv, ("--job", "--params", "--writes", "--namespaces", "--output_mode",
                            "--job_module", "--changes_sample"))
     # the path as --params reads it back (a comma escaped), then the whole quoted for a shell
-    return shlex.join(["python", "-m", "pipeline", "--job", "restore_entities", "--params",
+    return shlex.join([*cli_name().split(), "--job", "restore_entities", "--params",
                        f"from={quote_param(undo_dir)}", *kept, "--writes=transactional"])
 
 
@@ -217,4 +217,4 @@ def apply_command(argv: Sequence[str]) -> str:
         if a.startswith("--writes="):
             continue
         out.append(a)
-    return shlex.join(["python", "-m", "pipeline", *out, "--writes=transactional"])
+    return shlex.join([*cli_name().split(), *out, "--writes=transactional"])

@@ -2,9 +2,9 @@
 where a run without --output keeps its summary and report (the user's cache directory).
 
 Made with ``mkdtemp`` (mode 0700, a name nobody can predict), its files created exclusively and
-without following symlinks; removed after a run that succeeded or was interrupted, kept (and
-named in the final message) after one that failed, so nothing else is left in the temporary
-directory.
+without following symlinks; removed however the run ends, so nothing is left in the temporary
+directory. A failed run's workers' log is moved first to the run's directory in the user's cache
+(``results_dir``), which the final message names.
 """
 from __future__ import annotations
 

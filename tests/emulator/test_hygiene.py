@@ -5,8 +5,9 @@
 - An interrupted run (SIGINT to the launcher, or Ctrl-C, which signals the whole process group)
   exits with 130 and one ``interrupted:`` line, stops every worker process, and removes the
   output's temporary files (``.shards-*``, ``.lease.json``).
-- A failed run leaves exactly one private directory ``datastore-mapper-run-*`` (mode 0700),
-  named on stderr, holding the workers' log.
+- A failed run leaves its ``TMPDIR`` empty too: its private directory ``datastore-mapper-run-*``
+  is removed, its workers' log kept (mode 0600) in the run's directory of the user's cache,
+  named on stderr.
 - The run directory's files are made exclusively, never through a symlink planted there.
 
 Every run is the real CLI in a subprocess, with ``TMPDIR`` a fresh empty directory.
@@ -163,25 +164,25 @@ def _group_members(pgid: int) -> list[int]:
 
 
 @pytest.mark.parametrize("output", [False, True], ids=["no-output", "output"])
-def test_a_failed_run_keeps_one_private_directory_with_the_workers_log(emulator, seeded,
-                                                                       tmp_path, output):
-    tmpdir = tmp_path / "tmpdir"
+def test_a_failed_run_leaves_nothing_in_tmpdir_and_keeps_the_workers_log_in_the_cache(
+        emulator, seeded, tmp_path, output):
+    tmpdir, cache = tmp_path / "tmpdir", tmp_path / "cache"
     tmpdir.mkdir()
     named = [flat for flat in seeded["acme"] if len(flat) == 2 and isinstance(flat[1], str)]
     bad = named[0][1]
     args = ["--job", "fail_on_entity", *JOB_MODULE, "--project", TEST_PROJECT,
             "--params", f"fail_on={bad}"]
     r = _cli(args + (["--output", str(tmp_path / "out")] if output else []),
-             _env(emulator, tmpdir))
+             {**_env(emulator, tmpdir), "XDG_CACHE_HOME": str(cache)})
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr and "Traceback" not in r.stdout, r.stderr
-    kept = list(tmpdir.iterdir())
-    assert len(kept) == 1 and kept[0].name.startswith(PREFIX) and kept[0].is_dir(), kept
-    assert stat.S_IMODE(kept[0].stat().st_mode) == 0o700
-    assert str(kept[0]) in r.stderr, r.stderr
-    assert [p.name for p in kept[0].iterdir()] == ["workers.log"]
-    log = kept[0] / "workers.log"
+    assert list(tmpdir.iterdir()) == [], list(tmpdir.iterdir())  # no datastore-mapper-run-*
+    logs_kept = list((cache / "datastore-mapper" / "runs").glob("*-fail_on_entity-*/workers.log"))
+    assert len(logs_kept) == 1, list(cache.rglob("*"))
+    log = logs_kept[0]
+    assert f"(the workers' raw output is in {log})" in r.stderr, r.stderr
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700
     # The workers' raw output: the traceback the CLI's one line stands for.
     assert f"cannot handle {bad!r}" in log.read_text(encoding="utf-8", errors="replace")
     if output:

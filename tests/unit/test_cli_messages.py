@@ -61,3 +61,25 @@ def test_list_jobs_shows_plain_text_not_rst_markup():
     text = list_jobs([])
     assert "`" not in text, text
     assert "(value:<v> counters)" in text and "stream_entities" in text
+
+
+def test_list_jobs_shows_whole_first_sentences_wrapped_not_cut():
+    """Each job's first sentence is shown whole (a docstring's lines are joined, not its first
+    line taken), wrapped to the listing's width."""
+    import re
+
+    from pipeline.api.registry import known_jobs
+    from pipeline.launch.cli import LIST_WIDTH, first_sentence
+
+    assert first_sentence("Count the keys (e.g. of\n    Orders). Then more.") == \
+        "Count the keys (e.g. of Orders)."
+    text = list_jobs([])
+    lines = text.splitlines()
+    assert all(len(line) <= LIST_WIDTH for line in lines), [ln for ln in lines if len(ln) > 100]
+    flat = " ".join(" ".join(lines).split())
+    for name, cls in known_jobs().items():
+        sentence = " ".join(plain_text(first_sentence(cls.__doc__ or "")).split())
+        assert re.search(r"[.!?]$", sentence), (name, sentence)  # a whole sentence
+        assert f"{name} {sentence}" in flat, (name, sentence)
+    # backup_entities' first docstring line stopped at "keys, value": the sentence goes on.
+    assert "keys, value types, exclude-from-indexes, nested entities." in flat

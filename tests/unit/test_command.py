@@ -26,7 +26,9 @@ def test_tools_and_runs_are_dispatched(monkeypatch):
 
     monkeypatch.setattr(devtools.emulator, "_main", lambda a, prog: calls.append(("emu", a, prog)) or 3)
     monkeypatch.setattr(devtools.seed, "main", lambda a, prog: calls.append(("seed", a, prog)) or 4)
-    monkeypatch.setattr(pipeline.launch.cli, "main", lambda a: calls.append(("run", a)) or 5)
+    monkeypatch.setattr(pipeline.launch.cli, "main",
+                        lambda a, prog=None: calls.append(("run", a))
+                        or (5 if prog == "datastore-mapper" else 6))  # the program named
     assert command.main(["emulator"]) == 3
     assert command.main(["emulator", "--port", "0"]) == 3
     assert command.main(["emulator", "check"]) == 3

@@ -52,8 +52,37 @@ def test_job_params_accepts_known_and_rejects_unknown():
 
 
 def test_params_flag_is_true_false_or_an_error():
-    p = Params({"a": "true", "b": " False ", "c": "yes"}, NOW)
+    p = Params({"a": "true", "b": " False ", "c": "maybe"}, NOW)
     assert p.flag("a", False) is True and p.flag("b", True) is False
     assert p.flag("missing", True) is True and p.flag("missing", False) is False
-    with pytest.raises(UsageError, match="c='yes'"):
+    with pytest.raises(UsageError, match="c='maybe' is not a boolean: use true or false"):
         p.flag("c", False)
+
+
+@pytest.mark.parametrize("text", ["true", "True", " TRUE ", "yes", "YES", "1", "false", "False",
+                                  "no", "0", "maybe", "", "2", "on", "off", "y", "n"])
+def test_one_boolean_rule_for_cli_flags_and_job_parameters(text):
+    """``--job_file=yes`` and ``by_parent=yes``, ``set_property``'s ``type=bool`` too: the same
+    texts are true, false or refused everywhere, and a refusal lists what is accepted."""
+    import argparse
+
+    from jobs.migrations import typed_value
+    from pipeline.launch.options import parse_bool
+
+    try:
+        cli = parse_bool(text)
+    except argparse.ArgumentTypeError as e:
+        cli = None
+        assert "use true or false (also yes/no, 1/0; any case)" in str(e)
+    try:
+        param = Params({"by_parent": text}, NOW).flag("by_parent", False)
+    except UsageError as e:
+        param = None
+        assert "use true or false (also yes/no, 1/0; any case)" in str(e)
+    try:
+        value = typed_value(text, "bool")
+    except UsageError as e:
+        value = None
+        assert "true or false (also yes/no, 1/0; any case)" in str(e)
+    assert cli == param == value, (text, cli, param, value)
+    assert (cli is None) == (text.strip().lower() not in ("true", "false", "yes", "no", "1", "0"))

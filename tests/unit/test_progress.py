@@ -235,3 +235,24 @@ def test_slice_reporter_sends_a_slice_s_writes(tmp_path):
     assert events[0]["written"] == 8
     assert events[1]["writes"] == {"changed": 9, "unchanged": 6}
     assert "writes" not in events[2]
+
+
+def test_plain_view_of_a_run_that_lists_no_namespace_says_what_it_does_once():
+    """A restore reads its files and lists no namespace: its lines say so, then how long it
+    took, never "listing namespaces", never the same line twice (the last one included)."""
+    lines: list = []
+    view = PlainView(lines.append, every=0.5, idle="restoring from the undo log or backup")
+    st = ProgressState(started=0.0)
+    for t in (0.0, 0.6, 1.2, 1.8):
+        view.show(st.snapshot(t), t)
+    st.finished = True
+    view.close(st.snapshot(2.2))
+    assert lines == ["progress: restoring from the undo log or backup", "progress: done in 2 s"]
+    # Nothing new at the end: the last line is not said again.
+    again: list = []
+    view = PlainView(again.append, every=0.5)
+    st = ProgressState(started=0.0)
+    view.show(st.snapshot(0.0), 0.0)
+    view.show(st.snapshot(0.6), 0.6)
+    view.close(st.snapshot(0.7))
+    assert again == ["progress: listing namespaces"]

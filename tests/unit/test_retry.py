@@ -144,6 +144,13 @@ def test_launch_retries_are_short_until_the_service_answered_then_the_run_s():
             raise RuntimeError("outer") from inner
     except RuntimeError as outer:
         assert misconfigured(outer) == "connection refused"  # found through the cause
+    # Something that does not speak gRPC (a web server) on the emulator's port: not retried.
+    web = gexc.ServiceUnavailable("failed to connect to all addresses; last error: UNAVAILABLE: "
+                                  "ipv4:127.0.0.1:8080: Failed parsing HTTP/2 (Expected SETTINGS "
+                                  "frame as the first frame, got frame type 79)")
+    fresh = LaunchRetry(RetryPolicy())
+    assert fresh.refused(web) == "something else answers there (not gRPC)"
+    assert not fresh.retries(retry.is_transient)(web)
 
 
 def test_launch_call_fails_at_once_on_a_misconfiguration_and_marks_an_answer():

@@ -220,6 +220,21 @@ def test_summary_lines_of_a_dry_run_and_of_a_real_one():
     assert "nothing was written, so nothing needs undoing" in noop
 
 
+def test_a_summary_without_key_ranges_shows_no_ranges():
+    """A restore reads its undo log, not key ranges: no "0 ranges", no ranges column."""
+    s = _summary("transactional", changed=3)
+    s["totals"]["ranges"] = 0
+    s["namespaces"] = {"acme": {"entities": 3, "ranges": 0, "counters": {"writes.changed": 3}}}
+    lines = format_summary(s).splitlines()
+    assert lines[0] == "job j: 3 entities in 1 namespace, 1.0 s (1 entities/s)"
+    assert lines[2].split() == ["namespace", "entities", "counters"]
+    assert lines[3].split() == ["acme", "3", "writes.changed=3"]
+    s["totals"]["ranges"] = 2  # a run that read ranges shows them
+    s["namespaces"]["acme"]["ranges"] = 2
+    lines = format_summary(s).splitlines()
+    assert ", 2 ranges, " in lines[0] and lines[2].split()[2] == "ranges"
+
+
 def test_the_adaptive_backoff_holds_commits_back_only_while_failures_dominate():
     from pipeline.graph.writer import Overload
     clock = FakeClock()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -104,9 +105,45 @@ def _probe_directory(output: str, job_name: str) -> None:
         probe = os.path.dirname(probe)
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"--output {output} is a file, not a directory")
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+    if not os.path.isdir(probe):
+        raise UsageError(f"--output {output} is not writable: {probe} is a file, not a "
+                         "directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"--output {output} is not writable ({probe} does not let this user "
                          "create files)")
+
+
+#: Why a file cannot be made, by errno: what the user can do about it.
+_WHY = {
+    errno.ENOENT: "the file system there takes no new files (as /proc)",
+    errno.EACCES: "this user may not create files there",
+    errno.EPERM: "the file system there lets no file be created (as /sys)",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EEXIST: "a file is in the way where a directory goes",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+}
+
+
+def not_writable(err: BaseException) -> str:
+    """Why the output's first file could not be written, in words: the path that failed and
+    the reason (an ``OSError`` found in ``err`` or what it wraps), else the error itself."""
+    todo, seen = [err], set()
+    while todo:
+        e = todo.pop(0)
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno is not None:
+            where = f"cannot create {e.filename}: " if e.filename else ""
+            why = _WHY.get(e.errno)
+            return safe(f"{where}{e.strerror or os.strerror(e.errno)}"
+                        + (f"; {why}" if why else ""))
+        details = getattr(e, "exception_details", None)  # Beam's BeamIOError: {path: error}
+        todo += [e.__cause__, e.__context__, *e.args,
+                 *(details.values() if isinstance(details, dict) else ())]
+    return safe(f"{type(err).__name__}: {' '.join(str(err).split())[:300]}")
 
 
 def _holds_our_output(output: str) -> bool:
@@ -406,8 +443,7 @@ def take_output(plan: OutputPlan, local: bool = True) -> Optional[dict]:
     except lease.LeaseTaken:
         raise
     except Exception as e:
-        raise UsageError(f"--output {out.directory} is not writable: {type(e).__name__}: "
-                         f"{str(e)[:300]}") from None
+        raise UsageError(f"--output {out.directory} is not writable: {not_writable(e)}") from None
     lease_file = lease.lease_path(out.directory, run.job.name)
     if plan.remove_all:
         log.info("--output_mode=replace: removing the previous output in %s (%d files)",

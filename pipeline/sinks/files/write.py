@@ -192,7 +192,10 @@ class WriteNamespaceFiles(beam.PTransform):
                 | f"WriteShards{n}" >> fileio.WriteToFiles(
                     path=shards, destination=lambda kv: kv[0], sink=lambda dest: _LineSink(),
                     file_naming=_ShardNaming(n),
-                    temp_directory=StaticValueProvider(str, FileSystems.join(shards, "tmp")),
+                    # A temporary directory per part: fileio looks there for its destination's
+                    # files after moving its own, and would take the other part's (a unit read
+                    # partly at planning, partly in ranges) for orphans, and warn of them.
+                    temp_directory=StaticValueProvider(str, FileSystems.join(shards, f"tmp{n}")),
                     shards=self.shards)
                 | f"ShardsByNamespace{n}" >> beam.Map(
                     lambda fr: (fr.destination, fr.file_name)))
