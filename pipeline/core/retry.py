@@ -32,10 +32,12 @@ LAUNCH_RETRY = RetryPolicy(initial=0.25, maximum=4.0, deadline=20.0, rpc_timeout
 
 def for_launch(policy: RetryPolicy) -> RetryPolicy:
     """The launch checks' policy under the run's: as short as ``LAUNCH_RETRY``, and never
-    longer than what the user allowed the run (a deadline of 5 s is 5 s at launch too)."""
-    return dataclasses.replace(LAUNCH_RETRY,
-                               deadline=min(LAUNCH_RETRY.deadline, policy.deadline),
-                               rpc_timeout=min(LAUNCH_RETRY.rpc_timeout, policy.rpc_timeout))
+    longer than what the user allowed the run (a deadline of 5 s is 5 s at launch too, and
+    no one call outlasts it)."""
+    deadline = min(LAUNCH_RETRY.deadline, policy.deadline)
+    return dataclasses.replace(LAUNCH_RETRY, deadline=deadline,
+                               rpc_timeout=min(LAUNCH_RETRY.rpc_timeout, policy.rpc_timeout,
+                                               deadline))
 
 
 #: What a refused connection or an unknown host says, in gRPC's UNAVAILABLE details ("failed to

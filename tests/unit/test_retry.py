@@ -98,6 +98,10 @@ def test_the_launch_checks_are_short_and_never_longer_than_the_run_allows():
     short = for_launch(RetryPolicy(deadline=2.0, rpc_timeout=1.5))
     assert (short.deadline, short.rpc_timeout) == (2.0, 1.5)
     assert short.initial == LAUNCH_RETRY.initial and short.maximum == LAUNCH_RETRY.maximum
+    # A deadline shorter than a call's timeout: no one call outlasts the deadline ("checked for
+    # 3 s" was "kept failing for 8 s").
+    tight = for_launch(RetryPolicy(deadline=3.0))
+    assert (tight.deadline, tight.rpc_timeout) == (3.0, 3.0)
 
 
 def test_the_call_timeout_option_reaches_the_read_policy():
