@@ -61,11 +61,14 @@ def test_the_table_of_option_names_is_what_beams_parser_has():
     """The CLI refuses unknown options from a table, without importing Beam: it must be
     exactly the installed Beam's (regenerate: python -m pipeline.launch.known_options)."""
     from pipeline.launch.beam_option_table import OPTIONS
-    from pipeline.launch.known_options import table_of
+    from pipeline.launch.known_options import known_table, mapper_table, table_of
 
-    assert OPTIONS == table_of(beam_parser()), (
+    parsed = table_of(beam_parser())
+    assert known_table() == parsed  # Beam's and the mapper's: every option a run knows
+    assert OPTIONS == {k: v for k, v in parsed.items() if k not in mapper_table()}, (
         "pipeline/launch/beam_option_table.py is not the installed Beam's: regenerate it with "
         "python -m pipeline.launch.known_options")
+    assert not set(OPTIONS) & set(mapper_table())  # a mapper option needs no regenerating
 
 
 def test_refusals_from_the_command_line_import_no_beam():
