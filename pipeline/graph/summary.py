@@ -42,8 +42,11 @@ class BuildSummaryFn(beam.DoFn):
 
     def process(self, per_namespace: dict):
         job, read = self.run.job, self.run.read
+        # restore_entities queries nothing: the files it puts back are what it reads
+        what = (f"the undo log or backup at {job.spec.undo_location}"
+                if job.spec.reads_undo_log else read.query.describe())
         summary = build_summary(
-            job.name, read.query.describe(), dict(job.params), job.started,
+            job.name, what, dict(job.params), job.started,
             dt.datetime.now(dt.timezone.utc), per_namespace, job.max_counters, read.read_time)
         summary["run_id"] = self.run.output.run_id
         summary["target"] = target(read)
