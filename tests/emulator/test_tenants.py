@@ -225,7 +225,6 @@ def test_hooks_and_counters_per_namespace_with_small_and_big_namespaces(tenants,
     small = {s.name for s in SMALL}
     one_slice = [k for k in slices if k[0] in small]
     assert all(len(slices[k]) == 2 for k in one_slice)  # one range, one slice each
-    assert len({slices[k][0]["pid"] for k in one_slice}) == 2, "planned by both workers"
 
 
 def test_statistics_that_say_big_skip_the_first_read_and_stale_ones_change_no_record(
