@@ -303,3 +303,23 @@ def test_processes_started_at_the_same_instant_exactly_one_takes_the_output(tmp_
         said = sorted(results.get(timeout=10) for _ in procs)
         assert said == ["refused"] * 7 + ["took"], said
         json.loads((tmp_path / f"out{attempt}/export_keys/.lease.json").read_text())  # whole
+
+
+def test_a_dead_letter_file_of_the_users_own_is_never_replaced(tmp_path):
+    """--dead_letter outside OUTPUT/JOB: a file already there may be anyone's, so the launch
+    is refused, naming it, and the file is left as it was (with --output or without)."""
+    mine = tmp_path / "notes" / "mine.jsonl"
+    write(mine, "my own notes\n")
+    for run in (config(tmp_path / "out", "--dead_letter", str(mine)),
+                run_config("export_keys", "--discard_records", "--dead_letter", str(mine),
+                           host="127.0.0.1:9")):
+        with pytest.raises(UsageError, match="mine.jsonl already exists: a run would replace it"):
+            plan_output(run)
+    assert mine.read_text(encoding="utf-8") == "my own notes\n"
+    assert not (tmp_path / "out").exists()
+    # A file not there yet is the run's to write; inside OUTPUT/JOB the ownership rules decide.
+    assert plan_output(config(tmp_path / "out", "--dead_letter", str(tmp_path / "new.jsonl")))
+    inside = tmp_path / "out2" / "export_keys" / "letters.jsonl"
+    with pytest.raises(UsageError, match="letters.jsonl"):  # a stranger's file there: refused
+        write(inside)
+        plan_output(config(tmp_path / "out2", "--dead_letter", str(inside)))

@@ -316,9 +316,26 @@ def _refuse_foreign(where: str, judged: ownership.Ownership) -> None:
             "them elsewhere, or choose another --output")
 
 
+def _check_dead_letter_file(run: RunConfig) -> None:
+    """A ``--dead_letter`` file outside ``OUTPUT/JOB`` (where the ownership rules decide) is a
+    place the user chose: a run that would replace a file already there is refused, naming it
+    (it may be anyone's; this tool cannot prove it wrote it)."""
+    out = run.output
+    path = out.dead_letter
+    if not path:
+        return
+    if out.directory and path.startswith(job_dir(out.directory, run.job.name) + "/"):
+        return
+    there = FileSystems.exists(path) if "://" in path else os.path.lexists(path)
+    if there:
+        raise UsageError(f"--dead_letter {safe(path)} already exists: a run would replace it "
+                         "with its dead letters; move it away, or choose another file")
+
+
 def plan_output(run: RunConfig, mode: str = "refuse",
                 allow_nonempty: bool = False) -> OutputPlan:
     """Decide what ``OUTPUT/JOB`` holds (see the module's docstring); refuse what must be."""
+    _check_dead_letter_file(run)
     out = run.output
     if not out.directory:
         return OutputPlan(run)
