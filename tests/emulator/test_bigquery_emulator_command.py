@@ -25,6 +25,7 @@ import pytest
 from devtools.bq_emulator import unavailable_reason
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
+from tests.support.terminal_start import as_in_a_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT = re.compile(r"^export BIGQUERY_EMULATOR_HOST=(127\.0\.0\.1:\d+)$")
@@ -42,12 +43,6 @@ def _command() -> list:
     """The console script of this venv (pip made it from setup.py's entry point)."""
     script = Path(sys.executable).with_name("datastore-mapper")
     return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.launch.command"]
-
-
-def _sigint_as_in_a_terminal() -> None:
-    """Ctrl-C's signal at its default in the child (a test session started in the background
-    inherits SIGINT ignored; see tests/emulator/test_command.py)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _alive(pid: int) -> bool:
@@ -85,9 +80,9 @@ class Started:
         self.tmpdir = tmpdir
         env = {k: v for k, v in os.environ.items() if k != "BIGQUERY_EMULATOR_HOST"}
         self.proc = subprocess.Popen(
-            [*_command(), "bigquery-emulator", "--port", "0", *args],
+            as_in_a_terminal([*_command(), "bigquery-emulator", "--port", "0", *args]),
             env={**env, "TMPDIR": str(tmpdir)}, cwd=tmpdir, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_as_in_a_terminal)
+            stderr=subprocess.PIPE, text=True)
         self.lines: list = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

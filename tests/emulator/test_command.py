@@ -18,6 +18,7 @@ import pytest
 from google.cloud import datastore
 
 from devtools.emulator import EmulatorUnavailable, find_emulator_script
+from tests.support.terminal_start import as_in_a_terminal
 
 pytestmark = pytest.mark.emulator
 EXPORT = re.compile(r"^export DATASTORE_EMULATOR_HOST=(\S+) DATASTORE_PROJECT_ID=(\S+)$")
@@ -72,22 +73,13 @@ def _descendants(pid: int) -> set:
     return out
 
 
-def _sigint_as_in_a_terminal() -> None:
-    """In the child, before it starts: Ctrl-C's signal at its default. A test session started
-    in the background of a script inherits SIGINT ignored (the shell does that for background
-    jobs), and Python leaves an ignored SIGINT ignored: the tool would never see the Ctrl-C
-    these tests send (seen: both tests timed out waiting for it to stop)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class Started:
     """``datastore-mapper emulator ...`` running; its export line read."""
 
     def __init__(self, installed, *args):
         self.proc = subprocess.Popen(
-            ["datastore-mapper", "emulator", "--port", "0", *args], env=installed.env(),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=_sigint_as_in_a_terminal)
+            as_in_a_terminal(["datastore-mapper", "emulator", "--port", "0", *args]),
+            env=installed.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines = []
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -173,9 +165,9 @@ def test_emulator_seed_run_and_stop_with_the_whole_tree(sdk, installed_venv, tmp
 def test_in_memory_keeps_nothing_and_a_taken_port_is_one_line(sdk, installed_venv, tmp_path):
     home = tmp_path / "xdg"
     env = installed_venv.env(XDG_DATA_HOME=str(home))
-    proc = subprocess.Popen(["datastore-mapper", "emulator", "--port", "0", "--in_memory"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_sigint_as_in_a_terminal)
+    proc = subprocess.Popen(
+        as_in_a_terminal(["datastore-mapper", "emulator", "--port", "0", "--in_memory"]),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
     try:
         while True:

@@ -20,6 +20,7 @@ import pytest
 from devtools.bq_emulator import unavailable_reason
 from devtools.emulator import EmulatorUnavailable, find_emulator_script
 from tests.emulator.test_bigquery_emulator_command import _alive, _descendants
+from tests.support.terminal_start import as_in_a_terminal
 
 pytestmark = pytest.mark.emulator
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,21 +37,16 @@ def both_emulators() -> None:
         pytest.skip(f"BigQuery emulator (bqemulator) unavailable: {reason}")
 
 
-def _in_a_terminal() -> None:
-    """A session of its own (a Ctrl-C can go to its whole group, as a terminal sends it), with
-    SIGINT at its default (see tests/emulator/test_command.py)."""
-    os.setsid()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _demo(tmp_path: Path, *args: str) -> tuple:
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     env = {k: v for k, v in os.environ.items()
            if k not in ("DEMO_OUTPUT", "DATASTORE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST")}
-    proc = subprocess.Popen([sys.executable, "-m", "devtools.demo", *args], cwd=ROOT,
-                            env={**env, "TMPDIR": str(tmpdir)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_in_a_terminal)
+    # a session of its own (a Ctrl-C can go to its whole group, as a terminal sends it)
+    proc = subprocess.Popen(as_in_a_terminal([sys.executable, "-m", "devtools.demo", *args]),
+                            cwd=ROOT, env={**env, "TMPDIR": str(tmpdir)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     return proc, tmpdir
 
 
