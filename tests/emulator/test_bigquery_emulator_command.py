@@ -6,7 +6,6 @@ Ctrl-C (SIGINT) or SIGTERM stops it with its whole process tree, leaving that TM
 DuckDB extension it needs from the local package (see devtools/bq_emulator.py)."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -25,7 +24,7 @@ import pytest
 from devtools.bq_emulator import unavailable_reason
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
-from tests.support.terminal_start import as_in_a_terminal
+from tests.support.processes import as_in_a_terminal, descendants, stop_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT = re.compile(r"^export BIGQUERY_EMULATOR_HOST=(127\.0\.0\.1:\d+)$")
@@ -45,30 +44,8 @@ def _command() -> list:
     return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.launch.command"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
 
 
-def _descendants(pid: int) -> set:
-    kids: dict = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            kids.setdefault(ppid, []).append(int(entry.name))
-    out, todo = set(), [pid]
-    while todo:
-        for k in kids.get(todo.pop(), ()):
-            out.add(k)
-            todo.append(k)
-    return out
 
 
 class Started:
@@ -107,20 +84,7 @@ class Started:
 
     def stop(self, sig: int) -> tuple:
         """Signal it; (exit code, stdout after the start, stderr, pids of its tree still alive)."""
-        tree = _descendants(self.proc.pid)
-        assert tree, "the server runs as a child process"
-        self.proc.send_signal(sig)
-        try:
-            out, err = self.proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:  # a failed test leaves no server behind
-            for pid in [self.proc.pid, *tree]:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            raise
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_alive(p) for p in tree):
-            time.sleep(0.1)
-        return self.proc.returncode, out, err, [p for p in tree if _alive(p)]
+        return stop_tree(self.proc, sig)
 
 
 def _retry():
@@ -236,7 +200,7 @@ def test_a_taken_port_is_one_error_line(bqemulator_installed, tmp_path):
 @pytest.mark.emulator
 def test_a_server_that_dies_is_said_and_nothing_is_left(bqemulator_installed, tmp_path):
     server = Started(tmp_path / "tmp")
-    (child,) = _descendants(server.proc.pid)
+    (child,) = descendants(server.proc.pid)
     os.kill(child, signal.SIGKILL)  # as the kernel's OOM killer would
     out, err = server.proc.communicate(timeout=60)
     assert server.proc.returncode == 1, (out, err)

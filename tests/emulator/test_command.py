@@ -5,7 +5,6 @@ that keeps its data on disk and prints what to export; ``datastore-mapper seed``
 whole process tree, and the next start finds the data again."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -18,7 +17,7 @@ import pytest
 from google.cloud import datastore
 
 from devtools.emulator import EmulatorUnavailable, find_emulator_script
-from tests.support.terminal_start import as_in_a_terminal
+from tests.support.processes import as_in_a_terminal, stop_tree
 
 pytestmark = pytest.mark.emulator
 EXPORT = re.compile(r"^export DATASTORE_EMULATOR_HOST=(\S+) DATASTORE_PROJECT_ID=(\S+)$")
@@ -47,30 +46,8 @@ def sdk():
         pytest.skip(f"Cloud Datastore emulator unavailable: {e}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
 
 
-def _descendants(pid: int) -> set:
-    kids: dict = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            kids.setdefault(ppid, []).append(int(entry.name))
-    out, todo = set(), [pid]
-    while todo:
-        for k in kids.get(todo.pop(), ()):
-            out.add(k)
-            todo.append(k)
-    return out
 
 
 class Started:
@@ -98,20 +75,7 @@ class Started:
         return installed.env(DATASTORE_EMULATOR_HOST=self.host, DATASTORE_PROJECT_ID=self.project)
 
     def stop(self, sig) -> tuple:
-        tree = _descendants(self.proc.pid)
-        assert tree, "the emulator runs as a child process tree"
-        self.proc.send_signal(sig)
-        try:
-            out, err = self.proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:  # a failed test leaves no emulator behind
-            for pid in [self.proc.pid, *tree]:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            raise
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_alive(p) for p in tree):
-            time.sleep(0.1)
-        return self.proc.returncode, out, err, [p for p in tree if _alive(p)]
+        return stop_tree(self.proc, sig)
 
 
 def _items(host: str, project: str) -> int:

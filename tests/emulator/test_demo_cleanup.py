@@ -19,8 +19,7 @@ import pytest
 
 from devtools.bq_emulator import unavailable_reason
 from devtools.emulator import EmulatorUnavailable, find_emulator_script
-from tests.emulator.test_bigquery_emulator_command import _alive, _descendants
-from tests.support.terminal_start import as_in_a_terminal
+from tests.support.processes import alive, as_in_a_terminal, descendants
 
 pytestmark = pytest.mark.emulator
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +53,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple:
     try:
         return proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        for pid in [proc.pid, *_descendants(proc.pid)]:
+        for pid in [proc.pid, *descendants(proc.pid)]:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         raise
@@ -96,7 +95,7 @@ def test_an_interrupted_demo_leaves_no_process_and_nothing_on_disk(both_emulator
             break
     else:
         pytest.fail(f"the run did not stream: {lines[-20:]}")
-    tree = _descendants(proc.pid)
+    tree = descendants(proc.pid)
     assert len(tree) >= 3, tree  # the Datastore emulator, bqemulator, the pipeline
     if how == "ctrl-c":
         os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
@@ -105,7 +104,7 @@ def test_an_interrupted_demo_leaves_no_process_and_nothing_on_disk(both_emulator
     out, err = _finish(proc, timeout=180)
     assert proc.returncode == 130, (out[-3000:], err[-3000:])
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(p) for p in tree):
+    while time.monotonic() < deadline and any(alive(p) for p in tree):
         time.sleep(0.1)
-    assert [p for p in tree if _alive(p)] == []
+    assert [p for p in tree if alive(p)] == []
     assert list(tmpdir.iterdir()) == []

@@ -208,8 +208,10 @@ README_SUBSTITUTIONS = [("--project P ", ""), ("gs://b/", "b/"), ("tenant-42", "
                         ("kind=Order", "kind=Item")]
 
 
-def _readme_commands() -> list:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def page_commands(page: Path) -> list:
+    """The commands of a page's ``bash`` blocks, with a project's names mapped onto the
+    emulator and the demo data (``README_SUBSTITUTIONS``)."""
+    text = page.read_text(encoding="utf-8")
     out = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         joined = block.replace("\\\n", " ")
@@ -217,6 +219,10 @@ def _readme_commands() -> list:
             joined = joined.replace(a, b)
         out += commands(joined)
     return out
+
+
+def _readme_commands() -> list:
+    return page_commands(ROOT / "README.md")
 
 
 def test_the_readme_s_commands_run_in_order_and_print_what_it_shows(emulator, tmp_path,
@@ -284,17 +290,6 @@ def test_the_readme_s_streaming_command_runs_on_bqemulator(emulator, bigquery_em
 LOOP_WORDS = ("for", "done")
 
 
-def _page_commands(page: str) -> list:
-    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
-    out = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
-        joined = block.replace("\\\n", " ")
-        for a, b in README_SUBSTITUTIONS:
-            joined = joined.replace(a, b)
-        out += commands(joined)
-    return out
-
-
 def test_the_export_page_s_commands_run_and_make_what_its_loading_loop_reads(
         emulator, tmp_path, monkeypatch):
     from devtools.seed import DEMO_DATASET, NamespaceSpec, seed_dataset
@@ -303,7 +298,7 @@ def test_the_export_page_s_commands_run_and_make_what_its_loading_loop_reads(
                                 for s in DEMO_DATASET])
     walk = Walk(tmp_path, monkeypatch)
     ran = []
-    for argv in _page_commands("export-bigquery.md"):
+    for argv in page_commands(ROOT / "docs" / "export-bigquery.md"):
         if argv[0] in README_NOT_RUN or argv[0] in LOOP_WORDS or argv[0].startswith("kind=$("):
             continue
         walk.run(argv)
@@ -327,7 +322,7 @@ DATAFLOW_NOT_RUN = {
 
 def test_the_dataflow_page_s_run_dataflow_commands_make_the_documented_launch():
     ran = []
-    for argv in _page_commands("dataflow.md"):
+    for argv in page_commands(ROOT / "docs" / "dataflow.md"):
         script = next((a for a in argv if a.endswith("run_dataflow.sh")), None)
         assert script, argv
         if any(a in DATAFLOW_NOT_RUN or a.endswith("=...") for a in argv):
