@@ -81,6 +81,13 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     ``prog``: the program the user ran, named in the commands the run prints."""
     argv = list(sys.argv[1:] if argv is None else argv)
     set_cli_name(prog)
+    try:
+        return _main(argv)
+    finally:  # the name is this call's: a process that calls main() again (tests) starts clean
+        set_cli_name(None)
+
+
+def _main(argv: list) -> int:
     logs.configure()
     known, _ = help_parser().parse_known_args(argv)  # --help, bad values: argparse exits 2
     if known.list_jobs:

@@ -71,3 +71,16 @@ def test_on_the_emulator_the_project_defaults_to_datastore_project_id(monkeypatc
     monkeypatch.delenv("DATASTORE_EMULATOR_HOST", raising=False)
     with pytest.raises(UsageError, match="--project is required"):  # not without the emulator
         resolve(PipelineOptions(["--job", "count_keys"]))
+
+
+def test_the_program_name_a_run_was_given_does_not_outlive_it(monkeypatch):
+    """``main(prog="datastore-mapper")`` names that program in what the run prints; a later
+    command built in the same process (a test's, say) guesses from argv again."""
+    from pipeline.launch import cli
+    from pipeline.launch.options import cli_name
+
+    seen = []
+    monkeypatch.setattr(cli, "_main", lambda argv: seen.append(cli_name()) or 0)
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    assert cli.main(["--list_jobs"], prog="datastore-mapper") == 0
+    assert seen == ["datastore-mapper"] and cli_name() == "python -m pipeline"
