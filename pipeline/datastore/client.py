@@ -19,6 +19,7 @@ from pipeline.config import DatastoreTarget
 from pipeline.core.clients import ClientCache
 from pipeline.core.keyorder import KeyPath, flat_from_path
 from pipeline.core.retry import RetryPolicy
+from pipeline.datastore.decode import RawIterator
 from pipeline.datastore.retry import call_options
 from pipeline.errors import MapperError
 
@@ -69,5 +70,7 @@ def key_of(c: datastore.Client, path: KeyPath, namespace: str) -> datastore.Key:
 
 def fetch(q: datastore.Query, policy: RetryPolicy, **kw: Any):
     """``q.fetch(...)`` with the policy's per-call timeout and no retry of the client's own,
-    without the arguments that are None (no limit, no snapshot, ...)."""
-    return q.fetch(**call_options(policy), **{k: v for k, v in kw.items() if v is not None})
+    without the arguments that are None (no limit, no snapshot, ...); its results decoded from
+    the raw response (``pipeline.datastore.decode``: the same entities, at less CPU)."""
+    return RawIterator.adopt(
+        q.fetch(**call_options(policy), **{k: v for k, v in kw.items() if v is not None}))
