@@ -59,6 +59,7 @@ NULL, BOOLEAN, INTEGER, FLOAT, STRING, BYTES, TIMESTAMP = (
     "NULL", "BOOLEAN", "INTEGER", "FLOAT", "STRING", "BYTES", "TIMESTAMP")
 KEY, GEOPOINT, RECORD, LIST = "KEY", "GEOPOINT", "RECORD", "LIST"
 KEY_COLUMN = "__key__"
+_UTC = dt.timezone.utc
 NONFINITE_COUNTER = "nonfinite_floats"
 
 VALID_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,299}")
@@ -81,17 +82,29 @@ GEOPOINT_FIELDS = [{"name": "latitude", "type": "FLOAT", "mode": "NULLABLE"},
 # --- 1. entity -> typed row --------------------------------------------------------------------
 
 def timestamp_text(t: dt.datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS.ffffff UTC`` (naive: taken as UTC); formatted by hand, as
+    ``strftime`` would, for the years it pads alike (it is the costlier call per value)."""
     if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") + " UTC"
+        t = t.replace(tzinfo=_UTC)
+    elif t.tzinfo is not _UTC:
+        t = t.astimezone(_UTC)
+    if t.year < 1000:  # strftime's %Y does not pad these on every platform
+        return t.strftime("%Y-%m-%d %H:%M:%S.%f") + " UTC"
+    return (f"{t.year}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+            f".{t.microsecond:06d} UTC")
 
 
 def key_record(key) -> dict:
+    """A key as its RECORD, from its flat path (``Key.path`` deep-copies the path each call)."""
+    flat = key.flat_path
     path = []
-    for el in key.path:
-        path.append({"kind": el.get("kind"), "id": el.get("id"), "name": el.get("name")})
+    for i in range(0, len(flat), 2):
+        ident = flat[i + 1] if i + 1 < len(flat) else None
+        path.append({"kind": flat[i], "id": ident if isinstance(ident, int) else None,
+                     "name": ident if isinstance(ident, str) else None})
+    last = path[-1] if path else {"id": None, "name": None}
     return {"namespace": key.namespace or "", "path": path,
-            "id": key.id, "name": key.name}
+            "id": last["id"], "name": last["name"]}
 
 
 def typed_value(v: Any, on_nonfinite: Optional[Callable[[], None]] = None) -> tuple:

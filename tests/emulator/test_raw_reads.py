@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 
-from google.cloud import datastore
 
 from devtools.seed import NamespaceSpec, seed_dataset
 from pipeline.core.retry import RetryPolicy
