@@ -13,21 +13,26 @@ from google.cloud.datastore import helpers
 from google.cloud.datastore_v1.types import entity as entity_pb2
 from google.protobuf import json_format
 
+from pipeline.datastore.decode import entity_from_pb
+from pipeline.datastore.encode import entity_to_pb, key_into
+
 
 def entity_to_json(entity: Any) -> dict:
     """A ``google.cloud.datastore.Entity`` -> its protobuf as a JSON-ready dict."""
-    return json_format.MessageToDict(helpers.entity_to_protobuf(entity)._pb)
+    return json_format.MessageToDict(entity_to_pb(entity))
 
 
 def entity_from_json(data: dict) -> Any:
     """The inverse of ``entity_to_json``."""
-    pb = entity_pb2.Entity()
-    json_format.ParseDict(data, pb._pb)
-    return helpers.entity_from_protobuf(pb)
+    pb = entity_pb2.Entity()._pb
+    json_format.ParseDict(data, pb)
+    return entity_from_pb(pb)
 
 
 def key_to_json(key: Any) -> dict:
-    return json_format.MessageToDict(key.to_protobuf()._pb)
+    pb = entity_pb2.Key.pb()()
+    key_into(pb, key)
+    return json_format.MessageToDict(pb)
 
 
 def key_from_json(data: dict) -> Any:
@@ -41,7 +46,7 @@ def fingerprint(entity: Optional[Any]) -> Optional[bytes]:
     whether two versions are the same; None for no entity."""
     if entity is None:
         return None
-    pb = helpers.entity_to_protobuf(entity)._pb
+    pb = entity_to_pb(entity)
     # The entity's own key without its project and database: the same entity whichever
     # endpoint answered (the emulator leaves the database id out of what it returns).
     pb.key.partition_id.ClearField("project_id")
@@ -56,17 +61,17 @@ def same(a: Optional[Any], b: Optional[Any]) -> bool:
 
 def size_bytes(entity: Any) -> int:
     """The entity's size as Datastore counts it (its protobuf), for the commit size bounds."""
-    return helpers.entity_to_protobuf(entity)._pb.ByteSize()
+    return entity_to_pb(entity).ByteSize()
 
 
 def copy_entity(entity: Any) -> Any:
     """A deep copy (through the protobuf): what ``migrate`` gets, so the read version stays."""
-    return helpers.entity_from_protobuf(helpers.entity_to_protobuf(entity))
+    return entity_from_pb(entity_to_pb(entity))
 
 
 class Pb:
-    """An entity's protobuf, made once (google-cloud-datastore's conversion is the costly part
-    of writing back): its fingerprint, JSON, size and a copy all come from it. The entity must
+    """An entity's protobuf, made once (``encode.entity_to_pb``; the conversion is still the
+    costly part of writing back): its fingerprint, JSON, size and a copy all come from it. The entity must
     not change after the first use."""
 
     __slots__ = ("entity", "_pb")
@@ -77,7 +82,7 @@ class Pb:
     @property
     def pb(self):
         if self._pb is None:
-            self._pb = helpers.entity_to_protobuf(self.entity)._pb
+            self._pb = entity_to_pb(self.entity)
         return self._pb
 
     def fingerprint(self) -> bytes:
@@ -94,7 +99,7 @@ class Pb:
         return self.pb.ByteSize()
 
     def copy(self) -> Any:
-        return helpers.entity_from_protobuf(self.pb)
+        return entity_from_pb(self.pb)
 
 
 def fingerprint_of(entity: Optional[Any], pb: Optional[Pb] = None) -> Optional[bytes]:
