@@ -338,14 +338,28 @@ def run_limit(ctx, label: str, pieces: int = 0) -> Run:
                extra={k: res[k] for k in ("queries", "plan_seconds", "read_seconds")})
 
 
-def run_peer(ctx, label: str) -> Run:
+def run_peer(ctx, label: str, text: bool = False) -> Run:
+    """``text``: the peer also writes every entity as a JSON line (``WriteToText``), checked
+    line by line afterwards (not timed)."""
+    out_dir = Path(tempfile.mkdtemp(prefix="bench-peer-", dir=ctx.log_dir)) if text else None
     cmd = [sys.executable, "-m", "bench.peer", "--project", PROJECT, "--kind", KIND,
            "--namespaces", json.dumps(sorted(ctx.expected)), *ctx.runner]
-    m = measure(cmd, ctx.env, ctx.log_dir, label, ctx.emu, ctx.sample_s)
-    check_ok(m, label)
-    res = _last_json(m, label)
-    check_counts(label, res["entities"], ctx.expected)
-    return Run("peer", res["entities"], m)
+    if out_dir is not None:
+        cmd += ["--text", str(out_dir)]
+    try:
+        m = measure(cmd, ctx.env, ctx.log_dir, label, ctx.emu, ctx.sample_s)
+        check_ok(m, label)
+        res = _last_json(m, label)
+        check_counts(label, res["entities"], ctx.expected)
+        if out_dir is not None:
+            lines = sum(1 for f in out_dir.glob("part*.jsonl")
+                        for _ in f.open(encoding="utf-8"))
+            if lines != res["entities"]:
+                raise BenchError(f"{label}: {lines} lines written for {res['entities']} entities")
+    finally:
+        if out_dir is not None:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    return Run("peer-text" if text else "peer", res["entities"], m)
 
 
 def balance_of(summary: dict) -> dict[str, float]:
@@ -369,7 +383,8 @@ def run_ours(ctx, label: str, job: str, output: bool = True, params: str = "") -
     try:
         m = measure(cmd, env, ctx.log_dir, label, ctx.emu, ctx.sample_s, cwd=ctx.tree)
         check_ok(m, label)
-        if output and job == "export_keys":  # the records: one line per entity, none twice
+        if output and job in ("export_keys", "export_entities", "backup_entities"):
+            # the records: one line per entity, none twice
             lines = [ln for f in sorted(out_dir.glob(f"{job}/namespaces/*.jsonl"))
                      for ln in f.read_text(encoding="utf-8").splitlines()]
             if len(lines) != sum(ctx.expected.values()) or len(set(lines)) != len(lines):
@@ -519,6 +534,11 @@ ROWS = (("limit-2r", "limit  bare client, 2 wide ranges/ns"),
         ("ours-count_by_property-noout", "ours   count_by_property, no output"),
         ("ours-count_keys-noout", "ours   count_keys, keys, no output"),
         ("ours-export_keys", "ours   export_keys full, records, --output"),
+        ("peer-text", "peer   ReadFromDatastore -> JSON -> WriteToText"),
+        ("ours-export_entities", "ours   export_entities, --output"),
+        ("ours-backup_entities", "ours   backup_entities, --output"),
+        ("ours-export_entities-B", "ours B export_entities, --output"),
+        ("ours-backup_entities-B", "ours B backup_entities, --output"),
         ("ours-count_by_property-B", "ours B count_by_property, --output"),
         ("ours-export_keys-B", "ours B export_keys full, records, --output"),
         ("peer-2p", "peer   ReadFromDatastore, 2 processes"),
@@ -630,8 +650,24 @@ def targets(report: dict) -> str:
         full, peer = rows.get("ours-count_by_property" + suffix), rows.get(peer_key)
         if full and peer:
             a, b = full["cpu_s_per_1k"]["median"], peer["cpu_s_per_1k"]["median"]
-            line(a <= 0.75 * b, f"{size} CPU s per 1,000 entities <= 0.75x the peer's: {a:.2f} "
+            line(a <= 0.6 * b, f"{size} CPU s per 1,000 entities <= 0.6x the peer's: {a:.2f} "
                  f"vs {b:.2f} ({a / b:.2f}x)")
+        text = rows.get("peer-text" + suffix)
+        for job in ("export_entities", "backup_entities", "export_keys"):
+            mine = rows.get(f"ours-{job}" + suffix)
+            if text and mine:
+                a, b = mine["cpu_s_per_1k"]["median"], text["cpu_s_per_1k"]["median"]
+                line(a <= 0.75 * b, f"{size} {job}: CPU s per 1,000 entities <= 0.75x the "
+                     f"peer's read + JSON + WriteToText: {a:.2f} vs {b:.2f} ({a / b:.2f}x)")
+        for key in sorted(k for k in rows if k.endswith("-B" + suffix)):
+            a_row = rows.get(key[:-len("-B" + suffix)] + suffix)
+            if a_row:
+                b_row = rows[key]
+                out.append(f"  [A/B] {key[:-len('-B' + suffix)]}{suffix}: CPU "
+                           f"{a_row['cpu_s']['median']:.2f} / {b_row['cpu_s']['median']:.2f} s = "
+                           f"{a_row['cpu_s']['median'] / b_row['cpu_s']['median']:.2f}; wall "
+                           f"{a_row['wall_s']['median']:.2f} / {b_row['wall_s']['median']:.2f} s "
+                           f"= {a_row['wall_s']['median'] / b_row['wall_s']['median']:.2f}")
         if full:
             rss = full["peak_rss_mb"]["median"]
             line(rss < 400, f"{size} peak RSS (process tree, summed) < 400 MB: {rss:.0f} MB")
@@ -650,7 +686,7 @@ def targets(report: dict) -> str:
     worst = max((rows[k]["balance"]["worst"] for k in rows if "balance" in rows[k]), default=None)
     if worst is not None:
         line(worst <= 1.5, f"balance: no range above 1.5x its namespace's mean: worst {worst:.2f}")
-    return "targets (issue 15):\n" + "\n".join(out)
+    return "targets (issues 15 and 25):\n" + "\n".join(out)
 
 
 def print_machine(m: dict) -> None:
@@ -671,10 +707,12 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=1,
                     help="unmeasured bare-client reads first, to warm up the emulator's JVM (default 1)")
     ap.add_argument("--json", help="write the results as JSON to this file")
-    ap.add_argument("--only", default="limit,peer,full,keys,noout,export",
-                    help="comma-separated subset of limit,peer,full,keys,noout,export (default "
-                         "all; noout: ours also without --output; export: ours writing every "
-                         "entity as a record, export_keys full=true)")
+    ap.add_argument("--only", default="limit,peer,full,keys,noout,export,exports",
+                    help="comma-separated subset of limit,peer,full,keys,noout,export,exports "
+                         "(default all; noout: ours also without --output; export: ours writing "
+                         "every entity as a record, export_keys full=true; exports: "
+                         "export_entities and backup_entities, and the peer writing JSON lines "
+                         "with WriteToText)")
     ap.add_argument("--ab-tree", metavar="DIR",
                     help="also run ours (full; and export, if selected) from the checkout DIR "
                          "(rows 'ours B'), interleaved with this one's: a before/after in one run")
@@ -748,10 +786,19 @@ def main(argv=None) -> int:
             if "export" in only:
                 out.append(("ours-export_keys", "ours-export",
                             lambda c, lb: run_ours(c, lb, "export_keys", params="full=true")))
+            if "exports" in only:  # the export jobs, and the peer writing text files
+                out.append(("peer-text", "peer-text", lambda c, lb: run_peer(c, lb, text=True)))
+                for job in ("export_entities", "backup_entities"):
+                    out.append((f"ours-{job}", f"ours-{job}",
+                                lambda c, lb, job=job: run_ours(c, lb, job)))
             if args.ab_tree and not suffix:  # the same rows from another checkout
                 if "full" in only:
                     out.append(("ours-count_by_property-B", "ours-full-B",
                                 lambda c, lb: run_ours(cb, lb, "count_by_property")))
+                if "exports" in only:
+                    for job in ("export_entities", "backup_entities"):
+                        out.append((f"ours-{job}-B", f"ours-{job}-B",
+                                    lambda c, lb, job=job: run_ours(cb, lb, job)))
                 if "export" in only:
                     out.append(("ours-export_keys-B", "ours-export-B",
                                 lambda c, lb: run_ours(cb, lb, "export_keys",

@@ -76,14 +76,16 @@ def command(name: str, namespaces: list, out_dir: Path) -> list:
     return cmd + (["--undo_log=false"] if name.endswith("no-undo") else [])
 
 
-def run(name: str, rep: int, env, log_dir, emu, total: int) -> dict:
+def run(name: str, rep: int, env, log_dir, emu, total: int, tree=None) -> dict:
+    """``tree``: run ours from that checkout (a ``-B`` row of ``--ab-tree``)."""
     emu.reset()
     expected, _ = seed(emu, total)
     n = sum(expected.values())
     out_dir = Path(tempfile.mkdtemp(prefix="bench-writes-", dir=log_dir))
-    tag = f"{name}-{rep}"
+    tag = f"{name}{'-B' if tree else ''}-{rep}"
     try:
-        m = measure(command(name, sorted(expected), out_dir), env, log_dir, tag, emu, 0.05)
+        m = measure(command(name, sorted(expected), out_dir), env, log_dir, tag, emu, 0.05,
+                    cwd=tree)
         check_ok(m, tag)
         if name.startswith("ours"):
             runs = list((out_dir / "rename_property" / "runs").glob("*/summary.json"))
@@ -113,6 +115,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--only", default=",".join(CONTENDERS))
     ap.add_argument("--json", help="write the results as JSON to this file")
+    ap.add_argument("--ab-tree", metavar="DIR",
+                    help="also run ours' rows from the checkout DIR (rows '...-B'), interleaved "
+                         "with this one's: a before/after in one run")
     args = ap.parse_args(argv)
     names = [n for n in args.only.split(",") if n]
     bad = sorted(set(names) - set(CONTENDERS))
@@ -130,10 +135,13 @@ def main(argv=None) -> int:
         emu.start()
         os.environ.update(emu.env())
         env = {**os.environ, **emu.env(), "PYTHONUNBUFFERED": "1"}
-        rows: dict = {n: [] for n in names}
+        tree = Path(args.ab_tree).resolve() if args.ab_tree else None
+        rows_of = [(n, None) for n in names] + [(n + "-B", tree) for n in names
+                                               if tree is not None and n.startswith("ours")]
+        rows: dict = {n: [] for n, _ in rows_of}
         for rep in range(1, args.repeats + 1):  # interleaved, so drift hits all alike
-            for name in names:
-                r = run(name, rep, env, log_dir, emu, args.entities)
+            for name, where in rows_of:
+                r = run(name.removesuffix("-B"), rep, env, log_dir, emu, args.entities, where)
                 rows[name].append(r)
                 report["runs"].append({"row": name, "repeat": rep, **r})
         eps = {k: statistics.median(r["entities"] / r["wall"] for r in v) for k, v in rows.items()}
@@ -155,6 +163,14 @@ def main(argv=None) -> int:
         if {"ours-blind", "ours-transactional"} <= set(eps):
             print(f"transactional / blind: {eps['ours-transactional'] / eps['ours-blind']:.2f} "
                   "of blind's entities/s")
+        for k in rows:
+            if k.endswith("-B") and k[:-2] in rows:
+                a, b = rows[k[:-2]], rows[k]
+                print(f"A/B {k[:-2]}: CPU {statistics.median(r['cpu'] for r in a):.1f} / "
+                      f"{statistics.median(r['cpu'] for r in b):.1f} s = "
+                      f"{statistics.median(r['cpu'] for r in a) / statistics.median(r['cpu'] for r in b):.2f}"
+                      f"; wall {statistics.median(r['wall'] for r in a):.1f} / "
+                      f"{statistics.median(r['wall'] for r in b):.1f} s")
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2))
         return 0
