@@ -13,13 +13,14 @@ from google.cloud.datastore import helpers
 from google.cloud.datastore_v1.types import entity as entity_pb2
 from google.protobuf import json_format
 
+from pipeline.datastore import pbjson
 from pipeline.datastore.decode import entity_from_pb
 from pipeline.datastore.encode import entity_to_pb, key_into
 
 
 def entity_to_json(entity: Any) -> dict:
     """A ``google.cloud.datastore.Entity`` -> its protobuf as a JSON-ready dict."""
-    return json_format.MessageToDict(entity_to_pb(entity))
+    return pbjson.entity_json(entity_to_pb(entity))
 
 
 def entity_from_json(data: dict) -> Any:
@@ -32,7 +33,7 @@ def entity_from_json(data: dict) -> Any:
 def key_to_json(key: Any) -> dict:
     pb = entity_pb2.Key.pb()()
     key_into(pb, key)
-    return json_format.MessageToDict(pb)
+    return pbjson.key_json(pb)
 
 
 def key_from_json(data: dict) -> Any:
@@ -93,7 +94,7 @@ class Pb:
         return pb.SerializeToString(deterministic=True)
 
     def json(self) -> dict:
-        return json_format.MessageToDict(self.pb)
+        return pbjson.entity_json(self.pb)
 
     def size(self) -> int:
         return self.pb.ByteSize()
