@@ -17,15 +17,7 @@ from pipeline.errors import MapperError
 from pipeline.launch import logs
 from pipeline.launch.command_line import project_and_job
 from pipeline.launch.known_options import check_known_options
-from pipeline.launch.messages import (  # noqa: F401  (the CLI's exit codes, named here too)
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_REFUSED,
-    error,
-    failure_message,
-    say,
-)
+from pipeline.launch.logs import EXIT_OK, EXIT_REFUSED, error, failure_message
 from pipeline.launch.options import help_parser, set_cli_name
 
 

@@ -29,7 +29,7 @@ from pipeline.launch import logs
 from pipeline.launch.beam_options import MapperOptions
 from pipeline.launch.checks import check_before_launch
 from pipeline.launch.local_runner import LOCAL_ARGS, check_local
-from pipeline.launch.messages import (
+from pipeline.launch.logs import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
