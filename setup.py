@@ -10,7 +10,9 @@ setup(
                                     "devtools.*"]),
     entry_points={"console_scripts": ["datastore-mapper = pipeline.launch.cli:console_main"]},
     # The report's chart library, inlined into every report.html (workers make reports too).
-    package_data={"pipeline.sinks.report": ["assets/*.js", "assets/*.md"]},
+    package_data={"pipeline.sinks.report": ["assets/*.js", "assets/*.md"],
+                  # Beam's option names, for the unknown-option check without Beam (generated).
+                  "pipeline.launch": ["beam_options.json"]},
     python_requires=">=3.10",
     install_requires=[
         "apache-beam[gcp]==2.77.0",

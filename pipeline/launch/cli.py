@@ -35,10 +35,8 @@ from typing import Optional, Sequence
 from pipeline.api.registry import job_params, known_jobs, load_modules
 from pipeline.errors import MapperError
 from pipeline.launch import logs
-from pipeline.launch.command_line import project_and_job
-from pipeline.launch.known_options import check_known_options
 from pipeline.launch.logs import EXIT_OK, EXIT_REFUSED, error, failure_message
-from pipeline.launch.options import help_parser, set_cli_name
+from pipeline.launch.options import check_known_options, help_parser, project_and_job, set_cli_name
 
 PROG = "datastore-mapper"
 #: ``datastore-mapper``'s subcommands -> (module, what it does).

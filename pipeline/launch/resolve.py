@@ -34,9 +34,14 @@ from pipeline.core.keyorder import StringOrder, default_string_order
 from pipeline.core.retry import RetryPolicy
 from pipeline.errors import JobFailed, MapperError, UsageError
 from pipeline.launch.beam_options import MapperOptions
-from pipeline.launch.command_line import project_and_job
 from pipeline.launch.logs import redact
-from pipeline.launch.options import cli_name, config_fields, parse_read_time, quote_param
+from pipeline.launch.options import (
+    cli_name,
+    config_fields,
+    parse_read_time,
+    project_and_job,
+    quote_param,
+)
 from pipeline.sinks.files.layout import (
     CHANGES_FILE,
     DEAD_LETTER_FILE,
