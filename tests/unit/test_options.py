@@ -8,7 +8,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.errors import UsageError
-from pipeline.launch.beam_options import MapperOptions
+from pipeline.launch.resolve import MapperOptions
 from pipeline.launch.options import (
     help_parser,
     key_value_list,
