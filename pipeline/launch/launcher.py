@@ -26,7 +26,6 @@ from pipeline.core.summary import format_summary
 from pipeline.errors import MapperError, UsageError
 from pipeline.graph.build import build
 from pipeline.launch import logs
-from pipeline.launch.checks import check_before_launch
 from pipeline.launch.local_runner import LOCAL_ARGS, check_local
 from pipeline.launch.logs import (
     EXIT_FAILED,
@@ -38,8 +37,8 @@ from pipeline.launch.logs import (
     say,
     show,
 )
+from pipeline.launch.preflight import check_before_launch, check_records_have_a_sink
 from pipeline.launch.progress import LISTING, watching
-from pipeline.launch.records_sink import check_records_have_a_sink
 from pipeline.launch.remote import RemoteWait
 from pipeline.launch.resolve import MapperOptions, is_local, resolve
 from pipeline.launch.rundir import RunDir, results_dir

@@ -21,7 +21,7 @@ import socket
 import pytest
 
 import pipeline.core.retry as core_retry
-import pipeline.launch.checks as checks
+import pipeline.launch.preflight as preflight
 from devtools.faultproxy import Fault, FaultProxy
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
@@ -61,7 +61,7 @@ def fault_once_answered(monkeypatch, proxy: FaultProxy, fault: Fault) -> list:
     """Set ``fault`` on the proxy as soon as the launch's first call (listing the namespaces)
     has Datastore's answer; returns the namespaces it got (one list per launch)."""
     listed: list = []
-    real = checks.list_namespaces
+    real = preflight.list_namespaces
 
     def answered_then_fault(*args, **kwargs):
         names = real(*args, **kwargs)
@@ -70,7 +70,7 @@ def fault_once_answered(monkeypatch, proxy: FaultProxy, fault: Fault) -> list:
             proxy.set_fault(fault)
         return names
 
-    monkeypatch.setattr(checks, "list_namespaces", answered_then_fault)
+    monkeypatch.setattr(preflight, "list_namespaces", answered_then_fault)
     return listed
 
 
