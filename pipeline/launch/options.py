@@ -72,6 +72,12 @@ Tools (datastore-mapper TOOL --help):
 """
 
 
+#: How a run without ``--runner`` is pinned: Beam's FnApiRunner, in this process, one worker (why:
+#: ``pipeline.launch.launcher``'s docstring, "Local runs"; ``launcher.check_local`` refuses the
+#: other local modes).
+LOCAL_ARGS = ["--runner=FnApiRunner", "--direct_running_mode=in_memory",
+              "--direct_num_workers=1"]
+
 #: Scatter keys sampled per namespace at most (``--shards`` × ``--oversampling``): the sample is
 #: one query's result, held in memory while the namespace is cut.
 MAX_SAMPLES = 100_000
