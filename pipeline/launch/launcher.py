@@ -65,8 +65,7 @@ from pipeline.launch.logs import (
 )
 from pipeline.launch.options import LOCAL_ARGS
 from pipeline.launch.preflight import check_before_launch, check_records_have_a_sink
-from pipeline.launch.progress import LISTING, watching
-from pipeline.launch.remote import RemoteWait
+from pipeline.launch.progress import LISTING, RemoteWait, watching
 from pipeline.launch.resolve import MapperOptions, is_local, resolve
 from pipeline.sinks.bigquery.prepare import prepare as prepare_bigquery
 from pipeline.sinks.files import deadletters, lease
