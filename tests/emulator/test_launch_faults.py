@@ -9,7 +9,7 @@ once, a fault of a service that has answered gets the run's own deadline.
   (``LAUNCH_RETRY``, what ``for_launch`` reads) so that an outage of a few seconds outlasts it
   and the test stays short; with the cap the launch would give up ("unreachable").
 
-The faults come from our proxy (``devtools/faultproxy.py``) in front of the real emulator; the
+The faults come from our proxy (``tests/support/faultproxy.py``) in front of the real emulator; the
 outage starts the moment the first launch call (listing namespaces) has its answer.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 
 import pipeline.core.retry as core_retry
 import pipeline.launch.preflight as preflight
-from devtools.faultproxy import Fault, FaultProxy
+from tests.support.faultproxy import Fault, FaultProxy
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
 from tests.support.runs import IN_PROCESS, key_tuple, run_mapper
