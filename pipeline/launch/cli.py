@@ -47,6 +47,7 @@ TOOLS = {
     "demo": ("devtools.demo", "emulator + demo data + one run, then everything stopped"),
 }
 
+
 def plain_text(text: str) -> str:
     """Docstring text as a terminal shows it: reStructuredText's literal and interpreted
     markup (````value:<v>````, ```bq load```) without its backquotes."""

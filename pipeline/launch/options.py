@@ -24,7 +24,8 @@ the option table (a new mapper option needs nothing regenerated there).
 
 The project, the job class and the sampling bound are decided from the command line alone too
 (``project_and_job``): the CLI checks them before importing Beam (``cli.first_checks``), and
-``resolve`` takes its answer from here, so both say the same thing in the same order.
+``resolve`` takes its answer from here, so both say the same thing in the same order. So is
+where a run without ``--runner`` runs: Beam's FnApiRunner in this process (``LOCAL_ARGS``).
 
 ``python -m pipeline.launch.options --write`` makes the generated files anew (``metadata.json``,
 the option tables of ``docs/options.md``, and ``beam_options.json`` from the installed Beam's
