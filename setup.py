@@ -8,9 +8,11 @@ setup(
     # devtools: the emulator, seed and demo commands of `datastore-mapper` (small, pure Python).
     packages=find_packages(include=["pipeline", "pipeline.*", "jobs", "jobs.*", "devtools",
                                     "devtools.*"]),
-    entry_points={"console_scripts": ["datastore-mapper = pipeline.launch.command:main"]},
+    entry_points={"console_scripts": ["datastore-mapper = pipeline.launch.cli:console_main"]},
     # The report's chart library, inlined into every report.html (workers make reports too).
-    package_data={"pipeline.sinks.report": ["assets/*.js", "assets/*.md"]},
+    package_data={"pipeline.sinks.report": ["assets/*.js", "assets/*.md"],
+                  # Beam's option names, for the unknown-option check without Beam (generated).
+                  "pipeline.launch": ["beam_options.json"]},
     python_requires=">=3.10",
     install_requires=[
         "apache-beam[gcp]==2.77.0",

@@ -742,7 +742,7 @@ def main(argv=None) -> int:
     report: dict = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "machine": info, "entities": args.entities, "repeats": args.repeats,
                     "workers": workers, "limit_pieces": args.limit_pieces, "runner_args": None, "rows": {}, "runs": []}
-    from pipeline.launch.local_runner import LOCAL_ARGS
+    from pipeline.launch.options import LOCAL_ARGS
     runner_args = LOCAL_ARGS
     report["runner_args"] = runner_args
     emu = DatastoreEmulator(project=PROJECT)

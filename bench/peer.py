@@ -3,7 +3,7 @@
 ``WriteToText`` (the peer of an export).
 
 Runs with the same runner options as the mapper CLI's default local run
-(pipeline.launch.local_runner.LOCAL_ARGS) unless --runner is given. Prints one JSON line
+(pipeline.launch.options.LOCAL_ARGS) unless --runner is given. Prints one JSON line
 {"entities": N}. Needs DATASTORE_EMULATOR_HOST for the emulator.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.launch.local_runner import LOCAL_ARGS
+from pipeline.launch.options import LOCAL_ARGS
 
 METRIC_NS = "bench.peer"
 

@@ -18,7 +18,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.launch.local_runner import LOCAL_ARGS
+from pipeline.launch.options import LOCAL_ARGS
 
 METRIC_NS = "bench.peer_writes"
 

@@ -1,2 +1,3 @@
-"""The top layer: command-line options, resolving them into a ``RunConfig``, the checks made
-before anything is launched, the CLI (``python -m pipeline``) and the Flex Template launcher."""
+"""The top layer: the command-line options, what reaches the terminal, resolving the options into
+a ``RunConfig``, the checks made before anything is launched, the launch (here or on Dataflow) and
+its progress, the CLI (``python -m pipeline``, ``datastore-mapper``) and the Flex Template launcher."""

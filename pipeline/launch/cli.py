@@ -1,12 +1,32 @@
-"""``python -m pipeline``: run a mapper job locally or on Dataflow.
+"""The command line: ``python -m pipeline`` (``main``) and the ``datastore-mapper`` console script
+(``console_main``, ``setup.py``'s entry point).
 
-This first part needs neither Beam nor a Google client: ``--help``, ``--list_jobs`` and every
-input it can refuse without asking a service (a bad value, an unknown option, a missing
-project, an unknown job or parameter) answer in a fraction of a second. A command line that
-passes goes on to ``launcher.launch``, which imports Beam (~2 s)."""
+``main`` runs a mapper job locally or on Dataflow. Its first part needs neither Beam nor a
+Google client: ``--help``, ``--list_jobs`` and every input it can refuse without asking a service
+(a bad value, an unknown option, a missing project, an unknown job or parameter) answer in a
+fraction of a second. A command line that passes goes on to ``launcher.launch``, which imports
+Beam (~2 s).
+
+``console_main`` is ``main`` under the name ``datastore-mapper``, and the tools:
+
+- ``datastore-mapper [OPTIONS]`` runs a job, exactly as ``python -m pipeline [OPTIONS]``;
+- ``datastore-mapper emulator [start] [--data_dir DIR | --in_memory] [--port N]`` starts a
+  local Cloud Datastore emulator for one's own data and prints what to export
+  (``devtools.emulator``); ``datastore-mapper emulator check`` says whether it is installed;
+- ``datastore-mapper bigquery-emulator [start] [--port N] [--project P] [--data_dir DIR]`` starts
+  a local BigQuery emulator, offline, and prints what to export (``devtools.bq_emulator``);
+  ``datastore-mapper bigquery-emulator check`` says whether it can start here;
+- ``datastore-mapper seed [--small]`` writes the demo data set into the emulator
+  ``DATASTORE_EMULATOR_HOST`` points at (``devtools.seed``);
+- ``datastore-mapper demo [OPTIONS]`` is ``run_demo.sh`` without the installation
+  (``devtools.demo``).
+
+A tool is imported only when it is asked for; none loads Beam.
+"""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import re
 import sys
 import textwrap
@@ -15,18 +35,17 @@ from typing import Optional, Sequence
 from pipeline.api.registry import job_params, known_jobs, load_modules
 from pipeline.errors import MapperError
 from pipeline.launch import logs
-from pipeline.launch.command_line import project_and_job
-from pipeline.launch.known_options import check_known_options
-from pipeline.launch.messages import (  # noqa: F401  (the CLI's exit codes, named here too)
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_REFUSED,
-    error,
-    failure_message,
-    say,
-)
-from pipeline.launch.options import help_parser, set_cli_name
+from pipeline.launch.logs import EXIT_OK, EXIT_REFUSED, error, failure_message
+from pipeline.launch.options import check_known_options, help_parser, project_and_job, set_cli_name
+
+PROG = "datastore-mapper"
+#: ``datastore-mapper``'s subcommands -> (module, what it does).
+TOOLS = {
+    "emulator": ("devtools.emulator", "start a local Datastore emulator for your own data"),
+    "bigquery-emulator": ("devtools.bq_emulator", "start a local BigQuery emulator (offline)"),
+    "seed": ("devtools.seed", "write the demo data set into the emulator"),
+    "demo": ("devtools.demo", "emulator + demo data + one run, then everything stopped"),
+}
 
 
 def plain_text(text: str) -> str:
@@ -106,3 +125,23 @@ def _main(argv: list) -> int:
     from pipeline.launch.launcher import launch
 
     return launch(argv)
+
+
+def console_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``datastore-mapper``: a tool (``TOOLS``), or else a run, as ``main`` under that name."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS:
+        name, rest = argv[0], argv[1:]
+        module = importlib.import_module(TOOLS[name][0])
+        if name in ("emulator", "bigquery-emulator"):
+            if not rest or rest[0].startswith("-") and rest[0] not in ("-h", "--help"):
+                rest = ["start", *rest]  # `datastore-mapper emulator` starts one
+            return module._main(rest, prog=f"{PROG} {name}")
+        if name == "seed":
+            return module.main(rest, prog=f"{PROG} seed")
+        return module.main(rest)
+    return main(argv, prog=PROG)
+
+
+if __name__ == "__main__":
+    sys.exit(console_main())

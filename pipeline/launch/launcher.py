@@ -1,10 +1,36 @@
 """Launching a run that passed the CLI's first checks (``cli``): Beam's options, the job
 resolved, the output planned, the launch checks against the services, then the run, here
-(``_run_locally``) or on Dataflow (``_launch_remote``). Everything here needs Beam."""
+(``_run_locally``) or on Dataflow (``_launch_remote``). Everything here needs Beam.
+
+**Local runs**: Beam's FnApiRunner in this process, and nothing else (``options.LOCAL_ARGS``,
+``check_local``). Pinned because plain DirectRunner first tries to download Prism (offline: it
+fails), and kept to one in-process worker because Beam's other local modes lose or corrupt data:
+
+- ``--direct_num_workers`` above 1 makes the FnApiRunner split each bundle across workers
+  (``ParallelBundleManager``) and merge their responses keeping only metrics and errors: the
+  parts' residual roots are dropped, so every self-checkpoint of a splittable DoFn is lost and
+  a range read in slices stops after its first slice, without an error (measured: 800 of 3,000
+  entities; Apache Beam issue #19842, open in 2.77);
+- ``multi_threading`` corrupted data in our trials (``shared/notes/beam.md``);
+- ``multi_processing`` with one worker runs it in a subprocess whose death the runner does not
+  notice unless a bundle is in flight: the run would wait for it forever.
+
+Against the emulator, which is what limits a local run, one in-process worker reads as fast as
+two worker processes did, with half the CPU and a third of the memory (docs/performance.md). A
+run that needs more workers runs on Dataflow.
+
+**A local run's private directory** (``RunDir``: the workers' raw output, the progress
+channel), made with ``mkdtemp`` (mode 0700, a name nobody can predict), its files created
+exclusively and without following symlinks; removed however the run ends, so nothing is left in
+the temporary directory. A run without --output keeps its summary and report in the user's
+cache directory (``results_dir``); a failed run's workers' log is moved there first, and the
+final message names it.
+"""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import io
 import json
 import logging
@@ -12,12 +38,13 @@ import os
 import shutil
 import sys
 import signal
+import tempfile
 import threading
 import time
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import create_runner
 
 from pipeline.core import terminal
@@ -26,10 +53,7 @@ from pipeline.core.summary import format_summary
 from pipeline.errors import MapperError, UsageError
 from pipeline.graph.build import build
 from pipeline.launch import logs
-from pipeline.launch.beam_options import MapperOptions
-from pipeline.launch.checks import check_before_launch
-from pipeline.launch.local_runner import LOCAL_ARGS, check_local
-from pipeline.launch.messages import (
+from pipeline.launch.logs import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -39,11 +63,10 @@ from pipeline.launch.messages import (
     say,
     show,
 )
-from pipeline.launch.progress import LISTING, watching
-from pipeline.launch.records_sink import check_records_have_a_sink
-from pipeline.launch.remote import RemoteWait
-from pipeline.launch.resolve import is_local, resolve
-from pipeline.launch.rundir import RunDir, results_dir
+from pipeline.launch.options import LOCAL_ARGS
+from pipeline.launch.preflight import check_before_launch, check_records_have_a_sink
+from pipeline.launch.progress import LISTING, RemoteWait, watching
+from pipeline.launch.resolve import MapperOptions, is_local, resolve
 from pipeline.sinks.bigquery.prepare import prepare as prepare_bigquery
 from pipeline.sinks.files import deadletters, lease
 from pipeline.sinks.files.layout import (
@@ -80,6 +103,24 @@ def check_beam_options(options: PipelineOptions) -> None:
             create_runner(runner)
         except (ValueError, ImportError) as e:
             raise UsageError(f"--runner {runner}: {e}") from None
+
+
+def check_local(options: PipelineOptions) -> None:
+    """Refuse Beam's local modes that lose data: one line, naming the option."""
+    direct = options.view_as(DirectOptions)
+    mode = direct.direct_running_mode or "in_memory"
+    if mode != "in_memory":
+        raise UsageError(
+            f"--direct_running_mode={mode} is not supported: local runs are in this process "
+            "(in_memory), because Beam's other local modes lose or corrupt data (see "
+            "docs/design.md, 'Local runs'); leave it out, or run on Dataflow "
+            "(--runner=DataflowRunner) for more workers")
+    if (direct.direct_num_workers or 1) != 1:
+        raise UsageError(
+            f"--direct_num_workers={direct.direct_num_workers} is not supported: Beam's "
+            "local runner drops the checkpoints of a splittable read with more than one "
+            "worker (a range read in slices would stop after its first slice, losing data); "
+            "leave it out, or run on Dataflow (--runner=DataflowRunner) for more workers")
 
 
 def launch(argv: Sequence[str]) -> int:
@@ -222,6 +263,58 @@ def _finish_failed(run) -> Optional[str]:
         log.warning("could not clean up after the run: %s", e)
     _release(run)
     return note
+
+
+# --- a local run's own places -----------------------------------------------------------------
+
+#: The start of a local run's private directory's name, in the temporary directory.
+RUNDIR_PREFIX = "datastore-mapper-run-"
+#: Under the user's cache directory: one directory per run without --output.
+RUNS_DIR = os.path.join("datastore-mapper", "runs")
+
+
+def cache_home(environ: Optional[Mapping[str, str]] = None) -> str:
+    """``$XDG_CACHE_HOME``, or ``~/.cache`` (the XDG base directory rule)."""
+    environ = os.environ if environ is None else environ
+    home = environ.get("XDG_CACHE_HOME", "")
+    return home if os.path.isabs(home) else os.path.join(os.path.expanduser("~"), ".cache")
+
+
+def results_dir(job: str, started: dt.datetime, run_id: str,
+                environ: Optional[Mapping[str, str]] = None) -> str:
+    """A new directory for a run's summary and report when it has no --output:
+    ``CACHE/datastore-mapper/runs/YYYYMMDDTHHMMSSZ-JOB-RUNID`` (private, kept: the CLI names it
+    at the end)."""
+    parent = os.path.join(cache_home(environ), RUNS_DIR)
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    path = os.path.join(parent, f"{started.astimezone(dt.timezone.utc):%Y%m%dT%H%M%SZ}-"
+                                f"{job}-{run_id}")
+    os.mkdir(path, 0o700)
+    return path
+
+
+class RunDir:
+    """A local run's private directory: made now, removed however the run ends (the module's
+    docstring)."""
+
+    def __init__(self) -> None:
+        self.path = tempfile.mkdtemp(prefix=RUNDIR_PREFIX)  # 0700, unique
+
+    def subdir(self, name: str) -> str:
+        """A new private directory inside (the progress channel's)."""
+        path = os.path.join(self.path, name)
+        os.mkdir(path, 0o700)
+        return path
+
+    def file(self, name: str) -> str:
+        """A new file inside, made now: exclusive, no symlink followed, 0600."""
+        path = os.path.join(self.path, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+        return path
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def _local_output(run, rundir: RunDir):

@@ -1,8 +1,9 @@
-"""The mapper's command-line options, declared once in ``OPTIONS`` (the option table below):
-plain argparse, so ``--help`` and a refused value need no Beam
-(``pipeline.launch.beam_options.MapperOptions`` adds the same arguments to Beam's
-``PipelineOptions``); the template's ``metadata.json`` and the docs' option tables are made
-from the same table.
+"""The command-line options, and what the command line alone decides, with no Beam and no service.
+
+The mapper's options are declared once, in ``OPTIONS`` (the option table below): plain argparse,
+so ``--help`` and a refused value need no Beam (``pipeline.launch.resolve.MapperOptions`` adds
+the same arguments to Beam's ``PipelineOptions``); the template's ``metadata.json`` and the docs'
+option tables are made from the same table.
 
 Values are validated by argparse types, so a bad value stops the run before
 anything is read, with one line, argparse's "error: argument --x: ..." message, and exit code 2;
@@ -10,20 +11,42 @@ numbers are bounded where Datastore or the mapper bounds them, and the message
 says what is accepted. Booleans take an explicit value (``--flag=true``) as Flex
 Templates pass them, and a bare ``--flag`` means true. Like Beam's own parser,
 ours takes no abbreviations: ``--shard 4`` is not ``--shards``.
+
+Every option on the command line must be one that the mapper or Beam knows
+(``check_known_options``). Beam's own parser only logs ``Unparseable argument: --shard`` and the
+run goes on with the defaults, so a typo silently changes the run. Here a parser with the options
+Beam's own parser has (every ``PipelineOptions`` subclass's arguments, no abbreviations) reads
+the command line first, and anything it does not know stops the launch with one line naming the
+closest option. The names come from tables, not from Beam itself, so that a refused option costs
+no import of Beam (~2 s): Beam's from a generated file (``beam_options.json``), the mapper's from
+the option table (a new mapper option needs nothing regenerated there).
+``tests/unit/test_known_options.py`` checks that the two are what Beam's parser has.
+
+The project, the job class and the sampling bound are decided from the command line alone too
+(``project_and_job``): the CLI checks them before importing Beam (``cli.first_checks``), and
+``resolve`` takes its answer from here, so both say the same thing in the same order. So is
+where a run without ``--runner`` runs: Beam's FnApiRunner in this process (``LOCAL_ARGS``).
+
+``python -m pipeline.launch.options --write`` makes the generated files anew (``metadata.json``,
+the option tables of ``docs/options.md``, and ``beam_options.json`` from the installed Beam's
+parser: after a Beam upgrade); ``--check`` says which is stale.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import datetime as dt
+import difflib
+import functools
 import json
 import logging
 import os
 import pathlib
 import sys
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Type, Union
 
-from pipeline.api.mutations import WRITE_MODES
+from pipeline.api.job import JobSpec
+from pipeline.api.registry import get_job, load_modules
 from pipeline.core import booleans
 from pipeline.errors import UsageError
 from pipeline.sinks.bigquery.tables import parse_table
@@ -50,6 +73,12 @@ Tools (datastore-mapper TOOL --help):
 """
 
 
+#: How a run without ``--runner`` is pinned: Beam's FnApiRunner, in this process, one worker (why:
+#: ``pipeline.launch.launcher``'s docstring, "Local runs"; ``launcher.check_local`` refuses the
+#: other local modes).
+LOCAL_ARGS = ["--runner=FnApiRunner", "--direct_running_mode=in_memory",
+              "--direct_num_workers=1"]
+
 #: Scatter keys sampled per namespace at most (``--shards`` × ``--oversampling``): the sample is
 #: one query's result, held in memory while the namespace is cut.
 MAX_SAMPLES = 100_000
@@ -75,10 +104,6 @@ def whole_number(minimum: int, maximum: Optional[int] = None) -> Callable[[str],
 
     parse.__name__ = "whole number"
     return parse
-
-
-positive_int = whole_number(1)
-non_negative_int = whole_number(0)
 
 
 def seconds(maximum: float, zero: bool = False) -> Callable[[str], float]:
@@ -240,7 +265,7 @@ def bigquery_table_value(text: str) -> str:
 # (``metadata.json``, generated) and the options a console user does not get, with the reason
 # (``NOT_IN_TEMPLATE``: the template launcher refuses them), and the option tables of
 # ``docs/options.md`` (generated). ``python -m pipeline.launch.options --write`` regenerates the
-# two files; a test fails when either is stale.
+# generated files; a test fails when one is stale.
 
 VALUE, FLAG, REPEAT = "value", "flag", "repeat"
 
@@ -918,14 +943,145 @@ def help_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# --- what the command line alone decides -------------------------------------------------------
+
+def project_and_job(project: Optional[str], emulator_host: Optional[str], job: Optional[str],
+                    shards: int, oversampling: int,
+                    job_modules: Sequence[str]) -> tuple[str, Type[JobSpec]]:
+    """(the project, the job's class), or a UsageError naming what is missing or wrong."""
+    if not project and emulator_host:  # what `datastore-mapper emulator` says to export
+        project = os.environ.get("DATASTORE_PROJECT_ID") or None
+    if not project:
+        raise UsageError("--project is required (the Google Cloud project; any id works with "
+                         "the emulator, and $DATASTORE_PROJECT_ID is the default there)")
+    if not job:
+        raise UsageError("--job is required; --list_jobs shows the registered jobs")
+    if shards * oversampling > MAX_SAMPLES:
+        raise UsageError(f"--shards {shards} x --oversampling {oversampling} = "
+                         f"{shards * oversampling} scatter keys per namespace: at most "
+                         f"{MAX_SAMPLES} are sampled; lower one of them")
+    load_modules(job_modules)
+    return project, get_job(job)
+
+
+# --- every option known: the mapper's and Beam's -------------------------------------------------
+
+def beam_parser():
+    """The parser Beam itself builds in ``get_all_options``: every options class defined so far
+    (all of Beam's; the mapper's once ``pipeline.launch.resolve`` is imported), no abbreviations.
+    Imports Beam: for the table and its test."""
+    import apache_beam  # noqa: F401  (every options class Beam defines)
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    classes = {str(cls): cls for cls in PipelineOptions.__subclasses__()}
+    for cls in classes.values():
+        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    return parser
+
+
+def table_of(parser) -> dict:
+    """{option: how many values it takes}: 0 (a flag), "?" (one, optional) or 1."""
+    out = {}
+    for action in parser._actions:  # noqa: SLF001
+        for name in action.option_strings:
+            if name.startswith("--") and name != "--help":
+                out[name] = 0 if action.nargs == 0 else ("?" if action.nargs == "?" else 1)
+    return dict(sorted(out.items()))
+
+
+def mapper_table() -> dict:
+    """The mapper's own options, as ``table_of`` shows them: a flag takes a value or none."""
+    return {f"--{name}": "?" if o.kind == FLAG else 1
+            for o in OPTIONS for name in (o.name, *o.aliases)}
+
+
+#: Beam's options and how many values each takes (``beam_table``): generated.
+BEAM_OPTIONS_FILE = pathlib.Path(__file__).with_name("beam_options.json")
+
+
+@functools.lru_cache(maxsize=None)
+def beam_table() -> dict:
+    """Beam's options, as ``table_of`` shows them (not the mapper's), from ``beam_options.json``."""
+    return json.loads(BEAM_OPTIONS_FILE.read_text(encoding="utf-8"))["options"]
+
+
+def beam_table_text() -> str:
+    """``beam_options.json`` from the installed Beam's parser (the mapper's options left out)."""
+    mapper = mapper_table()
+    table = {k: v for k, v in table_of(beam_parser()).items() if k not in mapper}
+    about = ("Generated by python -m pipeline.launch.options --write from Beam's parser: every "
+             "option it knows (not the mapper's: those are the option table's) and how many "
+             'values it takes: 0 (a flag), "?" or 1.')
+    return json.dumps({"about": about, "options": table}, indent=1) + "\n"
+
+
+def known_table() -> dict:
+    """Every option a run knows, Beam's and the mapper's, and how many values it takes."""
+    return {**beam_table(), **mapper_table()}
+
+
+def known_parser() -> argparse.ArgumentParser:
+    """A parser that knows the names (and arities) of Beam's parser, without Beam."""
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    for i, (name, nargs) in enumerate(known_table().items()):
+        if nargs == 0:
+            parser.add_argument(name, dest=f"o{i}", action="store_true")
+        else:
+            parser.add_argument(name, dest=f"o{i}", nargs="?" if nargs == "?" else None)
+    return parser
+
+
+def option_names() -> list[str]:
+    return sorted(known_table())
+
+
+def closest(name: str, names: Sequence[str]) -> Optional[str]:
+    """The known option most like ``name`` (``--shard`` -> ``--shards``), or None."""
+    found = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+def unknown_arguments(argv: Sequence[str]) -> list[str]:
+    """What neither the mapper nor Beam knows in ``argv`` (an option's bad value is not
+    reported here: Beam's parse reports it, ``launcher.check_beam_options``)."""
+    argv = [a for a in argv if a not in ("-h", "--help")]
+    try:
+        _, unknown = known_parser().parse_known_args(argv)
+    except SystemExit:  # a value missing: reported, with its message, by the options check
+        return []
+    return unknown
+
+
+def check_known_options(argv: Sequence[str]) -> None:
+    """Refuse (a UsageError, one line) the first argument nobody knows, naming the closest
+    option."""
+    unknown = unknown_arguments(argv)
+    if not unknown:
+        return
+    first = unknown[0]
+    if not first.startswith("-"):
+        raise UsageError(f"unexpected argument {first!r}: options are --name=value or --name "
+                         "value (--help lists the mapper's options; Beam's are accepted too)")
+    name = first.split("=", 1)[0]
+    near = closest(name, option_names())
+    hint = f"; did you mean {near}?" if near else ""
+    raise UsageError(f"unknown option {name}{hint} (--help lists the mapper's options; every "
+                     "Beam option is accepted too; no abbreviations)")
+
+
+# --- the generated files -------------------------------------------------------------------------
+
 def _write_generated(check: bool) -> int:
-    """Make ``metadata.json`` and the option tables of ``docs/options.md`` anew from the table
-    (``check``: only say which is stale)."""
+    """Make ``metadata.json`` and the option tables of ``docs/options.md`` anew from the table,
+    and ``beam_options.json`` from the installed Beam's parser (``check``: only say which is
+    stale)."""
     root = pathlib.Path(__file__).resolve().parents[2]
     stale = []
     for path, make in ((root / "metadata.json", lambda _old: metadata_text()),
-                       (root / "docs" / "options.md", docs_page)):
-        old = path.read_text(encoding="utf-8")
+                       (root / "docs" / "options.md", docs_page),
+                       (BEAM_OPTIONS_FILE.resolve(), lambda _old: beam_table_text())):
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
         new = make(old)
         if new != old:
             stale.append(str(path.relative_to(root)))

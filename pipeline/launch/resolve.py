@@ -1,5 +1,5 @@
 """From options to a ``RunConfig``: the job, its parameters and its query resolved once, in UTC,
-at launch."""
+at launch, from the mapper's options as Beam reads them (``MapperOptions``)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -33,10 +33,15 @@ from pipeline.config import (
 from pipeline.core.keyorder import StringOrder, default_string_order
 from pipeline.core.retry import RetryPolicy
 from pipeline.errors import JobFailed, MapperError, UsageError
-from pipeline.launch.beam_options import MapperOptions
-from pipeline.launch.command_line import project_and_job
 from pipeline.launch.logs import redact
-from pipeline.launch.options import cli_name, config_fields, parse_read_time, quote_param
+from pipeline.launch.options import (
+    add_mapper_arguments,
+    cli_name,
+    config_fields,
+    parse_read_time,
+    project_and_job,
+    quote_param,
+)
 from pipeline.sinks.files.layout import (
     CHANGES_FILE,
     DEAD_LETTER_FILE,
@@ -51,6 +56,16 @@ log = logging.getLogger(__name__)
 #: Runners that run here (no ramp-up by default: the emulator, or a test).
 LOCAL_RUNNERS = frozenset({"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner",
                            "SwitchingDirectRunner", "PrismRunner"})
+
+
+class MapperOptions(PipelineOptions):
+    """The mapper's own options (``pipeline.launch.options`` defines them), as a Beam
+    ``PipelineOptions`` subclass: ``options.view_as(MapperOptions)`` gives them beside Beam's
+    own, from the same argv."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        add_mapper_arguments(parser)
 
 
 def is_local(runner: Optional[str]) -> bool:

@@ -2,8 +2,9 @@
 ``--strict`` (any warning fails: a broken link or anchor, a page left out of the nav), the
 README's links into ``docs/`` resolve, the README keeps its two set-up commands on its first
 screen and stays short, the option tables of ``docs/options.md`` match the parser both ways (with
-its defaults), the package tree of ``docs/layout.md`` names every module of ``pipeline/``, and
-the pipeline ``docs/transforms.md`` shows is ``examples/own_pipeline.py``'s.
+its defaults), the package tree of ``docs/layout.md`` names every module of ``pipeline/`` (its
+first two levels module for module, both ways), and the pipeline ``docs/transforms.md`` shows is
+``examples/own_pipeline.py``'s.
 
 What the pages show as printed output, and their command walk-throughs, are run on the emulator
 by ``tests/emulator/test_docs_outputs.py``."""
@@ -116,9 +117,13 @@ def test_the_option_tables_list_every_option_of_the_parser_with_its_default():
 
 # --- docs/layout.md against the tree ---------------------------------------------------------
 
-def test_the_layout_page_names_every_module_and_package_of_pipeline():
+def _layout_block() -> str:
     text = (DOCS / "layout.md").read_text(encoding="utf-8")
-    block = re.search(r"```\n(pipeline/\n.*?)```", text, re.S).group(1)
+    return re.search(r"```\n(pipeline/\n.*?)```", text, re.S).group(1)
+
+
+def test_the_layout_page_names_every_module_and_package_of_pipeline():
+    block = _layout_block()
     named = set(re.findall(r"([A-Za-z_]\w*(?:\.py|/))", block))
     missing = []
     for path in sorted((ROOT / "pipeline").rglob("*.py")):
@@ -130,6 +135,40 @@ def test_the_layout_page_names_every_module_and_package_of_pipeline():
         if rel.name != "__init__.py" and rel.name not in named:
             missing.append(str(rel))
     assert not missing, f"docs/layout.md does not name: {sorted(set(missing))}"
+
+
+def _in_the_tree(folder: Path) -> set:
+    """A folder's modules (not ``__init__.py``, ``__main__.py``) and its folders of modules."""
+    return ({p.name for p in folder.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+            | {f"{d.name}/" for d in folder.iterdir() if d.is_dir() and any(d.rglob("*.py"))})
+
+
+def test_the_layout_page_lists_pipeline_and_each_of_its_folders_module_for_module():
+    """The tree's first two levels, one entry a line (``pipeline/X``, ``pipeline/F/X``), are the
+    package's, both ways: no module left out, none listed that is not there (launch/ included:
+    each module of it on its own line)."""
+    listed: dict = {"": set()}
+    folder = None
+    for line in _layout_block().splitlines()[1:]:
+        m = re.match(r"( {2}| {4})([A-Za-z_]\w*(?:\.py|/))(?:\s|$)", line)
+        if not m:
+            continue  # a description going on over more lines
+        name = m.group(2)
+        if len(m.group(1)) == 2:
+            listed[""].add(name)
+            folder = name if name.endswith("/") else None
+            if folder:
+                listed[folder] = set()
+        else:
+            assert folder, f"docs/layout.md: {name} is listed under no folder"
+            listed[folder].add(name)
+    listed[""].discard("__init__.py")
+    assert "launch/" in listed and listed["launch/"], "docs/layout.md lists no launch/ module"
+    for where, names in sorted(listed.items()):
+        actual = _in_the_tree(ROOT / "pipeline" / where)
+        assert names == actual, (
+            f"docs/layout.md, pipeline/{where}: not in the tree {sorted(names - actual)}, "
+            f"not listed {sorted(actual - names)}")
 
 
 # --- docs/transforms.md against examples/own_pipeline.py ------------------------------------

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.launch.beam_options import MapperOptions
+from pipeline.launch.resolve import MapperOptions
 from pipeline.launch.options import (
     OPTIONS,
     Param,

@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from pipeline.launch.beam_options import MapperOptions
+from pipeline.launch.resolve import MapperOptions
 from tests.support.offline_gcp import PARAMS, ROOT
 
 SCRIPT = ROOT / "run_dataflow.sh"

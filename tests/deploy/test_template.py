@@ -71,7 +71,7 @@ def beam_parser():
         _BeamArgumentParser,
     )
 
-    import pipeline.launch.beam_options  # noqa: F401  (MapperOptions, as the CLI has it)
+    import pipeline.launch.resolve  # noqa: F401  (MapperOptions, as the CLI has it)
 
     parser = _BeamArgumentParser(allow_abbrev=False)
     for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():

@@ -38,7 +38,7 @@ from google.cloud import datastore
 
 from devtools.seed import NamespaceSpec, seed_dataset
 from pipeline.core.keyorder import format_path, path_from_flat
-from pipeline.launch.cli import EXIT_FAILED, EXIT_REFUSED
+from pipeline.launch.logs import EXIT_FAILED, EXIT_REFUSED
 from tests.support import TEST_PROJECT
 from tests.support.runs import IN_PROCESS, run_mapper
 

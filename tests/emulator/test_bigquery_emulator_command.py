@@ -41,7 +41,7 @@ def bqemulator_installed() -> None:
 def _command() -> list:
     """The console script of this venv (pip made it from setup.py's entry point)."""
     script = Path(sys.executable).with_name("datastore-mapper")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.launch.command"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.launch.cli"]
 
 
 
@@ -320,7 +320,7 @@ def test_a_missing_package_is_one_error_line_saying_what_to_install(tmp_path, mi
     env = {**os.environ, "PYTHONPATH": str(farm), "TMPDIR": str(tmp_path / "tmp")}
     (tmp_path / "tmp").mkdir()
     for args in (["bigquery-emulator", "--port", "0"], ["bigquery-emulator", "check"]):
-        done = subprocess.run([sys.executable, "-S", "-m", "pipeline.launch.command", *args],
+        done = subprocess.run([sys.executable, "-S", "-m", "pipeline.launch.cli", *args],
                               capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
         assert done.returncode == 1 and done.stdout == "", (args, done)
         lines = done.stderr.splitlines()
@@ -331,14 +331,14 @@ def test_a_missing_package_is_one_error_line_saying_what_to_install(tmp_path, mi
 
 def test_the_console_script_dispatches_it(monkeypatch):
     import devtools.bq_emulator
-    from pipeline.launch import command
+    from pipeline.launch import cli
 
     calls = []
     monkeypatch.setattr(devtools.bq_emulator, "_main", lambda a, prog: calls.append((a, prog)) or 7)
-    assert command.main(["bigquery-emulator"]) == 7
-    assert command.main(["bigquery-emulator", "--port", "0"]) == 7
-    assert command.main(["bigquery-emulator", "check"]) == 7
-    assert command.main(["bigquery-emulator", "--help"]) == 7
+    assert cli.console_main(["bigquery-emulator"]) == 7
+    assert cli.console_main(["bigquery-emulator", "--port", "0"]) == 7
+    assert cli.console_main(["bigquery-emulator", "check"]) == 7
+    assert cli.console_main(["bigquery-emulator", "--help"]) == 7
     prog = "datastore-mapper bigquery-emulator"
     assert calls == [(["start"], prog), (["start", "--port", "0"], prog), (["check"], prog),
                      (["--help"], prog)]

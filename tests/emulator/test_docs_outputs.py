@@ -112,7 +112,7 @@ class Walk:
         monkeypatch.syspath_prepend(str(cwd))  # PYTHONPATH=. (and python -m's own behaviour)
 
     def run(self, argv: list) -> str:
-        from pipeline.launch.command import main
+        from pipeline.launch.cli import console_main
 
         if argv and argv[0] == "PYTHONPATH=.":
             argv = argv[1:]
@@ -122,7 +122,7 @@ class Walk:
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                code = main(argv)
+                code = console_main(argv)
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 1
         stdout = out.getvalue().replace(str(self.cwd), HOME)

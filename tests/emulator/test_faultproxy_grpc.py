@@ -11,7 +11,7 @@ from google.api_core.retry import Retry
 from google.cloud import datastore
 
 from devtools.emulator import DatastoreEmulator
-from devtools.faultproxy import Fault, FaultProxy
+from tests.support.faultproxy import Fault, FaultProxy
 from tests.support import TEST_PROJECT
 
 pytestmark = pytest.mark.timeout(60)

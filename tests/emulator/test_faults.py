@@ -1,5 +1,5 @@
 """A run survives Datastore faults shorter than its deadline, and a longer outage ends it with
-one line: our own fault-injecting proxy (``devtools/faultproxy.py``) between the pipeline and
+one line: our own fault-injecting proxy (``tests/support/faultproxy.py``) between the pipeline and
 the real emulator (connections reset or cut mid-stream, chunks delayed, connections refused or
 stalled), and the emulator itself frozen (SIGSTOP) for longer than the client's own 60 s retry.
 
@@ -18,7 +18,7 @@ import time
 import pytest
 
 import tests.support.jobs_failing as probe_jobs
-from devtools.faultproxy import Fault, FaultProxy
+from tests.support.faultproxy import Fault, FaultProxy
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
 from tests.support.runs import IN_PROCESS, key_tuple, run_mapper

@@ -27,7 +27,7 @@ import pytest
 
 from devtools.seed import NamespaceSpec, seed_dataset
 from pipeline.launch import logs
-from pipeline.launch.rundir import PREFIX, RunDir
+from pipeline.launch.launcher import RUNDIR_PREFIX, RunDir
 from tests.support import TEST_PROJECT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -205,7 +205,7 @@ def test_run_directory_is_private(tmp_path, monkeypatch):
     monkeypatch.setattr("tempfile.tempdir", None)
     d = RunDir()
     try:
-        assert Path(d.path).parent == tmp_path and Path(d.path).name.startswith(PREFIX)
+        assert Path(d.path).parent == tmp_path and Path(d.path).name.startswith(RUNDIR_PREFIX)
         assert stat.S_IMODE(os.stat(d.path).st_mode) == 0o700
         f = d.file("workers.log")
         assert stat.S_IMODE(os.stat(f).st_mode) == 0o600

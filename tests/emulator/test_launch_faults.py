@@ -9,7 +9,7 @@ once, a fault of a service that has answered gets the run's own deadline.
   (``LAUNCH_RETRY``, what ``for_launch`` reads) so that an outage of a few seconds outlasts it
   and the test stays short; with the cap the launch would give up ("unreachable").
 
-The faults come from our proxy (``devtools/faultproxy.py``) in front of the real emulator; the
+The faults come from our proxy (``tests/support/faultproxy.py``) in front of the real emulator; the
 outage starts the moment the first launch call (listing namespaces) has its answer.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ import socket
 import pytest
 
 import pipeline.core.retry as core_retry
-import pipeline.launch.checks as checks
-from devtools.faultproxy import Fault, FaultProxy
+import pipeline.launch.preflight as preflight
+from tests.support.faultproxy import Fault, FaultProxy
 from devtools.seed import NamespaceSpec, seed_dataset
 from tests.support import TEST_PROJECT
 from tests.support.runs import IN_PROCESS, key_tuple, run_mapper
@@ -61,7 +61,7 @@ def fault_once_answered(monkeypatch, proxy: FaultProxy, fault: Fault) -> list:
     """Set ``fault`` on the proxy as soon as the launch's first call (listing the namespaces)
     has Datastore's answer; returns the namespaces it got (one list per launch)."""
     listed: list = []
-    real = checks.list_namespaces
+    real = preflight.list_namespaces
 
     def answered_then_fault(*args, **kwargs):
         names = real(*args, **kwargs)
@@ -70,7 +70,7 @@ def fault_once_answered(monkeypatch, proxy: FaultProxy, fault: Fault) -> list:
             proxy.set_fault(fault)
         return names
 
-    monkeypatch.setattr(checks, "list_namespaces", answered_then_fault)
+    monkeypatch.setattr(preflight, "list_namespaces", answered_then_fault)
     return listed
 
 

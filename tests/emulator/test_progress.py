@@ -98,7 +98,7 @@ def test_the_progress_counters_of_a_real_run_make_the_wait_lines(emulator, seede
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.graph.build import build
-    from pipeline.launch.remote import RemoteWait
+    from pipeline.launch.progress import RemoteWait
     from tests.support.configs import run_config
     from tests.support.runs import IN_PROCESS
 

@@ -436,7 +436,7 @@ def test_a_migration_split_while_it_runs_changes_every_entity_once(emulator, mon
 
 @pytest.fixture
 def proxy(emulator, monkeypatch):
-    from devtools.faultproxy import FaultProxy
+    from tests.support.faultproxy import FaultProxy
     host, port = emulator.host.rsplit(":", 1)
     with FaultProxy(host, int(port), seed=11) as p:
         monkeypatch.setenv("DATASTORE_EMULATOR_HOST", p.host)
@@ -447,7 +447,7 @@ def proxy(emulator, monkeypatch):
 def test_faults_during_writes_lose_and_duplicate_nothing(seeded, proxy, tmp_path, mode):
     """Connections reset at a low rate from the start (commits included): every entity
     migrated exactly once, the deletes exactly the matching ones."""
-    from devtools.faultproxy import Fault
+    from tests.support.faultproxy import Fault
     before = {ns: items(ns) for ns in seeded}
     proxy.set_fault(Fault("reset", rate=0.03, limit=10, duration=240))
     out = tmp_path / "out"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devtools.browser import BrowserUnavailable, Chromium
+from tests.support.chromium import BrowserUnavailable, Chromium
 
 
 @pytest.fixture(scope="session")

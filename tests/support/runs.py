@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 from pipeline.launch.cli import main
 from tests.support import TEST_PROJECT
 
-#: One in-process worker (the CLI's default for local runs, ``local_runner.LOCAL_ARGS``):
+#: One in-process worker (the CLI's default for local runs, ``options.LOCAL_ARGS``):
 #: deterministic, and what the split-manager tests need.
 IN_PROCESS = ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from pipeline.errors import JobFailed, UsageError
-from pipeline.launch.cli import failure_message, list_jobs, plain_text
+from pipeline.launch.cli import list_jobs, plain_text
+from pipeline.launch.logs import failure_message
 
 
 def test_failure_message_finds_our_error_inside_a_runner_error():

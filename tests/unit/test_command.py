@@ -12,7 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from devtools.emulator import default_data_dir
 from pipeline.errors import UsageError
-from pipeline.launch import command
+from pipeline.launch import cli
 from pipeline.launch.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,19 +22,18 @@ def test_tools_and_runs_are_dispatched(monkeypatch):
     calls = []
     import devtools.emulator
     import devtools.seed
-    import pipeline.launch.cli
 
     monkeypatch.setattr(devtools.emulator, "_main", lambda a, prog: calls.append(("emu", a, prog)) or 3)
     monkeypatch.setattr(devtools.seed, "main", lambda a, prog: calls.append(("seed", a, prog)) or 4)
-    monkeypatch.setattr(pipeline.launch.cli, "main",
+    monkeypatch.setattr(cli, "main",
                         lambda a, prog=None: calls.append(("run", a))
                         or (5 if prog == "datastore-mapper" else 6))  # the program named
-    assert command.main(["emulator"]) == 3
-    assert command.main(["emulator", "--port", "0"]) == 3
-    assert command.main(["emulator", "check"]) == 3
-    assert command.main(["emulator", "--help"]) == 3
-    assert command.main(["seed", "--small"]) == 4
-    assert command.main(["--job", "count_keys"]) == 5
+    assert cli.console_main(["emulator"]) == 3
+    assert cli.console_main(["emulator", "--port", "0"]) == 3
+    assert cli.console_main(["emulator", "check"]) == 3
+    assert cli.console_main(["emulator", "--help"]) == 3
+    assert cli.console_main(["seed", "--small"]) == 4
+    assert cli.console_main(["--job", "count_keys"]) == 5
     assert calls == [
         ("emu", ["start"], "datastore-mapper emulator"),
         ("emu", ["start", "--port", "0"], "datastore-mapper emulator"),
@@ -47,7 +46,7 @@ def test_tools_and_runs_are_dispatched(monkeypatch):
 def test_the_command_module_is_light():
     """Starting the command (for the emulator, say) imports neither Beam nor a Google client
     (``google`` and ``google.cloud`` themselves are namespace packages site's .pth files make)."""
-    code = ("import sys, pipeline.launch.command; print(sorted(m for m in sys.modules if m.startswith("
+    code = ("import sys, pipeline.launch.cli; print(sorted(m for m in sys.modules if m.startswith("
             "('apache_beam', 'google.cloud.', 'google.api_core', 'grpc'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})

@@ -1,4 +1,4 @@
-"""The fault proxy (``devtools.faultproxy``) in front of a tiny echo or byte-counting server of the
+"""The fault proxy (``tests.support.faultproxy``) in front of a tiny echo or byte-counting server of the
 test's own: each fault does what it says, ends at its bounds, and nothing is left behind."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.faultproxy import Fault, FaultProxy, main
+from tests.support.faultproxy import Fault, FaultProxy, main
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
@@ -404,7 +404,7 @@ def test_cli_prints_the_host_and_stops_on_ctrl_c(echo: Server) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devtools.faultproxy", "--target", f"{LOOPBACK}:{echo.port}",
+        [sys.executable, "-m", "tests.support.faultproxy", "--target", f"{LOOPBACK}:{echo.port}",
          "--fault", "delay", "--delay", "0.01", "--limit", "2"],
         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)

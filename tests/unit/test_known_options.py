@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+import pipeline.launch.launcher  # noqa: F401  (every options class a run defines: MapperOptions)
 from pipeline.errors import UsageError
 from pipeline.launch import template
-from pipeline.launch.known_options import (
+from pipeline.launch.options import (
+    BEAM_OPTIONS_FILE,
     beam_parser,
+    beam_table,
+    beam_table_text,
     check_known_options,
     closest,
+    known_table,
+    mapper_table,
     option_names,
+    table_of,
     unknown_arguments,
 )
 
@@ -59,16 +66,17 @@ def test_closest_is_none_when_nothing_is_close():
 
 def test_the_table_of_option_names_is_what_beams_parser_has():
     """The CLI refuses unknown options from a table, without importing Beam: it must be
-    exactly the installed Beam's (regenerate: python -m pipeline.launch.known_options)."""
-    from pipeline.launch.beam_option_table import OPTIONS
-    from pipeline.launch.known_options import known_table, mapper_table, table_of
-
+    exactly the installed Beam's (regenerate: python -m pipeline.launch.options --write)."""
     parsed = table_of(beam_parser())
     assert known_table() == parsed  # Beam's and the mapper's: every option a run knows
-    assert OPTIONS == {k: v for k, v in parsed.items() if k not in mapper_table()}, (
-        "pipeline/launch/beam_option_table.py is not the installed Beam's: regenerate it with "
-        "python -m pipeline.launch.known_options")
-    assert not set(OPTIONS) & set(mapper_table())  # a mapper option needs no regenerating
+    table = beam_table()
+    assert table == {k: v for k, v in parsed.items() if k not in mapper_table()}, (
+        "pipeline/launch/beam_options.json is not the installed Beam's: regenerate it with "
+        "python -m pipeline.launch.options --write")
+    assert not set(table) & set(mapper_table())  # a mapper option needs no regenerating
+    assert BEAM_OPTIONS_FILE.read_text(encoding="utf-8") == beam_table_text(), (
+        "pipeline/launch/beam_options.json: regenerate it with python -m pipeline.launch.options "
+        "--write")
 
 
 def test_refusals_from_the_command_line_import_no_beam():

@@ -24,13 +24,15 @@ def _module(path: Path) -> str:
 
 
 def _imports(path: Path) -> set[str]:
-    """The pipeline modules a file imports, at any depth of the file (functions included)."""
+    """The pipeline modules a file imports, at any depth of the file (functions included); with
+    ``from pipeline.X import name``, ``X.name`` too (a module, or a name callers filter out)."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeline"):
-            out.add(node.module[len("pipeline."):] if node.module != "pipeline" else "")
-            if node.module == "pipeline":
-                out.update(a.name for a in node.names)
+            module = node.module[len("pipeline."):] if node.module != "pipeline" else ""
+            out.add(module)
+            # ``from pipeline.core import terminal``: the name may be a module too
+            out.update(f"{module}.{a.name}" if module else a.name for a in node.names)
         elif isinstance(node, ast.Import):
             out.update(a.name[len("pipeline."):] for a in node.names
                        if a.name.startswith("pipeline."))
@@ -51,6 +53,21 @@ def test_imports_point_down(module):
         assert _layer(imported) <= _layer(module), (
             f"pipeline.{module} (layer {LAYERS[_layer(module)]}) imports pipeline.{imported} "
             f"(layer {LAYERS[_layer(imported)]}), a layer above it")
+
+
+#: launch/, the top layer, is layered too (docs/layout.md lists it in this order): each of its
+#: modules may import those listed before it, never one after it.
+LAUNCH = ["options", "logs", "resolve", "preflight", "progress", "launcher", "cli", "template"]
+
+
+def test_launch_modules_import_only_those_below_them():
+    launch = sorted(m.split(".", 1)[1] for m in MODULES if m.startswith("launch."))
+    assert sorted(LAUNCH) == launch, f"launch/ has {launch}; LAUNCH orders {sorted(LAUNCH)}"
+    for i, name in enumerate(LAUNCH):
+        for imported in _imports(MODULES[f"launch.{name}"]):
+            if imported in MODULES and imported.startswith("launch."):
+                assert imported.split(".", 1)[1] in LAUNCH[:i], (
+                    f"pipeline.launch.{name} imports pipeline.{imported}, not below it in LAUNCH")
 
 
 def test_no_import_circle():

@@ -8,7 +8,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.errors import UsageError
-from pipeline.launch.beam_options import MapperOptions
+from pipeline.launch.resolve import MapperOptions
 from pipeline.launch.options import (
     help_parser,
     key_value_list,
@@ -16,7 +16,6 @@ from pipeline.launch.options import (
     parse_bool,
     parse_read_time,
     positive_float,
-    positive_int,
     read_time_value,
     seconds,
     whole_number,
@@ -59,7 +58,8 @@ def test_parse_read_time_naive_rejected_even_without_now():
         parse_read_time("2026-11-27T11:30:00", None)
 
 
-def test_positive_int():
+def test_a_whole_number_of_at_least_1():
+    positive_int = whole_number(1)
     assert positive_int("1") == 1 and positive_int(" 42 ") == 42
     for bad in ("0", "-3", "1.5", "x", ""):
         with pytest.raises(argparse.ArgumentTypeError):

@@ -11,7 +11,7 @@ import os
 from pipeline.core.summary import build_summary
 from pipeline.core.totals import Totals
 from pipeline.launch import launcher
-from pipeline.launch.remote import RemoteWait, counter_values, state_name
+from pipeline.launch.progress import RemoteWait, counter_values, state_name
 from tests.support.configs import run_config
 
 NS = "datastore_mapper.count_keys"

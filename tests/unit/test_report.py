@@ -12,7 +12,7 @@ from pipeline.core.summary import timeline
 from pipeline.core.totals import add_to_timeline
 from pipeline.graph.summary import file_sizes, report_view
 from pipeline.launch.resolve import command_line
-from pipeline.launch.rundir import cache_home, results_dir
+from pipeline.launch.launcher import cache_home, results_dir
 from pipeline.sinks.report.context import FILES_SHOWN, grouped, size_text
 from pipeline.sinks.report.html import (
     balance,

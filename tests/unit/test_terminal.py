@@ -10,7 +10,7 @@ import pytest
 from pipeline.core import terminal
 from pipeline.core.summary import PRINTED_BY_THE_CLI, format_summary
 from pipeline.errors import JobFailed, QueryError
-from pipeline.launch import messages
+from pipeline.launch import logs
 from pipeline.launch.logs import RedactingFilter
 
 
@@ -41,7 +41,7 @@ def test_escape_tree_escapes_keys_and_values():
 
 
 def test_the_error_line_is_one_line_whatever_the_data(capsys):
-    messages.error(messages.failure_message(
+    logs.error(logs.failure_message(
         JobFailed("job j failed on entity Item 'a\x1b[2J': ValueError: x\nerror: fake")))
     err = capsys.readouterr().err
     assert err == "error: job j failed on entity Item 'a\\x1b[2J': ValueError: x\\nerror: fake\n"
@@ -49,7 +49,7 @@ def test_the_error_line_is_one_line_whatever_the_data(capsys):
 
 def test_our_own_detail_lines_stay_lines(capsys):
     e = QueryError("needs an index for kind K\x1b:", detail="indexes:\n- kind: K")
-    messages.error(messages.failure_message(e))
+    logs.error(logs.failure_message(e))
     assert capsys.readouterr().err == "error: needs an index for kind K\\x1b:\nindexes:\n- kind: K\n"
 
 

@@ -1,7 +1,7 @@
 """Headless Chromium (Debian's ``chromium`` and ``chromium-driver``) driven by Selenium: the
 report's browser test and its screenshot for the docs (docs/images/report.png).
 
-Usage: python -m devtools.browser screenshot REPORT.html OUT.png [--width 1300]
+Usage: python -m tests.support.chromium screenshot REPORT.html OUT.png [--width 1300]
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ class Chromium:
 
 
 def main(argv: Optional[list] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.browser")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.chromium")
     sub = parser.add_subparsers(dest="command", required=True)
     shot = sub.add_parser("screenshot", help="a full-page PNG of a report")
     shot.add_argument("report")

@@ -16,7 +16,7 @@ In a test (the emulator fixture exports DATASTORE_EMULATOR_HOST; point the clien
 
 By hand, in front of an emulator on port 8081 (export the printed line where the mapper runs):
 
-    python -m devtools.faultproxy --target 127.0.0.1:8081 --fault reset --rate 0.05 --limit 20
+    python -m tests.support.faultproxy --target 127.0.0.1:8081 --fault reset --rate 0.05 --limit 20
 
 It only listens on and connects to 127.0.0.1 (``localhost`` means 127.0.0.1; nothing is
 resolved). Every decision is drawn from the seed and the numbers of the fault, connection and
@@ -616,7 +616,7 @@ def _target(value: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.faultproxy", allow_abbrev=False,
+    parser = argparse.ArgumentParser(prog="python -m tests.support.faultproxy", allow_abbrev=False,
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--target", type=_target, required=True, metavar="127.0.0.1:PORT",
                         help="the emulator (or any TCP server) on 127.0.0.1")
