@@ -108,7 +108,9 @@ def entity_from_pb(pb) -> Entity:
     props: dict = {}
     meanings: dict = {}
     excluded: list = []
-    for name, value_pb in pb.properties.items():
+    properties = pb.properties
+    for name in properties:  # (``items()`` on the map is collections.abc's, in Python)
+        value_pb = properties[name]
         kind = value_pb.WhichOneof("value_type")
         if kind == "array_value":
             values = value_pb.array_value.values
@@ -126,10 +128,21 @@ def entity_from_pb(pb) -> Entity:
             elif value_pb.exclude_from_indexes:
                 excluded.append(name)
         else:
-            decoder = _DECODERS.get(kind)
-            if decoder is None:
-                raise ValueError("Value protobuf did not have any value set")
-            value = decoder(value_pb)
+            # The common scalars inline (a call each is a third of their cost), the rest by
+            # their decoder.
+            if kind == "string_value":
+                value = value_pb.string_value
+            elif kind == "integer_value":
+                value = value_pb.integer_value
+            elif kind == "double_value":
+                value = value_pb.double_value
+            elif kind == "timestamp_value":
+                value = _timestamp(value_pb)
+            else:
+                decoder = _DECODERS.get(kind)
+                if decoder is None:
+                    raise ValueError("Value protobuf did not have any value set")
+                value = decoder(value_pb)
             if value_pb.meaning:
                 meanings[name] = (value_pb.meaning, value)
             if value_pb.exclude_from_indexes:
