@@ -12,8 +12,8 @@ on screen) and the line and paragraph separators (U+2028, U+2029). Each becomes 
 escape for it (``\\n``, ``\\r``, ``\\t``, ``\\x1b``, ``\\x9b``, ``\\u202e``). Backslashes are
 left alone: escaping is idempotent, so text escaped twice (at two choke points) reads the same.
 
-Pure functions, applied where text reaches the terminal (``pipeline.launch.messages`` for the
-CLI's own lines and ``error:``, the log handlers' filter in ``pipeline.launch.logs``, the printed
+Pure functions, applied where text reaches the terminal (``pipeline.launch.logs`` for the
+CLI's own lines and ``error:``, and its log handlers' filter; the printed
 summary in ``pipeline.core.summary``), and a stream for what job code prints
 (``TerminalSafeStream``: the launcher's stdout during a local run, a worker's while a hook
 runs); files (JSONL, ``summary.json``, ``report.html``) keep the data as it is.
