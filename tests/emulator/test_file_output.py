@@ -330,16 +330,9 @@ def test_conversion_rules_unit():
             {"z": ("LIST", [("STRING", "s"), ("NULL", None)])},
             {"e": ("RECORD", {})}]
     fn = SchemaFn()
-
-    def seen(row):  # what a batch of rows saw (the sink adds each batch's fields)
-        fields = {}
-        bq.add_fields(fields, row)
-        return fields
-
-    # Two batches into one accumulator, and one accumulator per other "worker", merged.
-    accs = [fn.add_input(fn.add_input(fn.create_accumulator(), seen(rows[0])), seen(rows[1]))]
-    for r in rows[2:]:
-        accs.append(fn.add_input(fn.create_accumulator(), seen(r)))
+    accs = []
+    for r in rows:  # one accumulator per "worker", merged
+        accs.append(fn.add_input(fn.create_accumulator(), r))
     result = fn.extract_output(fn.merge_accumulators(accs))
     s = {f["name"]: f for f in result["schema"]}
     assert s["a"]["type"] == s["l"]["type"] == s["z"]["type"] == s["e"]["type"] == "STRING"

@@ -231,35 +231,15 @@ class _CheckedLine:
         return text
 
 
-#: Typed rows cross the schema's stage break in lists of up to this many (one element each):
-#: the runner's cost is per element, and a row waits for the whole run's schema anyway.
-ROW_BATCH = 1000
-
-
-def _fields_by_kind(batch: list):
-    """[(unit, row)] -> (kind, the types seen in the batch's rows of that kind), per kind."""
-    fields: dict = {}
-    for unit, row in batch:
-        export_format.add_fields(fields.setdefault(unit.kind, {}), row)
-    return fields.items()
-
-
-def _encode_batch(batch: list, results: dict):
-    """[(unit, row)] -> (part, line) for each row, by its kind's merged schema."""
-    for unit, row in batch:
-        yield unit.part, export_format.encode(row, results[unit.kind])
-
-
 class SchemaFn(beam.CombineFn):
-    """What the typed rows' batches saw (``export_format.add_fields``, per batch) -> the
-    export's columns and schema (``export_format.columns_from_fields``), merged across
-    workers."""
+    """Typed rows -> the export's columns and schema (``export_format.columns_from_fields``):
+    the types seen, merged across workers."""
 
     def create_accumulator(self):
         return {}
 
-    def add_input(self, acc, fields):
-        export_format.merge_fields(acc, fields)
+    def add_input(self, acc, row):
+        export_format.add_fields(acc, row)
         return acc
 
     def merge_accumulators(self, accs):
@@ -330,17 +310,15 @@ class WriteOutput(beam.PTransform):
                 out.directory, name, None, **files_options)
         else:
             # The schema is merged per kind (one table per kind), each row encoded by its own:
-            # every row waits for the whole run's schema, in batches (``ROW_BATCH``) made
-            # where the rows are made.
-            batches = all_records(tuple(
-                part | f"BatchRows{n}" >> beam.BatchElements(min_batch_size=ROW_BATCH,
-                                                             max_batch_size=ROW_BATCH)
-                for n, part in labelled_parts(records)), label="AllRowBatches")
-            schemas = (batches
-                       | "FieldsByKind" >> beam.FlatMap(_fields_by_kind)
+            # every row waits for the whole run's schema.
+            records = all_records(records)
+            schemas = (records
+                       | "RowsByKind" >> beam.MapTuple(lambda unit, row: (unit.kind, row))
                        | "MergeSchema" >> beam.CombinePerKey(SchemaFn()))
-            lines = batches | "EncodeRows" >> beam.FlatMap(
-                _encode_batch, results=beam.pvalue.AsDict(schemas))
+            lines = records | "EncodeRows" >> beam.Map(
+                lambda kv, results: (kv[0].part, export_format.encode(kv[1],
+                                                                      results[kv[0].kind])),
+                results=beam.pvalue.AsDict(schemas))
             files = (lines, known) | "NamespaceFiles" >> WriteNamespaceFiles(
                 out.directory, name, None, **files_options)
             (files
