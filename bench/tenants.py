@@ -174,7 +174,8 @@ def run_ours(case: Case, env, log_dir, emu, label: str, sample_s: float,
 
 
 def processes(m: Measurement) -> dict:
-    """Peak RSS (MB) of the launcher and of the largest worker."""
+    """Peak RSS (MB) of the launcher and of the largest worker (None: the run was in one
+    process, as every local run is now)."""
     launcher = next((p for p in m.per_process if "-m pipeline" in p["cmd"]), None)
     workers = [p for p in m.per_process if "sdk_worker_main" in p["cmd"]]
     return {"launcher_mb": launcher["peak_rss_mb"] if launcher else None,
@@ -230,7 +231,9 @@ def _print_row(r: Row) -> None:
     p = processes(r.m)
     more = ""
     if r.who.startswith("ours"):
-        more = (f", launcher {p['launcher_mb']:.0f} MB, largest worker {p['worker_mb']:.0f} MB, "
+        workers = (f", largest worker {p['worker_mb']:.0f} MB" if p["worker_mb"] is not None
+                   else " (in process)")
+        more = (f", launcher {p['launcher_mb']:.0f} MB{workers}, "
                 f"{r.extra['queries']} read queries, {r.extra['samples']} samples")
         if "big_balance" in r.extra:
             b = r.extra["big_balance"]
@@ -270,7 +273,7 @@ def summarise(rows: list, cases: dict) -> tuple:
         n = cases[case].all_namespaces
         vs = f"{w / best[case][1]:.2f}" if case in best else "-"
         split = (f"{p['launcher_mb']:.0f} / {p['worker_mb']:.0f}" if who.startswith("ours")
-                 and p["launcher_mb"] else "-")
+                 and p["launcher_mb"] and p["worker_mb"] is not None else "-")
         lines.append(f"| {case} | {who} | {w:.1f} | {rs[0].entities / w:.0f} | "
                      f"{w / n * 1000:.1f} | {median([r.m.cpu for r in rs]):.1f} | {rss:.0f} "
                      f"({split}) | {vs} |")
