@@ -378,9 +378,34 @@ def failure_message(err: BaseException) -> Optional[str]:
                          rf"(?:{names})"
                          r": (.+?)(?: \[while running '([^']+)'\])?$", text, flags=re.M)
     if not matches:
-        return None
+        return _service_failure(err, text)
     msg, step = matches[-1]
     return terminal.escape(msg.strip() + (f" (in step {step})" if step else ""))
+
+
+def _service_failure(err: BaseException, text: str) -> Optional[str]:
+    """A Google Cloud call's error that no step explained (not transient, so not retried:
+    say a server error the emulator gives when it runs out of memory): one line naming the
+    error and the step, not a traceback of the runner's (the workers' log keeps that)."""
+    names = r"(?:Unknown|InternalServerError|ServerError|ClientError|GoogleAPICallError|" \
+            r"BadRequest|InvalidArgument|FailedPrecondition|NotFound|PermissionDenied|" \
+            r"Unauthenticated|Forbidden|Cancelled|OutOfRange|Unimplemented|DataLoss|Conflict|" \
+            r"AlreadyExists|MethodNotImplemented|Aborted|ResourceExhausted)"
+    text = f"{type(err).__module__}.{type(err).__name__}: {text}"  # a runner may re-raise it as is
+    matches = re.findall(rf"(?<![\w.])google\.api_core\.exceptions\.({names}): (.*?)"
+                         r"(?: \[while running '([^']+)'\])?$", text, flags=re.M)
+    if not matches:
+        return None
+    name, msg, step = matches[-1]
+    msg = " ".join(msg.split())
+    if msg in ("", "None"):  # the error's code (None for UNKNOWN) and an empty message
+        msg = "no message"
+    return terminal.escape(
+        f"a Google Cloud call failed with {name} ({msg[:300]})"
+        + (f" in step {step}" if step else "")
+        + "; it is not an error that is retried. On the Datastore emulator this is often the "
+        "emulator itself failing (its log says why, e.g. out of memory); otherwise run again, "
+        "and report it if it persists")
 
 
 def say(line: str) -> None:

@@ -84,3 +84,26 @@ def test_list_jobs_shows_whole_first_sentences_wrapped_not_cut():
         assert f"{name} {sentence}" in flat, (name, sentence)
     # backup_entities' first docstring line stopped at "keys, value": the sentence goes on.
     assert "keys, value types, exclude-from-indexes, nested entities." in flat
+
+
+def test_a_google_cloud_error_no_step_explained_is_one_line_not_a_traceback():
+    """The Datastore emulator out of memory while listing 20,000 namespaces answered UNKNOWN:
+    the in-process runner re-raises the client's error as it is, with the step appended."""
+    from google.api_core import exceptions as gexc
+    # Beam's re-raise: type(e)(e.args[0] + " [while running 'STEP']"); str() adds the code, None
+    msg = failure_message(gexc.Unknown(" [while running 'Mapper/ExpandNamespaces']"))
+    assert msg.startswith("a Google Cloud call failed with Unknown (no message) in step "
+                          "Mapper/ExpandNamespaces; it is not an error that is retried"), msg
+    assert "\n" not in msg and "emulator" in msg
+    # ... and inside a runner's text, as another runner wraps it
+    text = ("Traceback (most recent call last):\n  File \"x.py\", line 3, in process\n"
+            "google.api_core.exceptions.InternalServerError: 500 backend error "
+            "[while running 'Mapper/ReadRanges']\n")
+    assert failure_message(RuntimeError(text)).startswith(
+        "a Google Cloud call failed with InternalServerError (500 backend error) in step "
+        "Mapper/ReadRanges;")
+    # our own error still wins, and a bug of ours keeps its traceback
+    assert failure_message(RuntimeError(text + "pipeline.errors.JobFailed: j failed")) == \
+        "j failed"
+    assert failure_message(RuntimeError("mylib.exceptions.Unknown: x")) is None
+    assert failure_message(KeyError("google")) is None
