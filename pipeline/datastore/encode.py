@@ -19,7 +19,7 @@ from google.cloud.datastore.helpers import GeoPoint
 from google.cloud.datastore.key import Key
 from google.cloud.datastore_v1.types import entity as entity_pb2
 
-__all__ = ["entity_to_pb", "key_into"]
+__all__ = ["entity_into", "entity_to_pb", "key_into"]
 
 _RawEntity = entity_pb2.Entity.pb()
 
@@ -109,6 +109,12 @@ def _entity_into(target, entity: Entity) -> None:
                 value_pb.exclude_from_indexes = True
         if name in meanings:
             helpers._set_pb_meaning_from_entity(entity, name, value, value_pb, is_list=is_list)
+
+
+def entity_into(target, entity: Entity) -> None:
+    """Write ``entity`` into the raw ``Entity`` message ``target`` (empty): a commit's
+    mutation is filled in place, without a message made and copied."""
+    _entity_into(target, entity)
 
 
 def entity_to_pb(entity: Entity):

@@ -185,7 +185,10 @@ class Writer:
             return
         entity = bind(self.c, entity)
         if after is not DELETE:
+            read_key = after.key
             after = bind(self.c, after)
+            if after.key is not read_key:
+                result_pb = None  # its message holds the key of another project or database
         op = Op(entity.key, entity, None if after is DELETE else after,
                 before_pb=before_pb, after_pb=result_pb if after is not DELETE else None)
         if self.write.dry_run:
@@ -364,7 +367,8 @@ class Writer:
         self._hold(self.throttle.wait(len(batch)) + self.overload.admit())
         path = self.undo_log.write(namespace, batch)
         try:
-            commit_blind(self.c, [o.after for o in batch if o.after is not None],
+            commit_blind(self.c, [o.after if o.after_pb is None else o.after_pb.pb
+                                  for o in batch if o.after is not None],
                          [o.key for o in batch if o.after is None], self.read.retry,
                          f"writing {len(batch)} entities in namespace "
                          f"{namespace_label(namespace)}", self.where, self._on_retry)

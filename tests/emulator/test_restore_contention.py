@@ -5,13 +5,14 @@ entity that kept conflicting stops the restore (one line; the halves after it ar
 which, run again once the entity is free, puts back what is still missing.
 
 Contention is real and needs no timing: the restore's client is a real client whose lookups in
-a transaction are followed, before the commit, by another client's write of the held entity
-(a concurrent user's, as ``tests.support.jobs_writes.TagConcurrently`` makes one from migrate).
+a transaction (at its API object, where every lookup goes) are followed, before the commit, by
+another client's write of the held entity (a concurrent user's, as ``tests.support.jobs_writes.TagConcurrently`` makes one from migrate).
 """
 from __future__ import annotations
 
 import pytest
 from google.cloud import datastore
+from google.cloud.datastore_v1.types import datastore as ds
 
 from pipeline.core.writes import Op
 from pipeline.errors import MapperError
@@ -43,21 +44,37 @@ def migrated(emulator, tmp_path):
     return c, path
 
 
+class _WriteAfterLookup:
+    """The client's API object, each lookup in a transaction that finds the held entity
+    followed by another client's write of it, as it is."""
+
+    def __init__(self, api, owner: "ConcurrentWriter"):
+        self._api, self._owner = api, owner
+
+    def __getattr__(self, name):
+        return getattr(self._api, name)
+
+    def lookup(self, request=None, **kw):
+        answer = self._api.lookup(request=request, **kw)
+        in_txn = bool(ds.LookupRequest.pb(request).read_options.transaction)
+        for found in ds.LookupResponse.pb(answer).found:
+            if self._owner.holding and in_txn and found.entity.key.path[-1].id == HELD:
+                other = datastore.Client(project=TEST_PROJECT)
+                again = datastore.Entity(other.key("Item", HELD))
+                again.update(n=found.entity.properties["n"].integer_value)
+                other.put(again)
+        return answer
+
+
 class ConcurrentWriter(datastore.Client):
     """While ``holding``: each lookup in a transaction that finds the held entity is followed
     by another client's write of it, as it is (the transaction then loses at its commit)."""
 
     holding = True
 
-    def get_multi(self, keys, *args, transaction=None, **kwargs):
-        found = super().get_multi(keys, *args, transaction=transaction, **kwargs)
-        for entity in found:
-            if self.holding and transaction is not None and entity.key.id == HELD:
-                other = datastore.Client(project=TEST_PROJECT)
-                again = datastore.Entity(other.key("Item", HELD))
-                again.update(entity)
-                other.put(again)
-        return found
+    @property
+    def _datastore_api(self):
+        return _WriteAfterLookup(super()._datastore_api, self)
 
 
 def _restore(emulator, tmp_path, path, holding: bool):

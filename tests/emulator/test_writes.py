@@ -315,24 +315,26 @@ def test_a_migration_too_large_for_an_entity_is_a_dead_letter(seeded, tmp_path):
 
 
 def test_batches_never_exceed_their_bounds(seeded, tmp_path, monkeypatch):
-    """The emulator does not enforce Datastore's 500 mutations per commit: watch the calls."""
-    from google.cloud.datastore.batch import Batch
-    from google.cloud.datastore.transaction import Transaction
+    """The emulator does not enforce Datastore's 500 mutations per commit: watch the calls
+    (at the client's API object, where every commit goes)."""
+    from google.cloud.datastore_v1.services.datastore.client import DatastoreClient
+    from google.cloud.datastore_v1.types import datastore as ds
     commits = []
-    real_commit = Batch.commit
+    real_commit = DatastoreClient.commit
 
     def root(m):
-        pb = m._pb if hasattr(m, "_pb") else m
-        key = pb.upsert.key if pb.HasField("upsert") else pb.delete
+        key = m.upsert.key if m.HasField("upsert") else m.delete
         first = key.path[0]
         return (first.kind, first.id, first.name)
 
-    def commit(self, *a, **kw):
-        roots = {root(m) for m in self.mutations}
-        commits.append((isinstance(self, Transaction), len(self.mutations), len(roots)))
-        return real_commit(self, *a, **kw)
+    def commit(self, request=None, **kw):
+        pb = ds.CommitRequest.pb(request)
+        roots = {root(m) for m in pb.mutations}
+        commits.append((pb.mode == ds.CommitRequest.Mode.TRANSACTIONAL, len(pb.mutations),
+                        len(roots)))
+        return real_commit(self, request=request, **kw)
 
-    monkeypatch.setattr(Batch, "commit", commit)
+    monkeypatch.setattr(DatastoreClient, "commit", commit)
     out = tmp_path / "out"
     ok(run_mapper("rename_property", [*RENAME, "--writes=blind", "--write_batch", "7"],
                   output=str(out)))
@@ -397,24 +399,27 @@ def test_writes_use_the_database_and_lookups_ignore_the_read_time(seeded, tmp_pa
                                                                    monkeypatch):
     """The emulator ignores both: watch the calls. Queries read the snapshot; the writer's
     lookups in the transaction read the current data; commits go to the run's database."""
-    from google.cloud.datastore.batch import Batch
+    from google.cloud.datastore_v1.services.datastore.client import DatastoreClient
+    from google.cloud.datastore_v1.types import datastore as ds
     lookups, commits = [], []
-    real_get_multi, real_commit = datastore.Client.get_multi, Batch.commit
+    real_lookup, real_commit = DatastoreClient.lookup, DatastoreClient.commit
 
-    def get_multi(self, keys, *a, **kw):
-        lookups.append((kw.get("transaction") is not None, kw.get("read_time")))
-        return real_get_multi(self, keys, *a, **kw)
+    def lookup(self, request=None, **kw):
+        options = ds.LookupRequest.pb(request).read_options
+        lookups.append((bool(options.transaction), options.HasField("read_time"),
+                        ds.LookupRequest.pb(request).database_id))
+        return real_lookup(self, request=request, **kw)
 
-    def commit(self, *a, **kw):
-        commits.append(self._client.database)
-        return real_commit(self, *a, **kw)
+    def commit(self, request=None, **kw):
+        commits.append(ds.CommitRequest.pb(request).database_id)
+        return real_commit(self, request=request, **kw)
 
-    monkeypatch.setattr(datastore.Client, "get_multi", get_multi)
-    monkeypatch.setattr(Batch, "commit", commit)
+    monkeypatch.setattr(DatastoreClient, "lookup", lookup)
+    monkeypatch.setattr(DatastoreClient, "commit", commit)
     out = tmp_path / "out"
     ok(run_mapper("rename_property", [*RENAME, "--writes=transactional", "--read_time=start",
                                       "--database", "tenant-db"], output=str(out)))
-    assert lookups and all(in_txn and rt is None for in_txn, rt in lookups)
+    assert lookups and all(in_txn and not rt and db == "tenant-db" for in_txn, rt, db in lookups)
     assert commits and set(commits) == {"tenant-db"}
 
 
