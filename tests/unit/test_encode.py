@@ -75,3 +75,49 @@ def _with(value) -> Entity:
     e = Entity()
     e["x"] = value
     return e
+
+
+def _client(database=None):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import datastore
+    return datastore.Client(project="p", database=database, credentials=AnonymousCredentials())
+
+
+@pytest.mark.parametrize("database", [None, "tenant-db"])
+def test_a_commit_is_the_request_the_clients_batch_sends(database):
+    """``writes._commit_request`` against ``Batch.put``/``delete`` (what ``Batch._commit``
+    sends): the same request, byte for byte, for entities, their made messages and deletes."""
+    from google.cloud.datastore.batch import Batch
+    from google.cloud.datastore_v1.types import datastore as ds
+
+    from pipeline.datastore.writes import _commit_request
+    c = _client(database)
+    one = _every_value()
+    one.key = c.key("Item", 7, "Child", "x", namespace="acme")
+    two = Entity(c.key("Item", "n"))
+    two.update(n=1)
+    gone = c.key("Item", 9, namespace="acme")
+    batch = Batch(c)
+    batch.begin()
+    for e in (one, two):
+        batch.put(e)
+    batch.delete(gone)
+    theirs = ds.CommitRequest(project_id="p", mode=ds.CommitRequest.Mode.NON_TRANSACTIONAL,
+                              mutations=batch.mutations,
+                              **({"database_id": database} if database else {}))._pb
+    for puts in ([one, two], [entity_to_pb(one), two]):
+        ours = ds.CommitRequest.pb(_commit_request(c, puts, [gone], None))
+        assert ours.SerializeToString(deterministic=True) == \
+            theirs.SerializeToString(deterministic=True)
+    txn = ds.CommitRequest.pb(_commit_request(c, [two], [], b"t1"))
+    assert txn.mode == ds.CommitRequest.Mode.TRANSACTIONAL and txn.transaction == b"t1"
+
+
+def test_a_commit_refuses_keys_of_another_project_or_database_and_incomplete_ones():
+    from pipeline.datastore.writes import _commit_request
+    c = _client("tenant-db")
+    other = Entity(_client().key("Item", 1))
+    for puts, deletes in (([other], []), ([entity_to_pb(other)], []), ([], [other.key]),
+                          ([Entity(c.key("Item"))], []), ([], [c.key("Item")])):
+        with pytest.raises(ValueError):
+            _commit_request(c, puts, deletes, None)
