@@ -136,6 +136,11 @@ def lookup(c: datastore.Client, keys: Sequence, policy: RetryPolicy, what: str,
     return found
 
 
+def _partial(key) -> bool:
+    """``key.is_partial`` from the flat path (``Key.is_partial`` deep-copies the path)."""
+    return len(key.flat_path) % 2 == 1
+
+
 def _commit_request(c: datastore.Client, puts: Sequence, deletes: Sequence,
                     transaction: Optional[bytes]):
     """The commit of ``puts`` (entities, or raw ``Entity`` messages made already, copied as
@@ -154,12 +159,12 @@ def _commit_request(c: datastore.Client, puts: Sequence, deletes: Sequence,
             mutations.add().upsert.CopyFrom(entity)
             continue
         key = getattr(entity, "key", None)
-        if key is None or key.is_partial:
+        if key is None or _partial(key):
             raise ValueError("an entity to write must have a complete key")
         _same_target(c, key.project, key.database, "an entity")
         entity_into(mutations.add().upsert, entity)
     for key in deletes:
-        if key.is_partial:
+        if _partial(key):
             raise ValueError("a key to delete must be complete")
         _same_target(c, key.project, key.database, "a key to delete")
         key_into(mutations.add().delete, key)

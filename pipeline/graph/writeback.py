@@ -37,7 +37,8 @@ class UndoLog:
     def records(self, namespace: str, ops: Sequence[Op]) -> list[dict]:
         """One record per op: the entity as it was (None: it did not exist) and a digest of
         what is written (None: deleted); from the ops' ``Pb``s when made already."""
-        return [undo.record(self.job, self.run, self.mode, namespace, op.key.kind,
+        # the kind from the flat path: Key.kind deep-copies the path
+        return [undo.record(self.job, self.run, self.mode, namespace, op.key.flat_path[-2],
                             ej.key_to_json(op.key),
                             (op.before_pb.json() if op.before_pb is not None else
                              ej.entity_to_json(op.before)) if op.before is not None else None,
