@@ -75,10 +75,10 @@ class Pb:
     costly part of writing back): its fingerprint, JSON, size and a copy all come from it. The entity must
     not change after the first use."""
 
-    __slots__ = ("entity", "_pb")
+    __slots__ = ("entity", "_pb", "_bytes", "_fingerprint")
 
     def __init__(self, entity: Any):
-        self.entity, self._pb = entity, None
+        self.entity, self._pb, self._bytes, self._fingerprint = entity, None, None, None
 
     @property
     def pb(self):
@@ -86,12 +86,21 @@ class Pb:
             self._pb = entity_to_pb(self.entity)
         return self._pb
 
+    def serialized(self) -> bytes:
+        """The message's bytes (deterministic), key and all: equal for two versions of an
+        entity with the same key exactly when their fingerprints are."""
+        if self._bytes is None:
+            self._bytes = self.pb.SerializeToString(deterministic=True)
+        return self._bytes
+
     def fingerprint(self) -> bytes:
-        pb = type(self.pb)()
-        pb.CopyFrom(self.pb)
-        pb.key.partition_id.ClearField("project_id")
-        pb.key.partition_id.ClearField("database_id")
-        return pb.SerializeToString(deterministic=True)
+        if self._fingerprint is None:
+            pb = type(self.pb)()
+            pb.CopyFrom(self.pb)
+            pb.key.partition_id.ClearField("project_id")
+            pb.key.partition_id.ClearField("database_id")
+            self._fingerprint = pb.SerializeToString(deterministic=True)
+        return self._fingerprint
 
     def json(self) -> dict:
         return pbjson.entity_json(self.pb)

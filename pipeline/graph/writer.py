@@ -100,14 +100,23 @@ def outcome(before: Any, result: Any, before_pb: Any = None,
     if key is None or not hasattr(result, "items"):
         raise MigrateError(f"migrate() returned {type(result).__name__}: return the entity, "
                            "pipeline.DELETE or pipeline.UNCHANGED (None)")
-    if key != before.key:
+    if not _same_key(key, before.key):
         raise MigrateError(f"migrate() returned an entity with another key "
                            f"({format_path(path_from_flat(key.flat_path))}): it changes the "
                            "entity it is given; yield pipeline.Put(...) from next() to write "
                            "other entities")
     if before_pb is not None and result_pb is not None:
-        return None if before_pb.fingerprint() == result_pb.fingerprint() else result
+        # the same key (project and database too): the messages compare as they are
+        return None if before_pb.serialized() == result_pb.serialized() else result
     return None if ej.same(before, result) else result
+
+
+def _same_key(a: Any, b: Any) -> bool:
+    """``a == b`` for two keys (``Key.__eq__`` deep-copies both paths to see if one is
+    partial); a partial key (odd path) never equals another, as there."""
+    path = a.flat_path
+    return (len(path) % 2 == 0 and path == b.flat_path and a.project == b.project
+            and a.namespace == b.namespace and a.database == b.database)
 
 
 def sized(op: Op) -> Optional[MigrateError]:

@@ -276,3 +276,16 @@ def test_a_remote_runner_writes_with_the_ramp_up(monkeypatch):
     run = run_config("rename_property", "--params", "kind=Item,from=a,to=b",
                      "--runner=DataflowRunner")
     assert run.write.rampup is True
+
+
+def test_the_writers_key_comparison_is_the_clients():
+    """``_same_key`` (no deep copies) against ``Key.__eq__`` on every pair of a set of keys
+    that differ in one part each, partial keys included."""
+    from pipeline.graph.writer import _same_key
+    keys = [Key("K", 1, project="p"), Key("K", 1, project="q"), Key("K", 2, project="p"),
+            Key("K", "1", project="p"), Key("K", 1, project="p", namespace="n"),
+            Key("K", 1, project="p", database="d"), Key("P", 1, "K", 1, project="p"),
+            Key("K", project="p"), Key("K", 1, project="p", namespace="")]
+    for a in keys:
+        for b in keys:
+            assert _same_key(a, b) == (a == b), (a, b)
