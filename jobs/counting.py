@@ -23,12 +23,12 @@ class CountKeys(JobSpec):
     def next(self, ctx: Context, key) -> None:
         c = ctx.counters
         c.inc("keys")
-        c.inc("int_ids" if key.id is not None else "names")
-        parent = key.parent
-        if parent is not None:
+        path = key.flat_path  # (Key.id, .parent and .kind deep-copy the path: per entity)
+        c.inc("int_ids" if isinstance(path[-1], int) else "names")
+        if len(path) > 2:
             c.inc("children")
             if self.by_parent:
-                c.inc(f"parent:{parent.kind}")
+                c.inc(f"parent:{path[-4]}")
 
 
 @register

@@ -25,11 +25,17 @@ from pipeline.sinks.files.layout import manifest_path
 from pipeline.sinks.files.prepare import manifest
 
 
+#: The fields a hook is given a copy of.
+_COPIED = frozenset({"totals", "namespaces"})
+
+
 def fire(job: JobConfig, event: str, **fields) -> None:
     """Run the job's ``event`` hook with a HookContext; its failure fails the run, named."""
     spec = job.spec
     if not spec.defines(event):
         return
+    # the hook gets copies of the totals (it may change them), made only for a hook defined
+    fields = {k: copy.deepcopy(v) if k in _COPIED else v for k, v in fields.items()}
     ctx = HookContext(event, job.name, job.params, **fields)
     try:
         with safe_stdout():  # what the hook prints reaches a terminal escaped
@@ -66,7 +72,7 @@ class RangeCompletedFn(beam.DoFn):
         (namespace, kind, range_id), totals = kv
         if range_id:
             fire(self.job, hooks.RANGE_COMPLETED, namespace=namespace, kind=kind,
-                 range_id=range_id, totals=copy.deepcopy(totals))
+                 range_id=range_id, totals=totals)
         yield (namespace, kind), totals
 
 
@@ -110,7 +116,7 @@ class NamespaceCompletedFn(beam.DoFn):
         output = ", ".join(sorted(outputs.values())) if outputs else None
         try:
             fire(self.run.job, hooks.NAMESPACE_COMPLETED, namespace=namespace,
-                 totals=copy.deepcopy(done.totals), output=output,
+                 totals=done.totals, output=output,
                  outputs=dict(outputs) if outputs and per_kind else None)
         except JobFailed as e:
             self._failed = self._failed or e
@@ -142,5 +148,5 @@ class JobCompletedFn(beam.DoFn):
             for t in per_namespace.values():
                 total.add(t, self.job.max_counters)
             fire(self.job, hooks.JOB_COMPLETED, totals=total,
-                 namespaces=copy.deepcopy(per_namespace))
+                 namespaces=per_namespace)
         yield per_namespace
