@@ -64,7 +64,8 @@ def transact_ops(c: Any, keys: Sequence, decide: Callable[[dict], tuple[list, An
         written.clear()
         ops, result = decide(current)
         written["undo"] = log.write(namespace, ops)
-        return ([o.after for o in ops if o.after is not None],
+        return ([o.after if o.after_pb is None else o.after_pb.pb
+                 for o in ops if o.after is not None],
                 [o.key for o in ops if o.after is None], (ops, result))
 
     try:

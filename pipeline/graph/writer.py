@@ -277,8 +277,12 @@ class Writer:
                 if cur is None:
                     decided[w.GONE] += 1
                     continue
+                cur_pb = ej.Pb(cur)  # made once: the copy, the unchanged check, the undo record
                 try:
-                    after = outcome(cur, self.job.spec.migrate(self.ctx, ej.copy_entity(cur)))
+                    result = self.job.spec.migrate(self.ctx, cur_pb.copy())
+                    result_pb = ej.Pb(result) if hasattr(result, "items") and \
+                        getattr(result, "key", None) is not None else None
+                    after = outcome(cur, result, cur_pb, result_pb)
                 except MapperError:
                     raise
                 except Exception as e:
@@ -287,7 +291,13 @@ class Writer:
                 if after is None:
                     decided[w.UNCHANGED] += 1
                     continue
-                op = Op(key, cur, None if after is DELETE else bind(self.c, after))
+                if after is not DELETE:
+                    read_key = after.key
+                    after = bind(self.c, after)
+                    if after.key is not read_key:
+                        result_pb = None  # its message holds the key of another database
+                op = Op(key, cur, None if after is DELETE else after, before_pb=cur_pb,
+                        after_pb=None if after is DELETE else result_pb)
                 too_big = sized(op)
                 if too_big is not None:
                     errors.append((key, too_big))
