@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.tenants [--cases wide,mixed,scale] [--namespaces 2000]
         [--per-namespace 5] [--big 20000] [--scale-namespaces 20000] [--threads 2,4,8]
-        [--in-flight 1,2,4,8] [--in-flight-cases wide] [--json out.json]
+        [--in-flight 1,2,4,8] [--in-flight-cases wide] [--ab-tree DIR] [--json out.json]
 
 Cases, each on a fresh emulator, seeded, warmed up with one unmeasured bare read, then measured
 (every run a whole process, as ``bench.bench`` measures it: wall time, CPU of the process tree,
@@ -145,12 +145,13 @@ def balance(range_entities: dict) -> Optional[float]:
 
 
 def run_ours(case: Case, env, log_dir, emu, label: str, sample_s: float,
-             extra_args: list) -> Row:
+             extra_args: list, tree: Optional[Path] = None) -> Row:
+    """``tree``: run the code of that checkout (a ``-B`` row of ``--ab-tree``)."""
     out_dir = Path(tempfile.mkdtemp(prefix="bench-tenants-", dir=log_dir))
     cmd = [sys.executable, "-m", "pipeline", "--job", "count_keys", "--project", PROJECT,
            "--params", f"kind={KIND}", "--output", str(out_dir), *extra_args]
     try:
-        m = measure(cmd, env, log_dir, label, emu, sample_s)
+        m = measure(cmd, env, log_dir, label, emu, sample_s, cwd=tree)
         check_ok(m, label)
         path = out_dir / "count_keys" / "summary.json"
         if not path.exists():
@@ -205,6 +206,13 @@ def run_case(case: Case, args, log_dir: Path, report: dict) -> list:
             rows.append(run_ours(case, env, log_dir, emu, f"{case.name}-ours-{rep + 1}",
                                  args.sample_ms / 1000, args.ours_args))
             _print_row(rows[-1])
+            if args.ab_tree:  # the same emulator, interleaved: its warm-up hits both alike
+                row = run_ours(case, env, log_dir, emu, f"{case.name}-ours-B-{rep + 1}",
+                               args.sample_ms / 1000, args.ours_args,
+                               tree=Path(args.ab_tree).resolve())
+                row.who = "ours-B"
+                rows.append(row)
+                _print_row(row)
             if case.name not in args.in_flight_cases:
                 continue
             for n in args.in_flight:
@@ -321,6 +329,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sample-ms", type=float, default=50.0)
     ap.add_argument("--ours-args", default="", help="extra options for ours (one string)")
     ap.add_argument("--json", help="write the results as JSON to this file")
+    ap.add_argument("--ab-tree", metavar="DIR",
+                    help="also run ours from the checkout DIR (rows 'ours-B'), after each "
+                         "'ours' on the same emulator: a before/after in one run")
     args = ap.parse_args(argv)
     args.ours_args = args.ours_args.split()
     args.in_flight = [int(n) for n in args.in_flight.split(",") if n]
@@ -345,6 +356,14 @@ def main(argv=None) -> int:
         print(text)
         print("\ntargets (issue 17):")
         print("\n".join(checks))
+        for case in cases:
+            a = [r for r in rows if r.case == case and r.who == "ours"]
+            b = [r for r in rows if r.case == case and r.who == "ours-B"]
+            if a and b:
+                ca, cb = median([r.m.cpu for r in a]), median([r.m.cpu for r in b])
+                wa, wb = median([r.m.wall for r in a]), median([r.m.wall for r in b])
+                print(f"A/B {case}: CPU {ca:.1f} / {cb:.1f} s = {ca / cb:.2f}; wall {wa:.1f} / "
+                      f"{wb:.1f} s = {wa / wb:.2f}")
         noisy = [r for r in rows if r.m.other_cpu / r.m.wall > 0.15]
         if noisy:
             print("WARNING: other processes were busy during "
