@@ -77,6 +77,13 @@ def _with(value) -> Entity:
     return e
 
 
+@pytest.fixture
+def offline(monkeypatch):
+    """No emulator in the environment (an earlier test's may be): the client takes explicit
+    anonymous credentials, which it refuses beside DATASTORE_EMULATOR_HOST."""
+    monkeypatch.delenv("DATASTORE_EMULATOR_HOST", raising=False)
+
+
 def _client(database=None):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import datastore
@@ -84,7 +91,7 @@ def _client(database=None):
 
 
 @pytest.mark.parametrize("database", [None, "tenant-db"])
-def test_a_commit_is_the_request_the_clients_batch_sends(database):
+def test_a_commit_is_the_request_the_clients_batch_sends(offline, database):
     """``writes._commit_request`` against ``Batch.put``/``delete`` (what ``Batch._commit``
     sends): the same request, byte for byte, for entities, their made messages and deletes."""
     from google.cloud.datastore.batch import Batch
@@ -113,7 +120,7 @@ def test_a_commit_is_the_request_the_clients_batch_sends(database):
     assert txn.mode == ds.CommitRequest.Mode.TRANSACTIONAL and txn.transaction == b"t1"
 
 
-def test_a_commit_refuses_keys_of_another_project_or_database_and_incomplete_ones():
+def test_a_commit_refuses_keys_of_another_project_or_database_and_incomplete_ones(offline):
     from pipeline.datastore.writes import _commit_request
     c = _client("tenant-db")
     other = Entity(_client().key("Item", 1))
