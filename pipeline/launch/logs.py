@@ -404,8 +404,9 @@ def _service_failure(err: BaseException, text: str) -> Optional[str]:
         f"a Google Cloud call failed with {name} ({msg[:300]})"
         + (f" in step {step}" if step else "")
         + "; it is not an error that is retried. On the Datastore emulator this is often the "
-        "emulator itself failing (its log says why, e.g. out of memory); otherwise run again, "
-        "and report it if it persists")
+        "emulator itself failing (its log says why: out of memory, say, which "
+        "DATASTORE_EMULATOR_JAVA_TOOL_OPTIONS=-Xmx2g gives `datastore-mapper emulator` more "
+        "of); otherwise run again, and report it if it persists")
 
 
 def say(line: str) -> None:
