@@ -119,6 +119,24 @@ def _same_key(a: Any, b: Any) -> bool:
             and a.namespace == b.namespace and a.database == b.database)
 
 
+def _pb_of(result: Any) -> Optional[ej.Pb]:
+    """``migrate``'s result's ``Pb`` when it is an entity (anything else ``outcome`` refuses)."""
+    return ej.Pb(result) if hasattr(result, "items") and \
+        getattr(result, "key", None) is not None else None
+
+
+def _bound_op(c: Any, key: Any, before: Any, after: Any, before_pb: ej.Pb,
+              after_pb: Optional[ej.Pb]) -> Op:
+    """The Op writing ``after`` (DELETE: deleting) over ``before``, ``after``'s key bound to
+    the client (``bind``); ``after_pb`` kept only while its message still holds that key."""
+    if after is DELETE:
+        return Op(key, before, None, before_pb=before_pb)
+    read_key = after.key
+    after = bind(c, after)
+    return Op(key, before, after, before_pb=before_pb,
+              after_pb=after_pb if after.key is read_key else None)
+
+
 def sized(op: Op) -> Optional[MigrateError]:
     """``op.size`` set (what is written, from its ``Pb`` when made); the error when Datastore
     would refuse an entity that large."""
@@ -186,20 +204,13 @@ class Writer:
             raise
         except Exception as e:
             raise MigrateError(f"migrate() raised {type(e).__name__}: {e}") from e
-        result_pb = ej.Pb(result) if hasattr(result, "items") and \
-            getattr(result, "key", None) is not None else None
+        result_pb = _pb_of(result)
         after = outcome(entity, result, before_pb, result_pb)
         if after is None:
             ctx.counters.inc(w.UNCHANGED)
             return
         entity = bind(self.c, entity)
-        if after is not DELETE:
-            read_key = after.key
-            after = bind(self.c, after)
-            if after.key is not read_key:
-                result_pb = None  # its message holds the key of another project or database
-        op = Op(entity.key, entity, None if after is DELETE else after,
-                before_pb=before_pb, after_pb=result_pb if after is not DELETE else None)
+        op = _bound_op(self.c, entity.key, entity, after, before_pb, result_pb)
         if self.write.dry_run:
             self._tally([op], self.ctx.namespace)
             return
@@ -280,8 +291,7 @@ class Writer:
                 cur_pb = ej.Pb(cur)  # made once: the copy, the unchanged check, the undo record
                 try:
                     result = self.job.spec.migrate(self.ctx, cur_pb.copy())
-                    result_pb = ej.Pb(result) if hasattr(result, "items") and \
-                        getattr(result, "key", None) is not None else None
+                    result_pb = _pb_of(result)
                     after = outcome(cur, result, cur_pb, result_pb)
                 except MapperError:
                     raise
@@ -291,13 +301,7 @@ class Writer:
                 if after is None:
                     decided[w.UNCHANGED] += 1
                     continue
-                if after is not DELETE:
-                    read_key = after.key
-                    after = bind(self.c, after)
-                    if after.key is not read_key:
-                        result_pb = None  # its message holds the key of another database
-                op = Op(key, cur, None if after is DELETE else after, before_pb=cur_pb,
-                        after_pb=None if after is DELETE else result_pb)
+                op = _bound_op(self.c, key, cur, after, cur_pb, result_pb)
                 too_big = sized(op)
                 if too_big is not None:
                     errors.append((key, too_big))

@@ -384,16 +384,16 @@ def failure_message(err: BaseException) -> Optional[str]:
 
 
 def _service_failure(err: BaseException, text: str) -> Optional[str]:
-    """A Google Cloud call's error that no step explained (not transient, so not retried:
-    say a server error the emulator gives when it runs out of memory): one line naming the
-    error and the step, not a traceback of the runner's (the workers' log keeps that)."""
-    names = r"(?:Unknown|InternalServerError|ServerError|ClientError|GoogleAPICallError|" \
-            r"BadRequest|InvalidArgument|FailedPrecondition|NotFound|PermissionDenied|" \
-            r"Unauthenticated|Forbidden|Cancelled|OutOfRange|Unimplemented|DataLoss|Conflict|" \
-            r"AlreadyExists|MethodNotImplemented|Aborted|ResourceExhausted)"
+    """A Google Cloud call's error that no step explained (the emulator answers UNKNOWN when
+    it runs out of memory, say): one line naming the error and the step, not a traceback of
+    the runner's (the workers' log keeps that). Any of google-api-core's error classes."""
+    from google.api_core import exceptions as gexc
     text = f"{type(err).__module__}.{type(err).__name__}: {text}"  # a runner may re-raise it as is
-    matches = re.findall(rf"(?<![\w.])google\.api_core\.exceptions\.({names}): (.*?)"
-                         r"(?: \[while running '([^']+)'\])?$", text, flags=re.M)
+    matches = [(name, msg, step) for name, msg, step in re.findall(
+        r"(?<![\w.])google\.api_core\.exceptions\.(\w+): (.*?)"
+        r"(?: \[while running '([^']+)'\])?$", text, flags=re.M)
+        if isinstance(getattr(gexc, name, None), type)
+        and issubclass(getattr(gexc, name), gexc.GoogleAPICallError)]
     if not matches:
         return None
     name, msg, step = matches[-1]
@@ -403,8 +403,8 @@ def _service_failure(err: BaseException, text: str) -> Optional[str]:
     return terminal.escape(
         f"a Google Cloud call failed with {name} ({msg[:300]})"
         + (f" in step {step}" if step else "")
-        + "; it is not an error that is retried. On the Datastore emulator this is often the "
-        "emulator itself failing (its log says why: out of memory, say, which "
+        + "; no step explains this error. On the Datastore emulator it is often the emulator "
+        "itself failing (its log says why: out of memory, say, which "
         "DATASTORE_EMULATOR_JAVA_TOOL_OPTIONS=-Xmx2g gives `datastore-mapper emulator` more "
         "of); otherwise run again, and report it if it persists")
 

@@ -93,7 +93,7 @@ def test_a_google_cloud_error_no_step_explained_is_one_line_not_a_traceback():
     # Beam's re-raise: type(e)(e.args[0] + " [while running 'STEP']"); str() adds the code, None
     msg = failure_message(gexc.Unknown(" [while running 'Mapper/ExpandNamespaces']"))
     assert msg.startswith("a Google Cloud call failed with Unknown (no message) in step "
-                          "Mapper/ExpandNamespaces; it is not an error that is retried"), msg
+                          "Mapper/ExpandNamespaces; no step explains this error"), msg
     assert "\n" not in msg and "emulator" in msg
     # ... and inside a runner's text, as another runner wraps it
     text = ("Traceback (most recent call last):\n  File \"x.py\", line 3, in process\n"
@@ -106,4 +106,5 @@ def test_a_google_cloud_error_no_step_explained_is_one_line_not_a_traceback():
     assert failure_message(RuntimeError(text + "pipeline.errors.JobFailed: j failed")) == \
         "j failed"
     assert failure_message(RuntimeError("mylib.exceptions.Unknown: x")) is None
+    assert failure_message(RuntimeError("google.api_core.exceptions.NotAnError: x")) is None
     assert failure_message(KeyError("google")) is None
