@@ -9,6 +9,7 @@ each hook runs (steps of ``MapDatastore`` in ``pipeline/graph/mapper.py``):
 - ``slice_started`` / ``slice_completed``: ``ReadRanges``, around each slice (the latter with
   that slice's counters);
 - ``range_completed``: ``RangeCompleted``, after ``RangeTotals`` (every piece of the range read);
+  for a unit read whole by its first query, ``SplitNamespaces``, right after that slice;
 - ``namespace_completed``: ``NamespaceCompleted``, after ``NamespaceTotals`` and, with
   ``--output``, after the namespace's file is composed (``TotalsWithFiles`` joins the two);
 - ``job_completed``: ``JobCompleted``, after ``JobTotals`` (fed by ``NamespaceCompleted``),

@@ -161,6 +161,21 @@ class Totals:
                       "timeline": timeline})
 
 
+def read_whole(planned: UnitPlanned, slices: list, cap: int) -> tuple:
+    """A unit read whole in one step (planning's first read exhausted it) -> (range id ->
+    its Totals, in the order its slices came; the unit's Totals): what the roll-up's range
+    and unit combiners make of its plan record and slices, made where they were read, so
+    such a unit (most units of a many-tenant run) crosses no shuffle on its way there."""
+    ranges: dict = {}
+    for s in slices:
+        ranges.setdefault(s.range_id, Totals()).add_slice(s, cap)
+    unit = Totals()
+    unit.add_item(planned, cap)
+    for t in ranges.values():
+        unit.add(t, cap)
+    return ranges, unit
+
+
 def add_to_timeline(timeline: dict, start: float, end: float, entities: int) -> None:
     """A slice's entities spread evenly over the whole seconds it took (``timeline``: whole
     second since the epoch -> entities)."""

@@ -5,14 +5,14 @@
     Create ─ JobStarted ─ ExpandNamespaces ─ Reshuffle ─ SplitNamespaces ─ Reshuffle ─ ReadRanges
                        units │ UnitPlanned, records, SliceStats, changes │ records, SliceStats, changes
                                    records ─→ the sink ←─ records (each part as it is made)
-    RangeTotals → RangeCompleted → UnitTotals (+ the sink's outputs)
-      → NamespaceTotals → NamespaceCompleted → JobTotals → JobCompleted → Summary
+    RangeTotals → RangeCompleted → UnitTotals, + the units read whole (rolled up while planned)
+      (+ the sink's outputs) → NamespaceTotals → NamespaceCompleted → JobTotals → JobCompleted → Summary
       [→ CheckErased: a tenant erase that wrote, see ``pipeline.graph.erase``]
 
 A unit is a kind in a namespace: one per namespace for a job reading one kind, one per
 (namespace, kind) for a job reading several or all. Each unit is read first by
-``SplitNamespaces`` (one query: a small unit is done there, records and all), and only a unit
-that fills that query is split and read on by ``ReadRanges``.
+``SplitNamespaces`` (one query: a small unit is done there, records, hooks and totals all), and
+only a unit that fills that query is split and read on by ``ReadRanges``.
 
 A sink (``write``) is a PTransform over ``(records, units)`` (records as (Unit, record), a tuple
 of PCollections: see ``pipeline.sinks.inputs``) returning,
@@ -44,6 +44,7 @@ from pipeline.graph.lifecycle import (
 from pipeline.graph.namespaces import (
     RECORDS,
     STATS,
+    UNIT_TOTALS,
     UNITS,
     ExpandNamespacesFn,
     SplitNamespaceFn,
@@ -93,6 +94,9 @@ class MapDatastore(beam.PTransform):
             | "RangeTotals" >> beam.CombinePerKey(TotalsFn(cap))
             | "RangeCompleted" >> beam.ParDo(RangeCompletedFn(job))  # -> ((ns, kind), Totals)
             | "UnitTotals" >> beam.CombinePerKey(TotalsFn(cap)))
+        # a unit read whole while planned comes rolled up (most units of a many-tenant run)
+        unit_totals = ((unit_totals, split[UNIT_TOTALS])
+                       | "AllUnitTotals" >> beam.Flatten())
         files = None
         if self.write is not None:
             files = (records, split[UNITS]) | "WriteFiles" >> self.write
@@ -127,7 +131,8 @@ def read_units(start, run: RunConfig, records: Records = Records(), skip: frozen
     """The reading half of the mapper, applied to ``start`` (one element): every unit planned
     (``SplitNamespaces``: a small unit read whole there) and the big ones read range by range
     (``ReadRanges``), the job applied to every entity read. Returns the two steps' outputs:
-    ``split`` (main: ranges; ``RECORDS``, ``STATS``, ``UNITS``, ``CHANGES``) and ``read_out``
+    ``split`` (main: ranges; ``RECORDS``, ``STATS``, ``UNITS``, ``UNIT_TOTALS``, ``CHANGES``)
+    and ``read_out``
     (main: records; ``STATS``, ``CHANGES``). ``skip``: namespaces not read (resumed)."""
     job, read = run.job, run.read
     split = (
@@ -136,7 +141,7 @@ def read_units(start, run: RunConfig, records: Records = Records(), skip: frozen
             read, skip, run.output.progress_dir, job.metrics_namespace))
         | "ReshuffleNamespaces" >> beam.Reshuffle()
         | "SplitNamespaces" >> beam.ParDo(SplitNamespaceFn(run, records))
-        .with_outputs(STATS, UNITS, RECORDS, CHANGES, main="ranges"))
+        .with_outputs(STATS, UNITS, UNIT_TOTALS, RECORDS, CHANGES, main="ranges"))
     read_out = (
         split.ranges
         | "ReshuffleRanges" >> beam.Reshuffle()

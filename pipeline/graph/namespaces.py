@@ -25,7 +25,7 @@ from pipeline.core.namespaces import namespace_label, require_listed
 from pipeline.core.planning import STATS_MARGIN
 from pipeline.core.progress import plan_gaps
 from pipeline.core.summary import plural
-from pipeline.core.totals import NO_KIND, Totals, UnitPlanned
+from pipeline.core.totals import NO_KIND, Totals, UnitPlanned, read_whole
 from pipeline.core.units import Unit, unit_for
 from pipeline.core.valuerange import ValueRange
 from pipeline.datastore import retry
@@ -46,11 +46,14 @@ log = logging.getLogger(__name__)
 UNITS = "units"
 #: The tag of the side output that carries the records of the slices read while planning.
 RECORDS = "records"
+#: The tag of the side output that carries the totals of each unit read whole while planned:
+#: ((namespace, kind), Totals), as the roll-up's unit level gives them.
+UNIT_TOTALS = "unit_totals"
 #: Namespaces listed between two progress events of the listing.
 NAMESPACES_BATCH = 1000
 
-__all__ = ["CHANGES", "RECORDS", "STATS", "UNITS", "ExpandNamespacesFn", "NamespaceTask", "RangeTask",
-           "SplitNamespaceFn"]
+__all__ = ["CHANGES", "RECORDS", "STATS", "UNITS", "UNIT_TOTALS", "ExpandNamespacesFn",
+           "NamespaceTask", "RangeTask", "SplitNamespaceFn"]
 
 
 class NamespaceTask(NamedTuple):
@@ -131,11 +134,13 @@ class NamespacePlan(NamedTuple):
 
 class SplitNamespaceFn(beam.DoFn):
     """A NamespaceTask -> its units planned (every kind listed from ``__kind__`` for
-    ALL_KINDS): a UnitPlanned record per unit on ``stats`` and the unit on ``units``, firing
-    ``namespace_started`` once its units are planned and each ``range_started``; then the
-    slices its first reads made, handed to the job (records on ``records``, SliceStats on
-    ``stats``, a writing job's writes and their samples on ``changes``: ``SliceJob``), and the
-    RangeTasks left for ``ReadRanges`` (main output).
+    ALL_KINDS): the unit on ``units``, firing ``namespace_started`` once its units are planned
+    and each ``range_started``; then the slices its first reads made, handed to the job
+    (records on ``records``, a writing job's writes and their samples on ``changes``:
+    ``SliceJob``). A unit its first read exhausted is rolled up here: its totals on
+    ``unit_totals``, its ``range_completed`` fired. A unit split for ``ReadRanges`` gives its
+    UnitPlanned record and its first slices' SliceStats on ``stats``, and the RangeTasks left
+    (main output).
 
     The queries of up to ``read.reads_in_flight`` namespaces run at once on a pool
     (``InFlight``); everything else (hooks, the job) runs in the DoFn's thread."""
@@ -204,20 +209,42 @@ class SplitNamespaceFn(beam.DoFn):
              totals=Totals(ranges=sum(len(p.ranges) for _, p in plan.units),
                            samples=sum(p.samples for _, p in plan.units)))
         if not plan.units:  # none of the job's kinds here: the namespace still completes
-            yield beam.pvalue.TaggedOutput(STATS, UnitPlanned(ns, 0, 0, kind=NO_KIND))
+            yield beam.pvalue.TaggedOutput(UNIT_TOTALS, ((ns, NO_KIND), Totals()))
+        planned = []
         for unit, p in plan.units:
             self._log(unit, p)
             yield beam.pvalue.TaggedOutput(UNITS, unit)
-            yield beam.pvalue.TaggedOutput(STATS, UnitPlanned(
-                ns, len(p.ranges), p.samples, retries=p.retries, kind=unit.kind))
+            planned.append(UnitPlanned(ns, len(p.ranges), p.samples, retries=p.retries,
+                                       kind=unit.kind))
+            if p.to_read:  # rolled up with the ranges ReadRanges reads
+                yield beam.pvalue.TaggedOutput(STATS, planned[-1])
             for i, r in enumerate(p.ranges):
                 fire(job, hooks.RANGE_STARTED, namespace=ns, kind=unit.kind,
                      range_id=f"{unit.part}#{i}", range=r.describe())
         self._report(plan)
-        for unit, p in plan.units:
+        for (unit, p), record in zip(plan.units, planned):
+            if not p.to_read:
+                yield from self._done_here(unit, p, record)
+                continue
             yield from self._first_slices(unit, p)
             for i, r in p.to_read:
                 yield RangeTask(unit, f"{unit.part}#{i}", r)
+
+    def _done_here(self, unit: Unit, p: UnitPlan, planned: UnitPlanned):
+        """A unit its first read exhausted: its slices handed to the job, then its ranges'
+        and its own totals rolled up here (``read_whole``), each ``range_completed`` fired,
+        and the unit's totals on ``unit_totals``: no shuffle for what is already whole."""
+        slices = []
+        for out in self._first_slices(unit, p):
+            if isinstance(out, beam.pvalue.TaggedOutput) and out.tag == STATS:
+                slices.append(out.value)
+            else:
+                yield out
+        ranges, totals = read_whole(planned, slices, self.job.max_counters)
+        for range_id, t in ranges.items():
+            fire(self.job, hooks.RANGE_COMPLETED, namespace=unit.namespace, kind=unit.kind,
+                 range_id=range_id, totals=t)
+        yield beam.pvalue.TaggedOutput(UNIT_TOTALS, ((unit.namespace, unit.kind), totals))
 
     def _report(self, plan: NamespacePlan) -> None:
         """The namespace's plan on the progress channel and the progress counters."""

@@ -8,7 +8,7 @@ import pytest
 from pipeline.api.job import Counters
 from pipeline.core.counters import OVERFLOW_COUNTER, merge_counters
 from pipeline.core.summary import build_summary, format_summary, to_json_text
-from pipeline.core.totals import SliceStats, Totals, UnitPlanned
+from pipeline.core.totals import SliceStats, Totals, UnitPlanned, read_whole
 from pipeline.graph.rollup import TotalsFn
 
 UTC = dt.timezone.utc
@@ -133,3 +133,31 @@ def test_range_entities_sorted_numerically():
     for i in (10, 2, 1):
         t.add_slice(_slice("a", f"a#{i}", i), cap=5)
     assert list(t.to_json()["range_entities"]) == ["a#1", "a#2", "a#10"]
+
+
+def test_a_unit_read_whole_rolls_up_as_the_combiners_do():
+    """SplitNamespaces rolls a unit its first read exhausted up itself (``read_whole``): the
+    ranges' and the unit's totals must be what RangeTotals and UnitTotals make of the same
+    plan record and slices."""
+    planned = UnitPlanned("a", ranges=2, samples=3, retries=1, kind="K")
+    slices = [_slice("a", "a#0", 5, {"x": 1, "y": 2}, records=2, queries=1, seconds=0.5,
+                     kind="K", ended=1_700_000_001.2),
+              _slice("a", "a#1", 0, {}, worker="w2", queries=0, kind="K"),
+              _slice("a", "a#0", 7, {"x": 2}, errors=1, retries=2, seconds=1.5, kind="K",
+                     ended=1_700_000_003.0)]
+    fn = TotalsFn(cap=10)
+    by_range: dict = {}
+    for item in [planned, *slices]:
+        key = item.range_id
+        by_range[key] = fn.add_input(by_range.get(key) or fn.create_accumulator(), item)
+    combined_unit = fn.create_accumulator()
+    for t in by_range.values():
+        combined_unit = fn.add_input(combined_unit, fn.extract_output(t))
+    ranges, unit = read_whole(planned, slices, cap=10)
+    assert list(ranges) == ["a#0", "a#1"]
+    assert ranges == {k: v for k, v in by_range.items() if k}
+    assert unit == combined_unit
+    assert unit.entities == 12 and unit.ranges == 2 and unit.retries == 3
+    assert unit.range_entities == {"a#0": 12, "a#1": 0} and unit.workers == {"w1", "w2"}
+    # a namespace without the job's kinds: its plan record alone, nothing read
+    assert read_whole(UnitPlanned("b", 0, 0), [], cap=10) == ({}, Totals())
