@@ -56,7 +56,8 @@ class _WriteAfterLookup:
 
     def lookup(self, request=None, **kw):
         answer = self._api.lookup(request=request, **kw)
-        in_txn = bool(ds.LookupRequest.pb(request).read_options.transaction)
+        options = ds.LookupRequest.pb(request).read_options  # in a transaction, or beginning one
+        in_txn = bool(options.transaction) or options.HasField("new_transaction")
         for found in ds.LookupResponse.pb(answer).found:
             if self._owner.holding and in_txn and found.entity.key.path[-1].id == HELD:
                 other = datastore.Client(project=TEST_PROJECT)

@@ -398,29 +398,47 @@ def test_undo_log_false_writes_without_one(seeded, tmp_path):
 def test_writes_use_the_database_and_lookups_ignore_the_read_time(seeded, tmp_path,
                                                                    monkeypatch):
     """The emulator ignores both: watch the calls. Queries read the snapshot; the writer's
-    lookups in the transaction read the current data; commits go to the run's database."""
+    lookups in the transaction read the current data; commits go to the run's database. Each
+    transaction is begun by its first lookup (no BeginTransaction call) and committed as the
+    transaction that lookup began."""
     from google.cloud.datastore_v1.services.datastore.client import DatastoreClient
     from google.cloud.datastore_v1.types import datastore as ds
-    lookups, commits = [], []
+    lookups, commits, begun, begin_calls = [], [], set(), []
     real_lookup, real_commit = DatastoreClient.lookup, DatastoreClient.commit
+    real_begin = DatastoreClient.begin_transaction
 
     def lookup(self, request=None, **kw):
-        options = ds.LookupRequest.pb(request).read_options
-        lookups.append((bool(options.transaction), options.HasField("read_time"),
-                        ds.LookupRequest.pb(request).database_id))
-        return real_lookup(self, request=request, **kw)
+        pb = ds.LookupRequest.pb(request)
+        options = pb.read_options
+        new = options.HasField("new_transaction")
+        lookups.append((bool(options.transaction) or new, options.HasField("read_time"),
+                        pb.database_id))
+        answer = real_lookup(self, request=request, **kw)
+        if new:
+            begun.add(ds.LookupResponse.pb(answer).transaction)
+        elif options.transaction:
+            assert options.transaction in begun  # a later round of a transaction begun here
+        return answer
 
     def commit(self, request=None, **kw):
-        commits.append(ds.CommitRequest.pb(request).database_id)
+        pb = ds.CommitRequest.pb(request)
+        commits.append((pb.database_id, pb.transaction))
         return real_commit(self, request=request, **kw)
+
+    def begin_transaction(self, *a, **kw):
+        begin_calls.append(1)
+        return real_begin(self, *a, **kw)
 
     monkeypatch.setattr(DatastoreClient, "lookup", lookup)
     monkeypatch.setattr(DatastoreClient, "commit", commit)
+    monkeypatch.setattr(DatastoreClient, "begin_transaction", begin_transaction)
     out = tmp_path / "out"
     ok(run_mapper("rename_property", [*RENAME, "--writes=transactional", "--read_time=start",
                                       "--database", "tenant-db"], output=str(out)))
     assert lookups and all(in_txn and not rt and db == "tenant-db" for in_txn, rt, db in lookups)
-    assert commits and set(commits) == {"tenant-db"}
+    assert commits and {db for db, _ in commits} == {"tenant-db"}
+    assert not begin_calls and all(txn and txn in begun for _, txn in commits)
+    assert len({txn for _, txn in commits}) == len(commits)  # one commit per transaction
 
 
 def test_a_migration_split_while_it_runs_changes_every_entity_once(emulator, monkeypatch,
