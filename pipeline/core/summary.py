@@ -193,4 +193,24 @@ def _rows_per_kind(namespaces: dict, width: int, ranges: bool = True) -> list:
 
 def to_json_text(summary: dict) -> str:
     """summary.json's text."""
-    return json.dumps(summary, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n"
+    return b"".join(json_pieces(summary)).decode("utf-8")
+
+
+#: summary.json's encoder (``to_json_text`` and ``json_pieces`` give the same text).
+_ENCODER = json.JSONEncoder(indent=2, sort_keys=False, ensure_ascii=False, default=str)
+
+
+def json_pieces(summary: dict, size: int = 1 << 20):
+    """summary.json's text, UTF-8 encoded, in pieces of about ``size`` bytes: written as it
+    is made, the text of a run of many namespaces is never whole in memory (at 20,000, the
+    whole text, its encoder's pieces and its bytes took 80 MB at once)."""
+    parts, n = [], 0
+    for chunk in _ENCODER.iterencode(summary):
+        b = chunk.encode("utf-8")
+        parts.append(b)
+        n += len(b)
+        if n >= size:
+            yield b"".join(parts)
+            parts, n = [], 0
+    parts.append(b"\n")
+    yield b"".join(parts)

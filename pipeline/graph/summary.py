@@ -21,7 +21,7 @@ from pipeline.core.summary import (
     PRINTED_BY_THE_CLI,
     build_summary,
     format_summary,
-    to_json_text,
+    json_pieces,
 )
 from pipeline.errors import MapperError
 from pipeline.sinks.bigquery.settings import BigQuerySettings
@@ -181,14 +181,16 @@ class FinishRunFn(beam.DoFn):
                                                 (out.summary_path, out.report_path))
             summary["file_bytes"] = file_sizes(out.directory, job.name, summary["files"],
                                                out.run_id)
-        text = to_json_text(summary).encode("utf-8")
-        if out.summary_path:
+        size = 0
+        if out.summary_path:  # written as it is encoded: never whole in memory
             with FileSystems.create(out.summary_path) as f:
-                f.write(text)
+                for piece in json_pieces(summary):
+                    f.write(piece)
+                    size += len(piece)
         if out.report_path:
             top = job_dir(out.directory, job.name) if out.directory else None
             write_report(out.report_path, report_view(
-                summary, _below(out.summary_path, top), len(text), _below(out.report_path, top)))
+                summary, _below(out.summary_path, top), size, _below(out.report_path, top)))
         if out.directory:
             lease.release(out.directory, job.name, out.run_id)
         if failure:

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
 from pipeline.api.job import Counters
 from pipeline.core.counters import OVERFLOW_COUNTER, merge_counters
-from pipeline.core.summary import build_summary, format_summary, to_json_text
+from pipeline.core.summary import build_summary, format_summary, json_pieces, to_json_text
 from pipeline.core.totals import SliceStats, Totals, UnitPlanned, read_whole
 from pipeline.graph.rollup import TotalsFn
 
@@ -161,3 +162,17 @@ def test_a_unit_read_whole_rolls_up_as_the_combiners_do():
     assert unit.range_entities == {"a#0": 12, "a#1": 0} and unit.workers == {"w1", "w2"}
     # a namespace without the job's kinds: its plan record alone, nothing read
     assert read_whole(UnitPlanned("b", 0, 0), [], cap=10) == ({}, Totals())
+
+
+def test_summary_json_in_pieces_is_the_whole_text():
+    """FinishRunFn writes summary.json piece by piece (never whole in memory): the pieces are
+    the text json.dumps gives, UTF-8, however they are cut."""
+    summary = {"job": "j", "namespaces": {f"tenant-é{i}": {"entities": i, "when": NOW,
+                                                          "counters": {"日本": i}}
+                                          for i in range(50)}, "ratio": 0.5}
+    whole = json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n"
+    pieces = list(json_pieces(summary, size=100))
+    assert len(pieces) > 10 and all(pieces)
+    assert b"".join(pieces) == whole.encode("utf-8")
+    assert to_json_text(summary) == whole
+    assert [len(p) for p in json_pieces(summary)] == [len(whole.encode("utf-8"))]
