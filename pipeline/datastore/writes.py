@@ -93,11 +93,12 @@ def _same_target(c: datastore.Client, project: str, database: str, what: str) ->
 
 
 def _lookup_once(c: datastore.Client, keys: Sequence, transaction: Optional[bytes],
-                 policy: RetryPolicy, new_transaction: bool = False) -> tuple:
+                 policy: RetryPolicy, began: Optional[list] = None) -> tuple:
     """(the entities of ``keys`` that exist, the transaction) in one call (and one per round
-    Datastore defers keys), decoded from the raw response. ``new_transaction``: the first
-    call begins a read-write transaction (``read_options.new_transaction``), whose id the
-    response gives and the later rounds read in."""
+    Datastore defers keys), decoded from the raw response. ``began`` (without
+    ``transaction``): the first call begins a read-write transaction
+    (``read_options.new_transaction``), whose id the response gives, is appended to ``began``
+    at once, and the later rounds read in."""
     pending = []
     for key in keys:
         _same_target(c, key.project, key.database, "a key")
@@ -108,17 +109,19 @@ def _lookup_once(c: datastore.Client, keys: Sequence, transaction: Optional[byte
     for _ in range(LOOKUP_ROUNDS):
         request = _addressed(c, _LookupRequest.pb()())
         request.keys.extend(pending)
-        if new_transaction and transaction is None:
+        beginning = began is not None and transaction is None
+        if beginning:
             request.read_options.new_transaction.read_write.SetInParent()
         elif transaction is not None:
             request.read_options.transaction = transaction
         answer = ds_types.LookupResponse.pb(c._datastore_api.lookup(
             request=_LookupRequest.wrap(request), **retry.call_options(policy)))
-        if new_transaction and transaction is None:
+        if beginning:
             if not answer.transaction:
                 raise gexc.FailedPrecondition(
                     "Datastore began no transaction with the lookup (new_transaction)")
             transaction = answer.transaction
+            began.append(transaction)
         found.extend(entity_from_pb(r.entity) for r in answer.found)
         pending = list(answer.deferred)
         if not pending:
@@ -150,20 +153,17 @@ def begin_with_lookup(c: datastore.Client, keys: Sequence, policy: RetryPolicy, 
 def _lookup(c: datastore.Client, keys: Sequence, policy: RetryPolicy, what: str,
             transaction: Optional[bytes], where: str, began: Optional[list] = None) -> tuple:
     """(the transaction, key -> entity) over chunks of ``LOOKUP_KEYS``; ``began``: the first
-    chunk begins a transaction, its id appended there."""
+    chunk begins a transaction, its id appended there as soon as it is known."""
     found: dict = {}
     in_transaction = transaction is not None or began is not None
     for i in range(0, len(keys), LOOKUP_KEYS):
         chunk = list(keys[i:i + LOOKUP_KEYS])
 
         def get(chunk=chunk):
-            return _lookup_once(c, chunk, transaction, policy,
-                                new_transaction=began is not None and transaction is None)
+            return _lookup_once(c, chunk, transaction, policy, began)
 
-        got, txn = get() if in_transaction else retry.call(get, what, policy, where=where)
-        if began is not None and transaction is None:
-            began.append(txn)
-        transaction = txn
+        got, transaction = get() if in_transaction else retry.call(get, what, policy,
+                                                                   where=where)
         asked = {(k.namespace, k.flat_path): k for k in chunk}
         for e in got:
             found[asked.get((e.key.namespace, e.key.flat_path), e.key)] = e

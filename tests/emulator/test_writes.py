@@ -638,3 +638,54 @@ def test_a_restore_lists_every_dead_letter_of_a_kind_in_several_namespaces(seede
         letters = [json.loads(line) for line in f]
     assert sorted((x["namespace"], x["key"]) for x in letters) == sorted(changed)
     assert {x["error"] for x in letters} == {"DiffersFromBackup"}
+
+
+def test_a_transaction_begun_by_its_lookup_is_rolled_back_when_it_goes_no_further(
+        datastore_client, monkeypatch):
+    """The lookup begins the transaction; a failure after it (here the decision raising)
+    rolls back that transaction, and its entity stays as it was; with more keys than one
+    lookup takes, the later lookups read in the transaction the first began."""
+    from google.cloud.datastore_v1.services.datastore.client import DatastoreClient
+    from google.cloud.datastore_v1.types import datastore as ds
+
+    from pipeline.core.retry import RetryPolicy
+    from pipeline.datastore import writes
+
+    c = datastore_client
+    keys = [c.key("Item", i) for i in range(1, 8)]
+    for k in keys:
+        e = datastore.Entity(k)
+        e["n"] = k.id
+        c.put(e)
+    begun, in_txn, rolled_back = [], [], []
+    real_lookup, real_rollback = DatastoreClient.lookup, DatastoreClient.rollback
+
+    def lookup(self, request=None, **kw):
+        options = ds.LookupRequest.pb(request).read_options
+        answer = real_lookup(self, request=request, **kw)
+        if options.HasField("new_transaction"):
+            begun.append(ds.LookupResponse.pb(answer).transaction)
+        else:
+            in_txn.append(options.transaction)
+        return answer
+
+    def rollback(self, request=None, **kw):
+        rolled_back.append(request["transaction"])
+        return real_rollback(self, request=request, **kw)
+
+    monkeypatch.setattr(DatastoreClient, "lookup", lookup)
+    monkeypatch.setattr(DatastoreClient, "rollback", rollback)
+    monkeypatch.setattr(writes, "LOOKUP_KEYS", 3)  # three lookups: 3 + 3 + 1 keys
+    seen = []
+
+    def decide(current):
+        seen.append(sorted(k.id for k in current))
+        raise ValueError("the job refused")
+
+    with pytest.raises(ValueError, match="the job refused"):
+        writes.transact(c, keys, decide, RetryPolicy(deadline=10.0), "a test transaction")
+    assert seen == [list(range(1, 8))]
+    assert len(begun) == 1 and begun[0] and in_txn == [begun[0], begun[0]]
+    assert rolled_back == [begun[0]]
+    monkeypatch.undo()  # the client's own get_multi sends its requests as dicts
+    assert sorted(e["n"] for e in c.get_multi(keys)) == list(range(1, 8))
