@@ -134,7 +134,7 @@ def lookup(c: datastore.Client, keys: Sequence, policy: RetryPolicy, what: str,
     """key -> its current entity (keys without one are absent), each found entity under the
     key it was asked for (matched by namespace and path: an endpoint may answer without the
     database id)."""
-    return _lookup(c, keys, policy, what, transaction, where)[1]
+    return _lookup(c, keys, policy, what, transaction, where)[0]
 
 
 def begin_with_lookup(c: datastore.Client, keys: Sequence, policy: RetryPolicy, what: str,
@@ -147,12 +147,12 @@ def begin_with_lookup(c: datastore.Client, keys: Sequence, policy: RetryPolicy, 
     if not keys:
         began.append(begin(c, policy))
         return {}
-    return _lookup(c, keys, policy, what, None, "Datastore", began)[1]
+    return _lookup(c, keys, policy, what, None, "Datastore", began)[0]
 
 
 def _lookup(c: datastore.Client, keys: Sequence, policy: RetryPolicy, what: str,
             transaction: Optional[bytes], where: str, began: Optional[list] = None) -> tuple:
-    """(the transaction, key -> entity) over chunks of ``LOOKUP_KEYS``; ``began``: the first
+    """(key -> entity, the transaction) over chunks of ``LOOKUP_KEYS``; ``began``: the first
     chunk begins a transaction, its id appended there as soon as it is known."""
     found: dict = {}
     in_transaction = transaction is not None or began is not None
@@ -167,7 +167,7 @@ def _lookup(c: datastore.Client, keys: Sequence, policy: RetryPolicy, what: str,
         asked = {(k.namespace, k.flat_path): k for k in chunk}
         for e in got:
             found[asked.get((e.key.namespace, e.key.flat_path), e.key)] = e
-    return transaction, found
+    return found, transaction
 
 
 def _partial(key) -> bool:
