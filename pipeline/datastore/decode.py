@@ -9,15 +9,27 @@ them apart (``tests/unit/test_decode.py`` holds the two decoders against each ot
 value type).
 
 ``RawIterator`` is the client's query iterator with only its page step changed (its private
-``_process_query_results``, stable across 2.x; the client is pinned below 3).
+``_process_query_results``, stable across 2.x; the client is pinned below 3), and it **reads
+ahead**: when a page arrives that Datastore says is not the last (``NOT_FINISHED``), the next
+page's request is built at once and sent from a small thread pool, so the backend works on it
+while this thread decodes and maps the page in hand (on one worker thread the two used to take
+turns). Only the page the client itself would ask for next is asked for, with the same cursor and
+limit; all the iterator's state (cursor, counts) changes on the reading thread alone, when it
+takes the page; an error of the call ahead is raised there, as the call's own would be. A page
+read ahead is wasted only when the reader abandons the query (a claim lost to a split); a reader
+that stops at a time budget takes the page in hand first (``stop_reading_ahead``).
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
 import datetime
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Optional
 
+from google.api_core import page_iterator
 from google.cloud.datastore import helpers
 from google.cloud.datastore import query as _query
+from google.cloud.datastore_v1.types import entity as entity_pb2
 from google.cloud.datastore.entity import Entity
 from google.cloud.datastore.helpers import GeoPoint
 from google.cloud.datastore.key import Key
@@ -159,23 +171,103 @@ def _item_to_entity(_iterator, entity_pb) -> Entity:
     return entity_from_pb(entity_pb)
 
 
+#: Threads sending the calls ahead, for the whole process (a call ahead not started when its
+#: reader needs it is made by the reader itself: a busy pool never makes a reader wait longer).
+READ_AHEAD_THREADS = 16
+_pool: Optional[cf.ThreadPoolExecutor] = None
+_pool_lock = threading.Lock()
+
+
+def _ahead_pool() -> cf.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = cf.ThreadPoolExecutor(READ_AHEAD_THREADS, thread_name_prefix="read-ahead")
+        return _pool
+
+
 class RawIterator(_query.Iterator):
     """The client's query iterator, its pages read from the raw response: no proto-plus
-    wrapper per result, each entity decoded by ``entity_from_pb``. ``adopt`` turns the iterator
-    ``Query.fetch`` made into one (so whatever watches ``Query.fetch`` still sees every query)."""
+    wrapper per result, each entity decoded by ``entity_from_pb``; the next page read ahead
+    (module docstring). ``adopt`` turns the iterator ``Query.fetch`` made into one (so whatever
+    watches ``Query.fetch`` still sees every query)."""
+
+    read_ahead = True
+    _ahead: Optional[tuple] = None  # (the next page's request, its call's future)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.item_to_value = _item_to_entity
 
     @classmethod
-    def adopt(cls, it):
+    def adopt(cls, it, read_ahead: bool = True):
         """``it`` (the client's iterator, before its first page) read the raw way; anything
         else (a test's stand-in) is left as it is."""
         if type(it) is _query.Iterator and it.page_number == 0:
             it.__class__ = cls
             it.item_to_value = _item_to_entity
+            it.read_ahead = read_ahead
         return it
+
+    def stop_reading_ahead(self) -> bool:
+        """No call ahead from now on; True when a page is ahead already (paid for: the reader
+        should take it before it stops)."""
+        self.read_ahead = False
+        return self._ahead is not None
+
+    def _simple(self) -> bool:
+        """A query this iterator builds itself: no offset (its re-run loop), no explain
+        options, no client transaction (the client's own page step does those)."""
+        return (not self._offset and self._query._explain_options is None
+                and self.client.current_transaction is None)
+
+    def _request(self, taken: int = 0) -> dict:
+        """The RunQuery request for the page after ``taken`` more results, as the client's
+        ``_next_page`` builds it (``_build_protobuf`` from the cursor and the count)."""
+        self.num_results += taken
+        try:
+            query = self._build_protobuf()
+        finally:
+            self.num_results -= taken
+        request = {
+            "project_id": self._query.project,
+            "partition_id": entity_pb2.PartitionId(project_id=self._query.project,
+                                                   database_id=self.client.database,
+                                                   namespace_id=self._query.namespace),
+            "read_options": helpers.get_read_options(self._eventual, None, self._read_time,
+                                                     None),
+            "query": query,
+        }
+        helpers.set_database_id_to_request(request, self.client.database)
+        return request
+
+    def _call(self, request: dict):
+        kwargs = {}
+        if self._retry is not None:
+            kwargs["retry"] = self._retry
+        if self._timeout is not None:
+            kwargs["timeout"] = self._timeout
+        return self.client._datastore_api.run_query(request=request, **kwargs)
+
+    def _next_page(self):
+        if not self._more_results:
+            return None
+        ahead, self._ahead = self._ahead, None
+        if ahead is None and not self._simple():
+            return super()._next_page()
+        if ahead is None:
+            response = self._call(self._request())
+        else:
+            request, future = ahead
+            # not started (the pool is busy): made here, not waited for
+            response = self._call(request) if future.cancel() else future.result()
+        entity_pbs = self._process_query_results(response)
+        if self._more_results and self.read_ahead and (
+                self.max_results is None
+                or self.max_results - self.num_results - len(entity_pbs) > 0):
+            request = self._request(len(entity_pbs))
+            self._ahead = (request, _ahead_pool().submit(self._call, request))
+        return page_iterator.Page(self, entity_pbs, self.item_to_value)
 
     def _process_query_results(self, response_pb):
         batch = response_pb._pb.batch

@@ -221,7 +221,8 @@ class _Slice:
                             state.entities += 1
                             yield entity
                     page_start = page_end
-                    if time.monotonic() >= self.deadline:
+                    if time.monotonic() >= self.deadline and _more_pages(it) and \
+                            not _take_ahead(it):
                         timed_out = True  # at a page end: the next slice resumes from here
                         break
             except gexc.GoogleAPICallError as e:
@@ -242,6 +243,20 @@ class _Slice:
             if self.remaining <= 0:
                 return  # the slice is full: the next slice resumes
             pos.skip_to(it.next_page_token)
+
+
+def _more_pages(it) -> bool:
+    """Whether the query has pages left: at its last page the time budget waits for the
+    exhaustion rules below (a slice stopped there, out of time, would run the same query again
+    next time, forever when its one page takes longer than the budget)."""
+    return bool(getattr(it, "_more_results", True))
+
+
+def _take_ahead(it) -> bool:
+    """At the time budget: True when the query's next page was read ahead already (it is read
+    too, and nothing more is asked for: a page paid for is not thrown away)."""
+    stop = getattr(it, "stop_reading_ahead", None)
+    return bool(stop and stop())
 
 
 def read_slice(c: datastore.Client, read: ReadConfig, namespace: str, kind: str, tracker,

@@ -81,3 +81,39 @@ def test_narrow_queries_read_every_entity_once(emulator, slice_entities, query_e
         assert set(seen) == expected, f"missing {len(expected - set(seen))}"
         # The queries were narrow: many more of them than slices, and the density was learnt.
         assert queries > slices and density.gaps > 0
+
+
+def test_a_slice_out_of_time_takes_the_page_read_ahead_and_wastes_no_read(emulator,
+                                                                         monkeypatch):
+    """A time budget so short that every slice ends at its first page end: the page already
+    read ahead is handed over too (the next slice resumes after it), so every result Datastore
+    returned was handed over exactly once and no page was thrown away."""
+    seeded = seed_dataset(TEST_PROJECT, [NamespaceSpec("", 1500)])
+    read = run_config("count_keys", "--shards", "2", "--oversampling", "4",
+                      "--query_entities", "100000", "--slice_seconds", "0.001",
+                      host=emulator.host).read
+    c = datastore.Client(project=TEST_PROJECT)
+    ranges, _ = split_unit(c, read, "", "Item")
+    api = c._datastore_api
+    real, returned = api.run_query, []
+
+    def run_query(*a, **kw):
+        response = real(*a, **kw)
+        returned.append(len(response._pb.batch.entity_results))
+        return response
+
+    monkeypatch.setattr(api, "run_query", run_query)
+    queue, seen, slices = collections.deque(ranges), [], 0
+    while queue:
+        tracker = KeyRangeTracker(queue.popleft())
+        state = SliceState()
+        slices += 1
+        assert slices < 1000
+        seen.extend(e.key.flat_path for e in read_slice(c, read, "", "Item", tracker, state))
+        if not state.done:
+            queue.append(tracker.try_split(0)[1])
+        tracker.check_done()
+    assert set(seen) == set(seeded[""]) and len(seen) == len(set(seen)) == 1500
+    assert sum(returned) == len(seen), "a page read ahead was thrown away"
+    # Each slice out of time read its page and the one ahead: two pages a slice, mostly.
+    assert slices < len(returned)
