@@ -20,13 +20,18 @@ transaction's own lookup in ``transactional`` mode), durably, before its commit.
 mutation is counted in the slice's counters (``pipeline.core.writes``): put, changed, deleted,
 unchanged, gone, conflicts, failed, outside_namespaces.
 
+Blind commits are sent while the slice reads and migrates on (``commits``: two in flight at
+most, never two on one key, settled on this thread before the slice checkpoints).
+
 The transaction with its undo records, the undo records, the key binding, the retry-then-halve
 of a batch that meets contention and the change samples are the write-back path restore uses
 too (``writeback``, ``pipeline.core.writes``, ``pipeline.datastore.writes``).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -38,10 +43,20 @@ from pipeline.config import JobConfig, ReadConfig, WriteConfig
 from pipeline.core import writes as w
 from pipeline.core.keyorder import format_path, path_from_flat
 from pipeline.core.namespaces import namespace_label
-from pipeline.core.writes import Op
+from pipeline.core.writes import Contention, Op
 from pipeline.datastore import entity_json as ej
-from pipeline.datastore.writes import bind, bind_key, commit_blind, lookup
+from pipeline.datastore.writes import (
+    begin_with_lookup,
+    bind,
+    bind_key,
+    commit,
+    commit_blind,
+    is_contention,
+    lookup,
+    rollback,
+)
 from pipeline.errors import MapperError
+from pipeline.graph.commits import InFlight, Sent, key_id
 from pipeline.graph.writeback import UndoLog, tally, transact_ops
 from pipeline.sinks.files import undo
 
@@ -54,11 +69,22 @@ THROTTLED_MS = "writes.throttled_ms"  # time a worker held its commits back (ram
 
 
 class Overload:
-    """Adaptive backoff, as Beam's Datastore writer does it (its ``AdaptiveThrottler``, the SRE
-    book's client-side throttling): every commit attempt is a request, every commit that went
-    through a success; while Datastore refuses (contention, resource exhausted, unavailable),
-    attempts are held back with the probability ``(requests - 1.25 x successes) /
-    (requests + 1)`` over the last 2 minutes, ``delay`` seconds at a time."""
+    """Adaptive backoff, Beam's Datastore writer's formula (its ``AdaptiveThrottler``, the SRE
+    book's client-side throttling): while Datastore refuses for overload (resource exhausted,
+    unavailable, deadline), attempts are held back with the probability ``(requests - 1.25 x
+    successes) / (requests + 1)`` over the last 2 minutes, ``delay`` seconds at a time.
+
+    Two departures from Beam's writer, both measured:
+
+    - An attempt is counted when it **ends** (``ended``), from whichever thread: a request,
+      and a success unless Datastore refused it for overload (a conflict or a refusal of the
+      data is an answer). Beam counts a request when it is admitted and its success after;
+      with commits in flight the next one is admitted before the last has ended, and the
+      first two requests of a run would already hold the third back half the time.
+    - A wait is not counted as a request. Beam counts each; on one worker thread nothing can
+      succeed while it waits, so each wait raised the odds of the next: three reset
+      connections early in a run of 15 transactions held it back for minutes (195 s, in the
+      fault test)."""
 
     def __init__(self, delay: float = 1.0, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep):
@@ -66,17 +92,29 @@ class Overload:
         self.throttler = AdaptiveThrottler(window_ms=120_000, bucket_ms=1_000,
                                            overload_ratio=1.25)
         self.delay, self.clock, self.sleep = delay, clock, sleep
+        self._lock = threading.Lock()  # commits in flight end on their own threads
 
     def admit(self) -> float:
         """Before an attempt: wait while the recent failures say so; the seconds waited."""
         waited = 0.0
-        while self.throttler.throttle_request(int(self.clock() * 1000)):
+        while self._held_back():
             self.sleep(self.delay)
             waited += self.delay
         return waited
 
-    def succeeded(self) -> None:
-        self.throttler.successful_request(int(self.clock() * 1000))
+    def _held_back(self) -> bool:
+        t = self.throttler  # its sums and formula (apache-beam is pinned: 2.77.0)
+        with self._lock:
+            now = int(self.clock() * 1000)
+            return t._random.uniform(0, 1) < t._throttling_probability(now)
+
+    def ended(self, err: Optional[BaseException] = None) -> None:
+        """An attempt ended: ``err`` None (it went through) or what it raised."""
+        with self._lock:
+            now = int(self.clock() * 1000)
+            self.throttler._all_requests.add(now, 1)
+            if not isinstance(err, OVERLOAD):
+                self.throttler.successful_request(now)
 
 
 class MigrateError(Exception):
@@ -164,10 +202,12 @@ class Writer:
         self.where = read.target.describe()
         self.undo_log = UndoLog(write.undo_dir, job.name, run_id, write.mode)
         self.written = 0  # mutations this worker committed (the progress lines' writes)
+        self.inflight = InFlight(self._settle)
 
     # --- per slice -----------------------------------------------------------------------
 
     def start(self, ctx: Context) -> None:
+        self.inflight.abandon()  # a slice that failed left them: they end before it is re-read
         self.ctx = ctx
         self.pending: list = []  # migrations: Op (blind) or the read entity (transactional)
         self.free: dict = {}  # namespace -> {key: Put | Delete} (the last for a key wins)
@@ -178,16 +218,20 @@ class Writer:
         self._flush(self._flush_migrations)
         for namespace in list(self.free):
             self._flush(self._flush_free, namespace)
+        self._flush(self.inflight.clear)
         return self.samples
 
     def _flush(self, fn, *args) -> None:
         """A flush that fails fails the slice (which is then read and applied again), never
-        one entity: the batch's other mutations must not be dropped as its dead letters."""
+        one entity: the batch's other mutations must not be dropped as its dead letters; the
+        slice's other commits in flight end first."""
         try:
             fn(*args)
         except MapperError:
+            self.inflight.abandon()
             raise
         except Exception as e:
+            self.inflight.abandon()
             raise WriteFailed(f"writing to {self.where} failed: {type(e).__name__}: "
                               f"{str(e)[:300]}") from e
 
@@ -235,7 +279,7 @@ class Writer:
             for batch in w.batches(pending, w.BLIND_BATCH, w.MAX_COMMIT_BYTES,
                                    size=lambda e: 0, group=lambda e: w.entity_group(e.key),
                                    max_groups=self.write.transaction_groups):
-                self._transaction(batch)
+                self._send_transaction(batch)
         else:
             self._commit_blind(self.ctx.namespace, pending)
 
@@ -243,6 +287,7 @@ class Writer:
         """Read entities, migrated again in a transaction: retried, then halved, on contention
         or when the changes exceed a commit; an entity Datastore refuses becomes a letter."""
         ns, kind = self.ctx.namespace, self.ctx.kind
+        self.inflight.clear(key_id(e.key) for e in entities)  # a free mutation's commit
         try:
             w.retry_then_halve(entities, self._attempt, self._transaction,
                                self.write.contention_retries, self._conflict,
@@ -258,23 +303,96 @@ class Writer:
                 return
             self._failed(ns, kind, entities[0].key, e, "transactional write")
 
-    def _attempt(self, entities: list) -> None:
-        """One transaction over ``entities`` (raises Contention when it lost)."""
+    def _send_transaction(self, entities: list) -> None:
+        """The first attempt of a transaction over ``entities``: looked up and decided here,
+        its undo records written, its commit sent (``commits``) while the slice goes on. Anything
+        but a plain success (contention, a retryable error, a batch too big, a refusal) sends the
+        batch through ``_transaction``, which retries, halves and finds what Datastore refuses;
+        its decision is made again on a fresh lookup (``migrate`` is idempotent)."""
         keys = [bind_key(self.c, e.key) for e in entities]
+        ids = [key_id(k) for k in keys]
+        self.inflight.clear(ids)  # a free mutation's commit first
         ns, kind = self.ctx.namespace, self.ctx.kind
         self._hold(self.throttle.wait(len(keys)) + self.overload.admit())
-        ops, decided = transact_ops(
-            self.c, keys, lambda current: self._decide(keys, current), self.undo_log, ns,
-            self.read.retry, f"writing {len(keys)} {kind} in a transaction in namespace "
-            f"{namespace_label(ns)}", self.where, self._on_retry)
-        self.overload.succeeded()
+        began: list = []
+        try:
+            current = begin_with_lookup(self.c, keys, self.read.retry,
+                                        f"looking up {len(keys)} {kind} in a transaction",
+                                        began)
+            ops, decided = self._decide(keys, current)
+        except MapperError:
+            self._roll_back(began)
+            raise
+        except Exception as e:
+            self._roll_back(began)
+            self.overload.ended(e)
+            self._transaction(entities)
+            return
+        path = self.undo_log.write(ns, ops)
+        puts = [o.after if o.after_pb is None else o.after_pb.pb
+                for o in ops if o.after is not None]
+        deletes = [o.key for o in ops if o.after is None]
+        transaction, policy = began[0], self.read.retry
+
+        def call(held_ms: list) -> None:  # on a pool thread: the commit only, no retry
+            commit(self.c, puts, deletes, policy, transaction=transaction)
+            self.overload.ended()  # a failure is counted where it is settled
+
+        self.inflight.send(ns, _Transaction(entities, ops, decided), ids, path, call)
+
+    def _roll_back(self, began: list) -> None:
+        if began:
+            try:
+                rollback(self.c, began[0], self.read.retry)
+            except Exception:  # a courtesy: the transaction expires anyway
+                pass
+
+    def _settled_transaction(self, sent: Sent) -> None:
+        """A transaction's commit ended: what it wrote counted; failed, the batch goes through
+        ``_transaction`` (an undo file is deleted only when nothing of it can have been
+        written: contention or a refusal; after another error the commit may have landed)."""
+        txn = sent.batch
+        try:
+            sent.future.result()
+        except gexc.GoogleAPICallError as e:
+            if is_contention(e):
+                self._conflict()
+            else:
+                self.overload.ended(e)
+            if is_contention(e) or isinstance(e, (gexc.InvalidArgument,
+                                                  gexc.FailedPrecondition)):
+                undo.discard(sent.undo_path)
+            self._transaction(txn.entities)
+            return
+        self._counted(sent.namespace, txn.ops, txn.decided)
+
+    def _counted(self, ns: str, ops: list, decided: dict) -> None:
+        """A committed transaction's ops and decisions, counted (and its letters)."""
         self._tally(ops, ns)
         self.written += len(ops)
         for name in (w.UNCHANGED, w.GONE):
             if decided[name]:
                 self.ctx.counters.inc(name, decided[name])
         for key, err in decided["errors"]:
-            self._failed(ns, kind, key, err, "migrate (in the transaction)")
+            self._failed(ns, self.ctx.kind, key, err, "migrate (in the transaction)")
+
+    def _attempt(self, entities: list) -> None:
+        """One transaction over ``entities`` (raises Contention when it lost)."""
+        keys = [bind_key(self.c, e.key) for e in entities]
+        ns, kind = self.ctx.namespace, self.ctx.kind
+        self._hold(self.throttle.wait(len(keys)) + self.overload.admit())
+        try:
+            ops, decided = transact_ops(
+                self.c, keys, lambda current: self._decide(keys, current), self.undo_log, ns,
+                self.read.retry, f"writing {len(keys)} {kind} in a transaction in namespace "
+                f"{namespace_label(ns)}", self.where, self._on_retry)
+        except Contention:
+            raise  # counted by _conflict
+        except Exception as e:
+            self.overload.ended(e)
+            raise
+        self.overload.ended()
+        self._counted(ns, ops, decided)
 
     def _decide(self, keys: list, current: dict) -> tuple[list, dict]:
         """``migrate`` on the current versions, in the transaction: the ops to commit, and
@@ -360,6 +478,7 @@ class Writer:
         if not pending:
             return
         keys = list(pending)
+        self.inflight.clear(key_id(k) for k in keys)  # the undo's ``before``: what is there
         current = lookup(self.c, keys, self.read.retry,
                          f"looking up {len(keys)} entities to write in namespace "
                          f"{namespace_label(namespace)}", where=self.where)
@@ -387,23 +506,50 @@ class Writer:
             self._commit_batch(namespace, batch)
 
     def _commit_batch(self, namespace: str, batch: list) -> None:
+        """``batch`` sent (``commits``), after its undo records; settled by ``_settle``."""
+        keys = [key_id(o.key) for o in batch]
+        self.inflight.clear(keys)
         self._hold(self.throttle.wait(len(batch)) + self.overload.admit())
         path = self.undo_log.write(namespace, batch)
+        puts = [o.after if o.after_pb is None else o.after_pb.pb
+                for o in batch if o.after is not None]
+        deletes = [o.key for o in batch if o.after is None]
+        what = f"writing {len(batch)} entities in namespace {namespace_label(namespace)}"
+
+        def call(held_ms: list) -> None:  # on a pool thread: the call and its retries only
+            def on_retry(err: Exception) -> None:
+                self.overload.ended(err)
+                if isinstance(err, OVERLOAD):  # see _on_retry
+                    held_ms.append(int(self.overload.admit() * 1000))
+
+            try:
+                commit_blind(self.c, puts, deletes, self.read.retry, what, self.where, on_retry)
+            except BaseException as e:
+                self.overload.ended(e)
+                raise
+            self.overload.ended()
+
+        self.inflight.send(namespace, batch, keys, path, call)
+
+    def _settle(self, sent: Sent) -> None:
+        """A commit ended: counted and sampled; refused (one entity Datastore will not take),
+        its batch is sent again one by one to find that entity, a dead letter."""
+        if isinstance(sent.batch, _Transaction):
+            self._settled_transaction(sent)
+            return
+        namespace, batch = sent.namespace, sent.batch
         try:
-            commit_blind(self.c, [o.after if o.after_pb is None else o.after_pb.pb
-                                  for o in batch if o.after is not None],
-                         [o.key for o in batch if o.after is None], self.read.retry,
-                         f"writing {len(batch)} entities in namespace "
-                         f"{namespace_label(namespace)}", self.where, self._on_retry)
+            sent.future.result()
         except (gexc.InvalidArgument, gexc.FailedPrecondition) as e:
-            undo.discard(path)  # refused as a whole: nothing of it was written
+            undo.discard(sent.undo_path)  # refused as a whole: nothing of it was written
             if len(batch) > 1:
                 for op in batch:  # find the one Datastore refuses
                     self._commit_batch(namespace, [op])
                 return
             self._failed(namespace, batch[0].key.kind, batch[0].key, e, "blind write")
             return
-        self.overload.succeeded()
+        finally:
+            self._hold(sum(sent.held_ms) / 1000)
         self._tally(batch, namespace)
         self.written += len(batch)
 
@@ -420,18 +566,28 @@ class Writer:
     def _on_retry(self, err: Exception) -> None:
         # Logged by the retry path and counted in the slice's retries; the next attempt is
         # another request to the adaptive backoff, held back while failures dominate.
+        self.overload.ended(err)
         if isinstance(err, OVERLOAD):  # other errors (a reset connection) are not overload
             self._hold(self.overload.admit())
 
     def _conflict(self) -> None:
         # Datastore answered: the refusal is about these entities, not an overload (halving
         # finds the one that conflicts), so the backoff counts it as answered.
-        self.overload.succeeded()
+        self.overload.ended()
         self.ctx.counters.inc(w.CONFLICTS)
 
     def _hold(self, seconds: float) -> None:
         if seconds > 0:
             self.ctx.counters.inc(THROTTLED_MS, int(seconds * 1000))
+
+
+@dataclasses.dataclass
+class _Transaction:
+    """A transaction whose commit is in flight: its batch, and what it decided."""
+
+    entities: list
+    ops: list
+    decided: dict
 
 
 class _TooBig(Exception):

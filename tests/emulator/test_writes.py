@@ -261,6 +261,22 @@ def test_free_mutations_are_written_counted_and_deleted(seeded, tmp_path):
     assert not list(c.query(kind="ItemIndex").fetch())
 
 
+def test_puts_of_one_key_land_in_the_order_they_were_made(seeded, tmp_path):
+    """Every Item puts the same entity, one commit each (``--write_batch 1``), while commits
+    are in flight: the put that stays is the last one made, and each was counted."""
+    from tests.support import jobs_writes
+    out = tmp_path / "out"
+    ok(run_mapper("put_last", [*JOBS, "--namespaces", "__default__", "--writes=blind",
+                               "--write_batch", "1", "--slice_entities", "60"],
+                  output=str(out), runner=IN_PROCESS))
+    made = next(jobs_writes._SEQ) - 1
+    last = datastore.Client(project=TEST_PROJECT).get(
+        datastore.Client(project=TEST_PROJECT).key("Last", "last"))
+    assert last["seen"] == made
+    counts = summary_of(out, "put_last")["writes"]["counts"]
+    assert counts["put"] + counts["changed"] == len(seeded[""])
+
+
 def test_a_writing_jobs_records_are_not_replaced_unless_asked(seeded, tmp_path):
     out = tmp_path / "out"
     args = [*JOBS, "--params", "report=true", "--namespaces", "acme"]

@@ -1,6 +1,7 @@
 """Test-only jobs that write back: ``--job_module tests.support.jobs_writes``."""
 from __future__ import annotations
 
+import itertools
 import os
 
 from google.cloud import datastore
@@ -174,3 +175,24 @@ class EraseWhileWritten(DeleteEntities):
         late = datastore.Entity(c.key("Late", "written-during-the-erase"))
         late["n"] = 1
         c.put(late)
+
+
+_SEQ = itertools.count(1)
+
+
+@register
+class PutLast(JobSpec):
+    """Free mutations that all put one entity, ``Last``/``last``, holding how many Items this
+    process has handed over so far: the put that stays must be the last one made (two
+    commits of one key are never in flight at once)."""
+
+    name = "put_last"
+    writes = True
+
+    def query(self, params: Params) -> Query:
+        return Query(kind="Item", keys_only=False)
+
+    def next(self, ctx: Context, entity):
+        last = datastore.Entity(ctx.key("Last", "last", namespace=""))
+        last["seen"] = next(_SEQ)
+        yield Put(last)

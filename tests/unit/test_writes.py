@@ -236,20 +236,66 @@ def test_a_summary_without_key_ranges_shows_no_ranges():
 
 
 def test_the_adaptive_backoff_holds_commits_back_only_while_failures_dominate():
+    from google.api_core import exceptions as gexc
+
     from pipeline.graph.writer import Overload
     clock = FakeClock()
     clock.now = 1_000_000.0
     o = Overload(delay=1.0, clock=clock, sleep=clock.sleep)
     for _ in range(50):  # all good: never held back
         assert o.admit() == 0.0
-        o.succeeded()
+        o.ended()
     assert clock.slept == 0
-    for _ in range(200):  # Datastore refusing every attempt (no success recorded)
+    for _ in range(5):  # a conflict, or data Datastore refuses, is an answer, not overload
+        assert o.admit() == 0.0
+        o.ended(gexc.Aborted("contention"))
+        o.ended(gexc.InvalidArgument("too big"))
+    assert clock.slept == 0
+    for _ in range(200):  # Datastore refusing every attempt for overload
         o.admit()
+        o.ended(gexc.ServiceUnavailable("overloaded"))
     assert clock.slept > 0  # held back, one delay at a time
     held = clock.slept
     clock.now += 130  # the window (2 minutes) forgets the failures
     assert o.admit() == 0.0 and clock.slept == held
+
+
+def test_waiting_does_not_raise_the_odds_of_waiting_again():
+    """A few overload failures early in a run: the odds of being held back stay what those
+    attempts make them while the worker waits (Beam counts each wait as a request, so on one
+    thread, where nothing succeeds meanwhile, they rose towards 1: minutes held)."""
+    from google.api_core import exceptions as gexc
+
+    from pipeline.graph.writer import Overload
+    clock = FakeClock()
+    clock.now = 1_000_000.0
+    o = Overload(delay=1.0, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        o.ended()
+    for _ in range(3):
+        o.ended(gexc.ServiceUnavailable("reset"))
+    now = int(clock.now * 1000)
+    odds = o.throttler._throttling_probability(now)
+    assert 0 < odds < 0.25
+    for _ in range(100):
+        o._held_back()
+    assert o.throttler._throttling_probability(now) == odds
+
+
+def test_commits_in_flight_do_not_hold_the_next_one_back():
+    """Attempts count when they end: admitting several before any has ended (commits in
+    flight) holds nothing back, and a run whose commits all go through is never held."""
+    from pipeline.graph.writer import Overload
+    clock = FakeClock()
+    clock.now = 1_000_000.0
+    o = Overload(delay=1.0, clock=clock, sleep=clock.sleep)
+    for _ in range(300):
+        assert o.admit() == 0.0
+        assert o.admit() == 0.0  # the next one, before the last ended
+        o.ended()
+        o.ended()
+        clock.now += 0.01
+    assert clock.slept == 0
 
 
 # --- which runners run here --------------------------------------------------------------------
