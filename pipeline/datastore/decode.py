@@ -21,9 +21,7 @@ that stops at a time budget takes the page in hand first (``stop_reading_ahead``
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import datetime
-import threading
 from typing import Any, Callable, Optional
 
 from google.api_core import page_iterator
@@ -34,6 +32,8 @@ from google.cloud.datastore.entity import Entity
 from google.cloud.datastore.helpers import GeoPoint
 from google.cloud.datastore.key import Key
 from proto.datetime_helpers import DatetimeWithNanoseconds
+
+from pipeline.core.pools import shared_pool
 
 __all__ = ["RawIterator", "entity_from_pb", "key_from_pb"]
 
@@ -174,16 +174,6 @@ def _item_to_entity(_iterator, entity_pb) -> Entity:
 #: Threads sending the calls ahead, for the whole process (a call ahead not started when its
 #: reader needs it is made by the reader itself: a busy pool never makes a reader wait longer).
 READ_AHEAD_THREADS = 16
-_pool: Optional[cf.ThreadPoolExecutor] = None
-_pool_lock = threading.Lock()
-
-
-def _ahead_pool() -> cf.ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = cf.ThreadPoolExecutor(READ_AHEAD_THREADS, thread_name_prefix="read-ahead")
-        return _pool
 
 
 class RawIterator(_query.Iterator):
@@ -266,7 +256,8 @@ class RawIterator(_query.Iterator):
                 self.max_results is None
                 or self.max_results - self.num_results - len(entity_pbs) > 0):
             request = self._request(len(entity_pbs))
-            self._ahead = (request, _ahead_pool().submit(self._call, request))
+            pool = shared_pool("read-ahead", READ_AHEAD_THREADS)
+            self._ahead = (request, pool.submit(self._call, request))
         return page_iterator.Page(self, entity_pbs, self.item_to_value)
 
     def _process_query_results(self, response_pb):

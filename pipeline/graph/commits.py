@@ -1,5 +1,6 @@
-"""Blind commits in flight: a worker's next batch is read and migrated while Datastore
-commits the last one (on one worker thread the two used to take turns).
+"""Commits in flight: a worker's next batch is read and migrated while Datastore commits the
+last one (a blind commit, or a transaction's after its lookup and decision; on one worker
+thread the two used to take turns).
 
 - At most ``limit`` commits at once per writer; a commit is sent from a small shared pool,
   only its Datastore call runs there (with its retries): what it wrote is counted, sampled and
@@ -17,22 +18,13 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import dataclasses
-import threading
 from typing import Any, Callable, Iterable, Optional
+
+from pipeline.core.pools import shared_pool
 
 #: Commits in flight per writer (one more batch is made meanwhile).
 COMMITS_IN_FLIGHT = 2
 _POOL_THREADS = 16
-_pool: Optional[cf.ThreadPoolExecutor] = None
-_pool_lock = threading.Lock()
-
-
-def _commit_pool() -> cf.ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = cf.ThreadPoolExecutor(_POOL_THREADS, thread_name_prefix="commit")
-        return _pool
 
 
 def key_id(key: Any) -> tuple:
@@ -52,7 +44,7 @@ class Sent:
     held_ms: list  # milliseconds the commit's retries were held back (its own thread's count)
 
 
-class InFlight:
+class Commits:
     """A writer's commits in flight (see the module docstring); ``settle`` is the writer's."""
 
     def __init__(self, settle: Callable[[Sent], None], limit: int = COMMITS_IN_FLIGHT):
@@ -70,9 +62,9 @@ class InFlight:
         are in flight."""
         keys = frozenset(keys)
         held: list = []
-        sent = Sent(namespace, batch, undo_path, keys,
-                    _commit_pool().submit(call, held) if self.limit > 0 else _done(call, held),
-                    held)
+        future = (shared_pool("commit", _POOL_THREADS).submit(call, held) if self.limit > 0
+                  else _done(call, held))
+        sent = Sent(namespace, batch, undo_path, keys, future, held)
         self.sent.append(sent)
         self.keys |= keys
         while len(self.sent) > max(self.limit, 0):

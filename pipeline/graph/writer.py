@@ -20,8 +20,9 @@ transaction's own lookup in ``transactional`` mode), durably, before its commit.
 mutation is counted in the slice's counters (``pipeline.core.writes``): put, changed, deleted,
 unchanged, gone, conflicts, failed, outside_namespaces.
 
-Blind commits are sent while the slice reads and migrates on (``commits``: two in flight at
-most, never two on one key, settled on this thread before the slice checkpoints).
+Commits (blind ones, and a transaction's after its lookup and ``migrate``) are sent while the
+slice reads and migrates on (``commits``: two in flight at most, never two on one key, settled
+on this thread before the slice checkpoints).
 
 The transaction with its undo records, the undo records, the key binding, the retry-then-halve
 of a batch that meets contention and the change samples are the write-back path restore uses
@@ -56,7 +57,7 @@ from pipeline.datastore.writes import (
     rollback,
 )
 from pipeline.errors import MapperError
-from pipeline.graph.commits import InFlight, Sent, key_id
+from pipeline.graph.commits import Commits, Sent, key_id
 from pipeline.graph.writeback import UndoLog, tally, transact_ops
 from pipeline.sinks.files import undo
 
@@ -202,12 +203,12 @@ class Writer:
         self.where = read.target.describe()
         self.undo_log = UndoLog(write.undo_dir, job.name, run_id, write.mode)
         self.written = 0  # mutations this worker committed (the progress lines' writes)
-        self.inflight = InFlight(self._settle)
+        self.commits = Commits(self._settle)
 
     # --- per slice -----------------------------------------------------------------------
 
     def start(self, ctx: Context) -> None:
-        self.inflight.abandon()  # a slice that failed left them: they end before it is re-read
+        self.commits.abandon()  # a slice that failed left them: they end before it is re-read
         self.ctx = ctx
         self.pending: list = []  # migrations: Op (blind) or the read entity (transactional)
         self.free: dict = {}  # namespace -> {key: Put | Delete} (the last for a key wins)
@@ -218,7 +219,7 @@ class Writer:
         self._flush(self._flush_migrations)
         for namespace in list(self.free):
             self._flush(self._flush_free, namespace)
-        self._flush(self.inflight.clear)
+        self._flush(self.commits.clear)
         return self.samples
 
     def _flush(self, fn, *args) -> None:
@@ -228,10 +229,10 @@ class Writer:
         try:
             fn(*args)
         except MapperError:
-            self.inflight.abandon()
+            self.commits.abandon()
             raise
         except Exception as e:
-            self.inflight.abandon()
+            self.commits.abandon()
             raise WriteFailed(f"writing to {self.where} failed: {type(e).__name__}: "
                               f"{str(e)[:300]}") from e
 
@@ -287,7 +288,7 @@ class Writer:
         """Read entities, migrated again in a transaction: retried, then halved, on contention
         or when the changes exceed a commit; an entity Datastore refuses becomes a letter."""
         ns, kind = self.ctx.namespace, self.ctx.kind
-        self.inflight.clear(key_id(e.key) for e in entities)  # a free mutation's commit
+        self.commits.clear(key_id(e.key) for e in entities)  # a free mutation's commit
         try:
             w.retry_then_halve(entities, self._attempt, self._transaction,
                                self.write.contention_retries, self._conflict,
@@ -311,7 +312,7 @@ class Writer:
         its decision is made again on a fresh lookup (``migrate`` is idempotent)."""
         keys = [bind_key(self.c, e.key) for e in entities]
         ids = [key_id(k) for k in keys]
-        self.inflight.clear(ids)  # a free mutation's commit first
+        self.commits.clear(ids)  # a free mutation's commit first
         ns, kind = self.ctx.namespace, self.ctx.kind
         self._hold(self.throttle.wait(len(keys)) + self.overload.admit())
         began: list = []
@@ -338,7 +339,7 @@ class Writer:
             commit(self.c, puts, deletes, policy, transaction=transaction)
             self.overload.ended()  # a failure is counted where it is settled
 
-        self.inflight.send(ns, _Transaction(entities, ops, decided), ids, path, call)
+        self.commits.send(ns, _Transaction(entities, ops, decided), ids, path, call)
 
     def _roll_back(self, began: list) -> None:
         if began:
@@ -478,7 +479,7 @@ class Writer:
         if not pending:
             return
         keys = list(pending)
-        self.inflight.clear(key_id(k) for k in keys)  # the undo's ``before``: what is there
+        self.commits.clear(key_id(k) for k in keys)  # the undo's ``before``: what is there
         current = lookup(self.c, keys, self.read.retry,
                          f"looking up {len(keys)} entities to write in namespace "
                          f"{namespace_label(namespace)}", where=self.where)
@@ -508,7 +509,7 @@ class Writer:
     def _commit_batch(self, namespace: str, batch: list) -> None:
         """``batch`` sent (``commits``), after its undo records; settled by ``_settle``."""
         keys = [key_id(o.key) for o in batch]
-        self.inflight.clear(keys)
+        self.commits.clear(keys)
         self._hold(self.throttle.wait(len(batch)) + self.overload.admit())
         path = self.undo_log.write(namespace, batch)
         puts = [o.after if o.after_pb is None else o.after_pb.pb
@@ -529,7 +530,7 @@ class Writer:
                 raise
             self.overload.ended()
 
-        self.inflight.send(namespace, batch, keys, path, call)
+        self.commits.send(namespace, batch, keys, path, call)
 
     def _settle(self, sent: Sent) -> None:
         """A commit ended: counted and sampled; refused (one entity Datastore will not take),

@@ -1,4 +1,4 @@
-"""Blind commits in flight (pipeline.graph.commits): at most ``limit`` at once, settled oldest
+"""Commits in flight (pipeline.graph.commits): at most ``limit`` at once, settled oldest
 first on the caller's thread, never two on one key, and a failure waits for the others."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from pipeline.graph.commits import InFlight
+from pipeline.graph.commits import Commits
 
 
 def _recorder():
@@ -21,7 +21,7 @@ def _recorder():
 
 def test_two_commits_run_at_once_and_are_settled_in_order_on_the_callers_thread():
     settled, settle = _recorder()
-    inflight = InFlight(settle, limit=2)
+    commits = Commits(settle, limit=2)
     both = threading.Barrier(2, timeout=60)  # passes only when both calls run at once
     ran = []
 
@@ -31,10 +31,10 @@ def test_two_commits_run_at_once_and_are_settled_in_order_on_the_callers_thread(
             both.wait()
         return run
 
-    inflight.send("", ["a"], [("", "a")], None, call("a"))
-    inflight.send("", ["b"], [("", "b")], None, call("b"))
-    assert len(inflight) == 2 and settled == []
-    inflight.clear()
+    commits.send("", ["a"], [("", "a")], None, call("a"))
+    commits.send("", ["b"], [("", "b")], None, call("b"))
+    assert len(commits) == 2 and settled == []
+    commits.clear()
     me = threading.current_thread().name
     assert settled == [("", ("a",), me), ("", ("b",), me)]
     assert all(name.startswith("commit") for name in ran)
@@ -42,30 +42,30 @@ def test_two_commits_run_at_once_and_are_settled_in_order_on_the_callers_thread(
 
 def test_a_third_commit_waits_for_the_oldest():
     settled, settle = _recorder()
-    inflight = InFlight(settle, limit=2)
+    commits = Commits(settle, limit=2)
     for name in "abc":
-        inflight.send("ns", [name], [("ns", name)], None, lambda held: None)
-    assert [b for _, b, _ in settled] == [("a",)] and len(inflight) == 2
-    inflight.clear()
-    assert [b for _, b, _ in settled] == [("a",), ("b",), ("c",)] and len(inflight) == 0
+        commits.send("ns", [name], [("ns", name)], None, lambda held: None)
+    assert [b for _, b, _ in settled] == [("a",)] and len(commits) == 2
+    commits.clear()
+    assert [b for _, b, _ in settled] == [("a",), ("b",), ("c",)] and len(commits) == 0
 
 
 def test_a_key_in_flight_is_settled_before_it_is_used_again():
     settled, settle = _recorder()
-    inflight = InFlight(settle, limit=2)
+    commits = Commits(settle, limit=2)
     release = threading.Event()
-    inflight.send("", ["a"], [("", "a")], None, lambda held: release.wait(60))
-    inflight.send("", ["b"], [("", "b")], None, lambda held: None)
-    inflight.clear([("", "z")])  # not in flight: nothing waits
-    assert settled == [] and len(inflight) == 2
+    commits.send("", ["a"], [("", "a")], None, lambda held: release.wait(60))
+    commits.send("", ["b"], [("", "b")], None, lambda held: None)
+    commits.clear([("", "z")])  # not in flight: nothing waits
+    assert settled == [] and len(commits) == 2
     release.set()
-    inflight.clear([("", "b")])  # the commit of b, and the older one before it
+    commits.clear([("", "b")])  # the commit of b, and the older one before it
     assert [b for _, b, _ in settled] == [("a",), ("b",)]
 
 
 def test_a_failed_commit_fails_after_the_others_have_ended_unsettled():
     settled, settle = _recorder()
-    inflight = InFlight(settle, limit=2)
+    commits = Commits(settle, limit=2)
     later_done = threading.Event()
 
     def fails(held):
@@ -75,19 +75,19 @@ def test_a_failed_commit_fails_after_the_others_have_ended_unsettled():
         later_done.wait(0.2)
         later_done.set()
 
-    inflight.send("", ["a"], [("", "a")], None, fails)
-    inflight.send("", ["b"], [("", "b")], None, slow)
+    commits.send("", ["a"], [("", "a")], None, fails)
+    commits.send("", ["b"], [("", "b")], None, slow)
     with pytest.raises(RuntimeError, match="refused"):
-        inflight.clear()
+        commits.clear()
     assert later_done.is_set(), "the other commit was still running"
-    assert settled == [] and len(inflight) == 0 and inflight.keys == set()
+    assert settled == [] and len(commits) == 0 and commits.keys == set()
 
 
 def test_no_commit_in_flight_with_limit_zero():
     settled, settle = _recorder()
-    inflight = InFlight(settle, limit=0)
+    commits = Commits(settle, limit=0)
     threads = []
-    inflight.send("", ["a"], [("", "a")], None,
+    commits.send("", ["a"], [("", "a")], None,
                   lambda held: threads.append(threading.current_thread().name))
-    assert len(inflight) == 0 and threads == [threading.current_thread().name]
+    assert len(commits) == 0 and threads == [threading.current_thread().name]
     assert [b for _, b, _ in settled] == [("a",)]
