@@ -6,9 +6,10 @@ thread the two used to take turns).
   only its Datastore call runs there (with its retries): what it wrote is counted, sampled and
   made into dead letters on the writer's own thread, when it is settled (Beam's metrics and
   the slice's counters belong to that thread).
-- Two commits in flight never share a key: a batch (or a lookup, or a transaction) over a key
-  still in flight waits for that commit first, so the last mutation of a key is the last one
-  applied and an undo record's ``before`` is what was really there.
+- Two commits in flight never share an entity group (``group_id``): a batch (or a lookup, or a
+  transaction) over a group still in flight waits for that commit first, so the last mutation
+  of a key is the last one applied, an undo record's ``before`` is what was really there, and
+  the worker's own transactions do not contend.
 - A slice settles all its commits before it checkpoints (``Writer.finish``); a commit that
   failed fails the slice, after every other commit of it has finished (nothing of a failed
   slice is still being written when it is read again).
@@ -27,9 +28,11 @@ COMMITS_IN_FLIGHT = 2
 _POOL_THREADS = 16
 
 
-def key_id(key: Any) -> tuple:
-    """A key's identity for the overlap check (namespace and path; one database a run)."""
-    return key.namespace or "", key.flat_path
+def group_id(key: Any) -> tuple:
+    """What two commits in flight never share: a key's entity group (its root) in its
+    namespace. Two writes of one key must land in the order made, and two transactions on one
+    group contend (the emulator aborts one)."""
+    return key.namespace or "", tuple(key.flat_path[:2])
 
 
 @dataclasses.dataclass
@@ -57,7 +60,7 @@ class Commits:
 
     def send(self, namespace: str, batch: list, keys: Iterable, undo_path: Optional[str],
              call: Callable[[list], None]) -> None:
-        """``call(held_ms)`` sent for ``batch`` (keys: its ``key_id``s, disjoint from those in
+        """``call(held_ms)`` sent for ``batch`` (keys: its ``group_id``s, disjoint from those in
         flight: ``clear`` first); the oldest commits are settled while more than ``limit``
         are in flight."""
         keys = frozenset(keys)
@@ -71,7 +74,7 @@ class Commits:
             self._settle_oldest()
 
     def clear(self, keys: Optional[Iterable] = None) -> None:
-        """Settle the commits in flight, oldest first: all of them, or (``keys``: ``key_id``s)
+        """Settle the commits in flight, oldest first: all of them, or (``keys``: ``group_id``s)
         until none of these keys is in flight."""
         if keys is None:
             while self.sent:

@@ -21,8 +21,8 @@ mutation is counted in the slice's counters (``pipeline.core.writes``): put, cha
 unchanged, gone, conflicts, failed, outside_namespaces.
 
 Commits (blind ones, and a transaction's after its lookup and ``migrate``) are sent while the
-slice reads and migrates on (``commits``: two in flight at most, never two on one key, settled
-on this thread before the slice checkpoints).
+slice reads and migrates on (``commits``: two in flight at most, never two on one entity
+group, settled on this thread before the slice checkpoints).
 
 The transaction with its undo records, the undo records, the key binding, the retry-then-halve
 of a batch that meets contention and the change samples are the write-back path restore uses
@@ -57,7 +57,7 @@ from pipeline.datastore.writes import (
     rollback,
 )
 from pipeline.errors import MapperError
-from pipeline.graph.commits import Commits, Sent, key_id
+from pipeline.graph.commits import Commits, Sent, group_id
 from pipeline.graph.writeback import UndoLog, tally, transact_ops
 from pipeline.sinks.files import undo
 
@@ -288,7 +288,7 @@ class Writer:
         """Read entities, migrated again in a transaction: retried, then halved, on contention
         or when the changes exceed a commit; an entity Datastore refuses becomes a letter."""
         ns, kind = self.ctx.namespace, self.ctx.kind
-        self.commits.clear(key_id(e.key) for e in entities)  # a free mutation's commit
+        self.commits.clear(group_id(e.key) for e in entities)  # a free mutation's commit
         try:
             w.retry_then_halve(entities, self._attempt, self._transaction,
                                self.write.contention_retries, self._conflict,
@@ -311,7 +311,7 @@ class Writer:
         batch through ``_transaction``, which retries, halves and finds what Datastore refuses;
         its decision is made again on a fresh lookup (``migrate`` is idempotent)."""
         keys = [bind_key(self.c, e.key) for e in entities]
-        ids = [key_id(k) for k in keys]
+        ids = [group_id(k) for k in keys]
         self.commits.clear(ids)  # a free mutation's commit first
         ns, kind = self.ctx.namespace, self.ctx.kind
         self._hold(self.throttle.wait(len(keys)) + self.overload.admit())
@@ -479,7 +479,7 @@ class Writer:
         if not pending:
             return
         keys = list(pending)
-        self.commits.clear(key_id(k) for k in keys)  # the undo's ``before``: what is there
+        self.commits.clear(group_id(k) for k in keys)  # the undo's ``before``: what is there
         current = lookup(self.c, keys, self.read.retry,
                          f"looking up {len(keys)} entities to write in namespace "
                          f"{namespace_label(namespace)}", where=self.where)
@@ -508,7 +508,7 @@ class Writer:
 
     def _commit_batch(self, namespace: str, batch: list) -> None:
         """``batch`` sent (``commits``), after its undo records; settled by ``_settle``."""
-        keys = [key_id(o.key) for o in batch]
+        keys = [group_id(o.key) for o in batch]
         self.commits.clear(keys)
         self._hold(self.throttle.wait(len(batch)) + self.overload.admit())
         path = self.undo_log.write(namespace, batch)

@@ -416,7 +416,10 @@ def test_writes_use_the_database_and_lookups_ignore_the_read_time(seeded, tmp_pa
     """The emulator ignores both: watch the calls. Queries read the snapshot; the writer's
     lookups in the transaction read the current data; commits go to the run's database. Each
     transaction is begun by its first lookup (no BeginTransaction call) and committed as the
-    transaction that lookup began."""
+    transaction that lookup began; the commit is sent from its pool's threads while the worker
+    reads on."""
+    import threading
+
     from google.cloud.datastore_v1.services.datastore.client import DatastoreClient
     from google.cloud.datastore_v1.types import datastore as ds
     lookups, commits, begun, begin_calls = [], [], set(), []
@@ -428,7 +431,7 @@ def test_writes_use_the_database_and_lookups_ignore_the_read_time(seeded, tmp_pa
         options = pb.read_options
         new = options.HasField("new_transaction")
         lookups.append((bool(options.transaction) or new, options.HasField("read_time"),
-                        pb.database_id))
+                        pb.database_id, threading.current_thread().name))
         answer = real_lookup(self, request=request, **kw)
         if new:
             begun.add(ds.LookupResponse.pb(answer).transaction)
@@ -438,7 +441,7 @@ def test_writes_use_the_database_and_lookups_ignore_the_read_time(seeded, tmp_pa
 
     def commit(self, request=None, **kw):
         pb = ds.CommitRequest.pb(request)
-        commits.append((pb.database_id, pb.transaction))
+        commits.append((pb.database_id, pb.transaction, threading.current_thread().name))
         return real_commit(self, request=request, **kw)
 
     def begin_transaction(self, *a, **kw):
@@ -451,10 +454,12 @@ def test_writes_use_the_database_and_lookups_ignore_the_read_time(seeded, tmp_pa
     out = tmp_path / "out"
     ok(run_mapper("rename_property", [*RENAME, "--writes=transactional", "--read_time=start",
                                       "--database", "tenant-db"], output=str(out)))
-    assert lookups and all(in_txn and not rt and db == "tenant-db" for in_txn, rt, db in lookups)
-    assert commits and {db for db, _ in commits} == {"tenant-db"}
-    assert not begin_calls and all(txn and txn in begun for _, txn in commits)
-    assert len({txn for _, txn in commits}) == len(commits)  # one commit per transaction
+    assert lookups and all(in_txn and not rt and db == "tenant-db"
+                           for in_txn, rt, db, _ in lookups)
+    assert commits and {db for db, _, _ in commits} == {"tenant-db"}
+    assert not begin_calls and all(txn and txn in begun for _, txn, _ in commits)
+    assert len({txn for _, txn, _ in commits}) == len(commits)  # one commit per transaction
+    assert all(thread.startswith("commit") for *_, thread in commits)
 
 
 def test_a_migration_split_while_it_runs_changes_every_entity_once(emulator, monkeypatch,

@@ -91,3 +91,19 @@ def test_no_commit_in_flight_with_limit_zero():
                   lambda held: threads.append(threading.current_thread().name))
     assert len(commits) == 0 and threads == [threading.current_thread().name]
     assert [b for _, b, _ in settled] == [("a",)]
+
+
+def test_commits_of_one_entity_group_never_overlap():
+    """A root and its children are one group (the worker's own transactions on it would
+    contend); namespaces and other roots are apart."""
+    from google.cloud import datastore
+
+    from pipeline.graph.commits import group_id
+    def key(*path, namespace=None):
+        return datastore.Key(*path, project="p", namespace=namespace)
+
+    root = key("Parent", 1)
+    assert group_id(root) == group_id(key("Parent", 1, "Item", "a")) == \
+        group_id(key("Parent", 1, "Item", "a", "Sub", 2))
+    assert group_id(root) != group_id(key("Parent", 2))
+    assert group_id(root) != group_id(key("Parent", 1, namespace="acme"))
