@@ -240,6 +240,16 @@ def rollback(c: datastore.Client, transaction: bytes, policy: RetryPolicy) -> No
     c._datastore_api.rollback(request=request, **retry.call_options(policy))
 
 
+def roll_back_quietly(c: datastore.Client, began: list, policy: RetryPolicy) -> None:
+    """Roll back the transaction in ``began`` (if one was begun): a courtesy that releases its
+    locks now; a failure is ignored, the transaction expires anyway."""
+    if began:
+        try:
+            rollback(c, began[0], policy)
+        except Exception:
+            pass
+
+
 def transact(c: datastore.Client, keys: Sequence, decide: Callable[[dict], tuple],
              policy: RetryPolicy, what: str, where: str = "Datastore",
              on_retry: Optional[Callable[[Exception], None]] = None):
@@ -257,11 +267,8 @@ def transact(c: datastore.Client, keys: Sequence, decide: Callable[[dict], tuple
             commit(c, puts, deletes, policy, transaction=began[0])
             return result
         except BaseException as e:
-            if not committing and began:
-                try:
-                    rollback(c, began[0], policy)
-                except Exception:  # the rollback is a courtesy: the transaction expires anyway
-                    pass
+            if not committing:
+                roll_back_quietly(c, began, policy)
             if isinstance(e, gexc.GoogleAPICallError) and is_contention(e):
                 raise Contention(str(getattr(e, "message", "") or e)) from e
             raise

@@ -64,15 +64,20 @@ def transact_ops(c: Any, keys: Sequence, decide: Callable[[dict], tuple[list, An
         written.clear()
         ops, result = decide(current)
         written["undo"] = log.write(namespace, ops)
-        return ([o.after if o.after_pb is None else o.after_pb.pb
-                 for o in ops if o.after is not None],
-                [o.key for o in ops if o.after is None], (ops, result))
+        return (*mutations(ops), (ops, result))
 
     try:
         return transact(c, keys, choose, policy, what, where, on_retry)
     except Contention:
         undo.discard(written.get("undo"))  # that transaction did not commit
         raise
+
+
+def mutations(ops: Sequence[Op]) -> tuple[list, list]:
+    """``ops`` as a commit takes them: (puts: the raw message when made already, else the
+    entity; deletes: keys)."""
+    return ([o.after if o.after_pb is None else o.after_pb.pb for o in ops
+             if o.after is not None], [o.key for o in ops if o.after is None])
 
 
 def tally(ops: Sequence[Op], namespace: str, count: Callable[[str], None], samples: list,
@@ -119,4 +124,5 @@ def _plain(v: Any) -> Any:
     return str(v)
 
 
-__all__ = ["Contention", "Op", "UndoLog", "change_sample", "tally", "transact_ops"]
+__all__ = ["Contention", "Op", "UndoLog", "change_sample", "mutations", "tally",
+           "transact_ops"]

@@ -54,11 +54,11 @@ from pipeline.datastore.writes import (
     commit_blind,
     is_contention,
     lookup,
-    rollback,
+    roll_back_quietly,
 )
 from pipeline.errors import MapperError
 from pipeline.graph.commits import Commits, Sent, group_id
-from pipeline.graph.writeback import UndoLog, tally, transact_ops
+from pipeline.graph.writeback import UndoLog, mutations, tally, transact_ops
 from pipeline.sinks.files import undo
 
 log = logging.getLogger(__name__)
@@ -322,17 +322,15 @@ class Writer:
                                         began)
             ops, decided = self._decide(keys, current)
         except MapperError:
-            self._roll_back(began)
+            roll_back_quietly(self.c, began, self.read.retry)
             raise
         except Exception as e:
-            self._roll_back(began)
+            roll_back_quietly(self.c, began, self.read.retry)
             self.overload.ended(e)
             self._transaction(entities)
             return
         path = self.undo_log.write(ns, ops)
-        puts = [o.after if o.after_pb is None else o.after_pb.pb
-                for o in ops if o.after is not None]
-        deletes = [o.key for o in ops if o.after is None]
+        puts, deletes = mutations(ops)
         transaction, policy = began[0], self.read.retry
 
         def call(held_ms: list) -> None:  # on a pool thread: the commit only, no retry
@@ -340,13 +338,6 @@ class Writer:
             self.overload.ended()  # a failure is counted where it is settled
 
         self.commits.send(ns, _Transaction(entities, ops, decided), ids, path, call)
-
-    def _roll_back(self, began: list) -> None:
-        if began:
-            try:
-                rollback(self.c, began[0], self.read.retry)
-            except Exception:  # a courtesy: the transaction expires anyway
-                pass
 
     def _settled_transaction(self, sent: Sent) -> None:
         """A transaction's commit ended: what it wrote counted; failed, the batch goes through
@@ -512,9 +503,7 @@ class Writer:
         self.commits.clear(keys)
         self._hold(self.throttle.wait(len(batch)) + self.overload.admit())
         path = self.undo_log.write(namespace, batch)
-        puts = [o.after if o.after_pb is None else o.after_pb.pb
-                for o in batch if o.after is not None]
-        deletes = [o.key for o in batch if o.after is None]
+        puts, deletes = mutations(batch)
         what = f"writing {len(batch)} entities in namespace {namespace_label(namespace)}"
 
         def call(held_ms: list) -> None:  # on a pool thread: the call and its retries only

@@ -4,6 +4,7 @@ halving a batch that meets contention, binding keys to the run's database, the u
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -176,6 +177,28 @@ def test_the_undo_log_writes_one_file_a_batch_that_reads_back(tmp_path):
     assert [ej.key_from_json(r["key"]) for r in records] == [op.key for op in ops]
     undo.discard(path)
     assert undo.undo_files(str(tmp_path)) == []
+
+
+def test_discarding_a_batch_deletes_only_its_undo_file(tmp_path):
+    """Only a regular undo file goes: a symlink, a directory or a file of another name at the
+    path is left, and so is what they point to or hold."""
+    foreign = tmp_path / "users-data.jsonl"
+    foreign.write_text("mine\n")
+    link = tmp_path / f"link{undo.SUFFIX}"
+    link.symlink_to(foreign)
+    folder = tmp_path / f"folder{undo.SUFFIX}"
+    folder.mkdir()
+    (folder / "inside.txt").write_text("mine\n")
+    other = tmp_path / "notes.txt"
+    other.write_text("mine\n")
+    for path in (link, folder, other, None, ""):
+        undo.discard(str(path) if path else path)
+    assert link.is_symlink() and foreign.read_text() == "mine\n"
+    assert (folder / "inside.txt").read_text() == "mine\n" and other.read_text() == "mine\n"
+    ops, _, _ = _ops()
+    path = UndoLog(str(tmp_path), "job", "run1", "blind").write("acme", ops)
+    undo.discard(path)
+    assert not os.path.exists(path) and foreign.exists() and link.is_symlink()
 
 
 # --- what is counted and sampled ---------------------------------------------------------------

@@ -63,12 +63,19 @@ def write_batch(undo_dir: str, namespace: str, records: list) -> Optional[str]:
 
 
 def discard(path: Optional[str]) -> None:
-    """A batch that surely did not commit (it lost to contention): its records go."""
-    if path:
-        try:
+    """A batch that surely did not commit (it lost to contention, or was refused): its
+    records go. ``path`` is what ``write_batch`` returned; even so, only an undo file goes (a
+    regular file named ``*SUFFIX``, not through a symlink, never a directory): whatever else
+    stands there is left as it is."""
+    if not path or not path.endswith(SUFFIX):
+        return
+    try:
+        if "://" in path:  # an object store: one object (the name is not a prefix)
             FileSystems.delete([path])
-        except Exception:  # left behind, restoring skips what no commit wrote (it compares)
-            pass
+        elif not os.path.islink(path) and os.path.isfile(path):
+            os.remove(path)
+    except Exception:  # left behind, restoring skips what no commit wrote (it compares)
+        pass
 
 
 def undo_files(location: str) -> list[str]:
