@@ -36,5 +36,5 @@ setup(
         # The documentation site (docs/, mkdocs.yml), built with --strict by tests/deploy/test_docs.py.
         "mkdocs>=1.6.1,<2",
         "mkdocs-material>=9.8.2,<10",
-    ], "bench": ["psutil>=5.9"]},
+    ], "bench": ["psutil>=5.9", "py-spy>=0.3"]},
 )

@@ -1,7 +1,7 @@
 """Benchmark: the mapper ("ours") against Beam's ReadFromDatastore ("peer") and a bare
 google-cloud-datastore loop ("limit"), on one emulator and one seeded dataset.
 
-    /work/venv/bin/python -m bench.bench [--entities 30000] [--repeats 3] [--json out.json] [--skip-3x]
+    .venv/bin/python -m bench.bench [--entities 30000] [--repeats 3] [--json out.json] [--skip-3x]
 
 See bench/README.md.
 
