@@ -113,6 +113,9 @@ def checks(reads: Optional[dict], writes: Optional[dict], wide: Optional[dict],
             a, b = cpu["ours-blind-no-undo"], cpu["peer"]
             add(a <= 0.75 * b, f"writes: blind without the undo log, CPU s per 1,000 <= 0.75x "
                 f"Beam's: {a:.3f} vs {b:.3f} = {a / b:.2f}x")
+        for name in sorted(k for k in eps if k.startswith("ours")):
+            rss = median([r["peak_rss_mb"] for r in writes["runs"] if r["row"] == name])
+            add(rss < 400, f"writes: peak RSS of {name} < 400 MB: {rss:.0f} MB")
         if {"ours-transactional", "ours-blind"} <= set(eps):
             a, b = eps["ours-transactional"], eps["ours-blind"]
             add(a >= 0.75 * b, f"writes: transactional >= 0.75x blind: {a:.0f} vs {b:.0f} "
