@@ -33,6 +33,7 @@ import time
 from statistics import median
 from pathlib import Path
 from typing import Callable, Optional
+from unittest import mock
 
 X3 = "@3x"
 SCALE_HEAP = "-Xmx2g"
@@ -175,17 +176,9 @@ def judge(path: Path) -> list:
 def run_part(name: str, main: Callable[[list], int], argv: list[str], out: Path,
              env: Optional[dict] = None) -> dict:
     print(f"\n=== {name}: {' '.join(argv)}", flush=True)
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
     started = time.monotonic()
-    try:
+    with mock.patch.dict(os.environ, env or {}):
         code = main(argv + ["--json", str(out)])
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     if code:
         raise SystemExit(f"bench.cost: the {name} part failed (exit {code}); nothing judged")
     report = json.loads(out.read_text())
@@ -216,28 +209,29 @@ def main(argv=None) -> int:
     parts = set(args.parts.split(","))
     from bench import bench, tenants, writes
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-cost-"))
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    reports: dict = {}
-    if "reads" in parts:
-        reports["reads"] = run_part("reads and exports", bench.main, [
-            "--only", "limit,peer,full,export,exports", "--entities", str(args.entities),
-            "--repeats", str(args.repeats)] + (["--tiny", "50"] if args.quick else []),
-            tmp / "reads.json")
-    if "writes" in parts:
-        reports["writes"] = run_part("writes", writes.main, [
-            "--entities", str(args.write_entities), "--repeats", str(args.repeats)],
-            tmp / "writes.json")
-    tenant_args = ["--threads", "2", "--in-flight-cases", ""]
-    if "wide" in parts:
-        reports["wide"] = run_part("tenants, wide", tenants.main, tenant_args + [
-            "--cases", "wide", "--namespaces", str(args.namespaces),
-            "--repeats", str(args.repeats)], tmp / "wide.json")
-    if "scale" in parts:
-        reports["scale"] = run_part("tenants, scale", tenants.main, tenant_args + [
-            "--cases", "scale", "--scale-namespaces", str(args.scale_namespaces),
-            "--warmup", "0"], tmp / "scale.json",
-            env={"DATASTORE_EMULATOR_JAVA_TOOL_OPTIONS": SCALE_HEAP})
+    with tempfile.TemporaryDirectory(prefix="bench-cost-") as kept:  # the parts' JSON
+        tmp = Path(kept)
+        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        reports: dict = {}
+        if "reads" in parts:
+            reports["reads"] = run_part("reads and exports", bench.main, [
+                "--only", "limit,peer,full,export,exports", "--entities", str(args.entities),
+                "--repeats", str(args.repeats)] + (["--tiny", "50"] if args.quick else []),
+                tmp / "reads.json")
+        if "writes" in parts:
+            reports["writes"] = run_part("writes", writes.main, [
+                "--entities", str(args.write_entities), "--repeats", str(args.repeats)],
+                tmp / "writes.json")
+        tenant_args = ["--threads", "2", "--in-flight-cases", ""]
+        if "wide" in parts:
+            reports["wide"] = run_part("tenants, wide", tenants.main, tenant_args + [
+                "--cases", "wide", "--namespaces", str(args.namespaces),
+                "--repeats", str(args.repeats)], tmp / "wide.json")
+        if "scale" in parts:
+            reports["scale"] = run_part("tenants, scale", tenants.main, tenant_args + [
+                "--cases", "scale", "--scale-namespaces", str(args.scale_namespaces),
+                "--warmup", "0"], tmp / "scale.json",
+                env={"DATASTORE_EMULATOR_JAVA_TOOL_OPTIONS": SCALE_HEAP})
     verdicts = checks(reports.get("reads"), reports.get("writes"), reports.get("wide"),
                       reports.get("scale"), (args.namespaces, args.scale_namespaces))
     print(f"\n=== issue 25, every row in one run (started {started})")

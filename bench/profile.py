@@ -34,9 +34,9 @@ RUNS = {
     "peer-text": None,
 }
 
-#: (owner, pattern on a frame's file); the first that matches wins, innermost frame first.
+#: (owner, pattern on a frame's file); the first that matches wins, innermost frame first (a
+#: sample anywhere inside an import is the imports', ``owner_of``).
 OWNERS = (
-    ("imports", re.compile(r"<frozen importlib")),
     ("ours: decode/encode", re.compile(r"pipeline/datastore/(decode|encode|pbjson)\.py")),
     ("ours: job", re.compile(r"(^|/)jobs/")),
     ("ours: sinks and files", re.compile(r"pipeline/sinks/")),
@@ -116,12 +116,16 @@ def main(argv=None) -> int:
     if not Path(spy).exists():
         print("bench.profile: py-spy is not installed (pip install py-spy)", file=sys.stderr)
         return 2
-    from bench.bench import seed
+    from bench.bench import PROJECT, seed
     from devtools.emulator import DatastoreEmulator
-    from bench.bench import PROJECT
-    tmp = Path(tempfile.mkdtemp(prefix="bench-profile-"))
-    raw = Path(args.raw) if args.raw else tmp / "stacks.txt"
-    emu = DatastoreEmulator(project=PROJECT)
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as kept:  # the run's output
+        tmp = Path(kept)
+        raw = Path(args.raw) if args.raw else tmp / "stacks.txt"
+        code = _record(args, spy, raw, tmp, DatastoreEmulator(project=PROJECT), seed)
+    return code
+
+
+def _record(args, spy: str, raw: Path, tmp: Path, emu, seed) -> int:
     try:
         emu.start()
         os.environ.update(emu.env())
@@ -144,11 +148,9 @@ def main(argv=None) -> int:
           f"holding the GIL at {args.rate}/s = {total / args.rate:.1f} s of Python CPU")
     for owner, n in owners.most_common():
         print(f"  {n / total * 100:5.1f} %  {n / args.rate:6.2f} s  {owner}")
-    print(f"heaviest functions (innermost owned frame):")
+    print("heaviest functions (innermost owned frame):")
     for (owner, fn), n in fns.most_common(args.top):
         print(f"  {n / total * 100:5.1f} %  {fn}  [{owner}]")
-    if not args.raw:
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
