@@ -44,6 +44,10 @@ class UndoLog:
                              ej.entity_to_json(op.before)) if op.before is not None else None,
                             ej.fingerprint_of(op.after, op.after_pb)) for op in ops]
 
+    def discard(self, path: Optional[str]) -> None:
+        """The undo file ``write`` made for a batch that surely did not commit."""
+        undo.discard(path, self.directory)
+
     def write(self, namespace: str, ops: Sequence[Op]) -> Optional[str]:
         """The ops' records as one new file, before their commit; its path (None: none)."""
         if self.directory is None or not ops:
@@ -69,7 +73,7 @@ def transact_ops(c: Any, keys: Sequence, decide: Callable[[dict], tuple[list, An
     try:
         return transact(c, keys, choose, policy, what, where, on_retry)
     except Contention:
-        undo.discard(written.get("undo"))  # that transaction did not commit
+        log.discard(written.get("undo"))  # that transaction did not commit
         raise
 
 

@@ -59,7 +59,6 @@ from pipeline.datastore.writes import (
 from pipeline.errors import MapperError
 from pipeline.graph.commits import Commits, Sent, group_id
 from pipeline.graph.writeback import UndoLog, mutations, tally, transact_ops
-from pipeline.sinks.files import undo
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +352,7 @@ class Writer:
                 self.overload.ended(e)
             if is_contention(e) or isinstance(e, (gexc.InvalidArgument,
                                                   gexc.FailedPrecondition)):
-                undo.discard(sent.undo_path)
+                self.undo_log.discard(sent.undo_path)
             self._transaction(txn.entities)
             return
         self._counted(sent.namespace, txn.ops, txn.decided)
@@ -531,7 +530,7 @@ class Writer:
         try:
             sent.future.result()
         except (gexc.InvalidArgument, gexc.FailedPrecondition) as e:
-            undo.discard(sent.undo_path)  # refused as a whole: nothing of it was written
+            self.undo_log.discard(sent.undo_path)  # refused as a whole: nothing of it was written
             if len(batch) > 1:
                 for op in batch:  # find the one Datastore refuses
                     self._commit_batch(namespace, [op])

@@ -175,30 +175,44 @@ def test_the_undo_log_writes_one_file_a_batch_that_reads_back(tmp_path):
     assert undo.undo_files(str(tmp_path)) == [path]
     records = list(undo.read_records(path))
     assert [ej.key_from_json(r["key"]) for r in records] == [op.key for op in ops]
-    undo.discard(path)
+    log.discard(path)
     assert undo.undo_files(str(tmp_path)) == []
 
 
 def test_discarding_a_batch_deletes_only_its_undo_file(tmp_path):
-    """Only a regular undo file goes: a symlink, a directory or a file of another name at the
-    path is left, and so is what they point to or hold."""
+    """Only a regular undo file of the log's own directory goes: a symlink, a directory or a
+    file of another name at the path is left, and so is what they point to or hold, and an
+    undo file anywhere else (another run's, a user's)."""
+    undo_dir = tmp_path / "undo"
+    ns_dir = undo_dir / "acme"
+    ns_dir.mkdir(parents=True)
     foreign = tmp_path / "users-data.jsonl"
     foreign.write_text("mine\n")
-    link = tmp_path / f"link{undo.SUFFIX}"
+    link = ns_dir / f"link{undo.SUFFIX}"
     link.symlink_to(foreign)
-    folder = tmp_path / f"folder{undo.SUFFIX}"
+    folder = ns_dir / f"folder{undo.SUFFIX}"
     folder.mkdir()
     (folder / "inside.txt").write_text("mine\n")
-    other = tmp_path / "notes.txt"
+    other = ns_dir / "notes.txt"
     other.write_text("mine\n")
-    for path in (link, folder, other, None, ""):
-        undo.discard(str(path) if path else path)
+    elsewhere = tmp_path / "other-run" / "acme" / f"20260101T000000-1-abc{undo.SUFFIX}"
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_text("mine\n")
+    dotted = ns_dir / ".." / ".." / "users-data.jsonl"  # the foreign file, by a path in the log
+    log = UndoLog(str(undo_dir), "job", "run1", "blind")
+    for path in (link, folder, other, elsewhere, dotted, foreign, None, ""):
+        log.discard(str(path) if path else path)
+    undo.discard(str(foreign), None)
     assert link.is_symlink() and foreign.read_text() == "mine\n"
     assert (folder / "inside.txt").read_text() == "mine\n" and other.read_text() == "mine\n"
+    assert elsewhere.read_text() == "mine\n"
     ops, _, _ = _ops()
-    path = UndoLog(str(tmp_path), "job", "run1", "blind").write("acme", ops)
-    undo.discard(path)
+    path = log.write("acme", ops)
+    log.discard(path)
     assert not os.path.exists(path) and foreign.exists() and link.is_symlink()
+    assert not undo._within("gs://b/out/undo/../x/f.jsonl", "gs://b/out/undo")
+    assert undo._within("gs://b/out/undo/acme/f.jsonl", "gs://b/out/undo/")
+    assert not undo._within("gs://b/out/undo-other/acme/f.jsonl", "gs://b/out/undo")
 
 
 # --- what is counted and sampled ---------------------------------------------------------------

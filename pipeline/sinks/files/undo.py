@@ -62,12 +62,13 @@ def write_batch(undo_dir: str, namespace: str, records: list) -> Optional[str]:
     return path
 
 
-def discard(path: Optional[str]) -> None:
+def discard(path: Optional[str], undo_dir: Optional[str]) -> None:
     """A batch that surely did not commit (it lost to contention, or was refused): its
-    records go. ``path`` is what ``write_batch`` returned; even so, only an undo file goes (a
-    regular file named ``*SUFFIX``, not through a symlink, never a directory): whatever else
-    stands there is left as it is."""
-    if not path or not path.endswith(SUFFIX):
+    records go. ``path`` is what ``write_batch(undo_dir, ...)`` returned; even so, only an undo
+    file goes (a regular file named ``*SUFFIX`` directly in a namespace's directory under
+    ``undo_dir``, not through a symlink, never a directory): whatever else stands there, or
+    anywhere else, is left as it is."""
+    if not path or not undo_dir or not path.endswith(SUFFIX) or not _within(path, undo_dir):
         return
     try:
         if "://" in path:  # an object store: one object (the name is not a prefix)
@@ -76,6 +77,16 @@ def discard(path: Optional[str]) -> None:
             os.remove(path)
     except Exception:  # left behind, restoring skips what no commit wrote (it compares)
         pass
+
+
+def _within(path: str, undo_dir: str) -> bool:
+    """``path`` is ``undo_dir/<namespace part>/<name>``, as ``write_batch`` makes it."""
+    if "://" in path:
+        rest = path[len(undo_dir.rstrip("/")) + 1:] if path.startswith(
+            undo_dir.rstrip("/") + "/") else ""
+        return rest.count("/") == 1 and ".." not in rest.split("/")
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    return parent == os.path.abspath(undo_dir) and os.path.basename(path) not in ("", "..")
 
 
 def undo_files(location: str) -> list[str]:
